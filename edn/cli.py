@@ -1,0 +1,175 @@
+"""`edn <verb>`: the command line. Every verb is also runnable as `python -m ray_jobs.<verb>`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from edn.pose.estimator import estimator_names
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        assert w > 0 and h > 0
+        return w, h
+    except (ValueError, AssertionError):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 256x256, not {text!r}") from None
+
+
+def _init_ray() -> None:
+    import ray
+    ray.init(ignore_reinit_error=True)  # joins $RAY_ADDRESS (e.g. under `ray job submit`), else starts locally
+
+
+def cmd_synth(a) -> dict:
+    from edn.synth import synthesize
+    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps)}
+
+
+def cmd_ingest(a) -> dict:
+    from edn.data.ingest import IngestConfig, ingest
+    _init_ray()
+    w, h = a.size or (None, None)
+    result = ingest(a.videos, a.out, IngestConfig(estimator=a.estimator, width=w, height=h, concurrency=a.concurrency))
+    for failure in result["failed"]:
+        print(f"edn ingest: failed: {failure['error']}", file=sys.stderr)
+    return result
+
+
+def _train_config(a):
+    from edn.config import load_config
+    from edn.train.config import TrainConfig
+    base = {k: v for k, v in (("dataset_url", a.dataset), ("target", a.target)) if v}
+    return load_config(TrainConfig, a.config, a.set, base=base)
+
+
+def cmd_train(a) -> dict:
+    from edn.train.run import train
+    cfg = _train_config(a)
+    if not cfg.dataset_url or not cfg.target:
+        raise ValueError("train needs --dataset and --target (or dataset_url and target in --config)")
+    _init_ray()
+    return train(cfg)
+
+
+def _model(a):
+    from edn.registry import load_registered
+    from edn.tracking import tracking_uri
+    return load_registered(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri))
+
+
+def cmd_render(a) -> dict:
+    from edn.render.transfer import transfer
+    return transfer(a.dataset, a.source, _model(a), a.out, layout=a.layout)
+
+
+def cmd_evaluate(a) -> dict:
+    from edn.eval.heldout import evaluate_heldout
+    from edn.eval.report import write_metrics, write_report
+    from edn.storage import join
+    model = _model(a)
+    metrics = evaluate_heldout(a.dataset, model)
+    strips = metrics.pop("strips")
+    write_metrics(join(a.out, "metrics.json"), metrics)
+    write_report(join(a.out, "report.html"), f"edn evaluation: {model.meta['target']}", metrics, strips)
+    return {k: v for k, v in metrics.items() if k != "ssim_per_frame"}
+
+
+def cmd_demo(a) -> dict:
+    from edn.demo import DemoConfig, run_demo
+    cfg = DemoConfig(out=a.out)
+    if a.steps:
+        cfg.train.steps = a.steps
+    if a.frames:
+        cfg.frames = a.frames
+    result = run_demo(cfg)
+    print(f"\ntransfer video : {result['transfer']}\nmetrics        : {result['metrics_file']}\n"
+          f"report         : {result['report']}\nSSIM held-out  : model {result['ssim']['model']:.4f} vs "
+          f"mean-frame baseline {result['ssim']['mean_frame_baseline']:.4f}\n"
+          f"MLflow UI      : .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']}\n"
+          f"registry       : {result['model_name']} version {result['model_version']}\n")
+    return {k: v for k, v in result.items() if k != "ssim_per_frame"}
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True, help="ingested dataset URL")
+    p.add_argument("--target", required=True, help="target video id; the model is edn-<target> unless --model")
+    p.add_argument("--model", default="", help="registered model name (default edn-<target>)")
+    p.add_argument("--alias", default="candidate", help="registry alias or version number (default candidate)")
+    p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now motion transfer on Ray.")
+    sub = top.add_subparsers(dest="verb", required=True)
+
+    def verb(name, fn, help_, example):
+        p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = verb("synth", cmd_synth, "Render synthetic dancers: an mp4 and ground-truth keypoints per dancer.",
+             "edn synth outputs/dancers --dancers 2 --frames 300 --size 256x256 --seed 1")
+    p.add_argument("out", help="output folder URL")
+    p.add_argument("--dancers", type=int, default=2)
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--size", type=_size, default=(256, 256), help="WIDTHxHEIGHT")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=30.0)
+
+    p = verb("ingest", cmd_ingest, "Decode videos and detect poses into a Parquet frame/pose dataset (Ray Data).",
+             "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
+    p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
+    p.add_argument("--out", required=True, help="dataset URL")
+    p.add_argument("--estimator", default="mediapipe", choices=estimator_names())
+    p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
+    p.add_argument("--concurrency", type=int, default=1, help="pose-detector actors")
+
+    p = verb("train", cmd_train, "Train a target's body GAN on Ray Train and register it in MLflow as edn-<target>.",
+             "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2")
+    p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig settings")
+    p.add_argument("--dataset", default="", help="dataset URL (overrides the config's dataset_url)")
+    p.add_argument("--target", default="", help="target video id (overrides the config's target)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. generator.ngf=32 (repeatable)")
+
+    p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4).",
+             "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4")
+    _model_args(p)
+    p.add_argument("--source", required=True, help="source video id in the dataset")
+    p.add_argument("--out", required=True, help="output mp4 URL")
+    p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
+
+    p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames (SSIM, report).",
+             "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval")
+    _model_args(p)
+    p.add_argument("--out", required=True, help="folder URL for metrics.json and report.html")
+
+    p = verb("demo", cmd_demo, "Run everything end to end on synthetic dancers with embedded defaults.",
+             "edn demo --out outputs/demo")
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--steps", type=int, default=0, help="training steps (default: the demo's)")
+    p.add_argument("--frames", type=int, default=0, help="frames per dancer (default: the demo's)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edn.registry import ModelNotFoundError
+    from edn.video import VideoError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = parser().parse_args(argv)
+    try:
+        result = args.fn(args)
+    except (VideoError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
+        print(f"edn {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1, default=str))
+    return 1 if result.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

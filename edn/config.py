@@ -1,0 +1,62 @@
+"""Typed configuration: nested dataclasses <-> dicts, loaded from YAML/JSON with dotted overrides."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
+import yaml
+
+from edn.storage import read_bytes
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Build `cls` from a dict, recursing into dataclass fields; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`a.b=value` strings (value parsed as YAML: numbers, booleans, lists) into a nested dict."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        node = data
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(cls: type[T], url: str | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> T:
+    data = dict(base or {})
+    if url:
+        loaded = yaml.safe_load(read_bytes(url)) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{url}: a config file must hold a mapping of settings")
+        data = _merge(data, loaded)
+    return from_dict(cls, apply_overrides(data, overrides or []))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -1,0 +1,115 @@
+"""pix2pixHD networks: the global generator and multi-scale patch discriminators.
+
+Plain nn.Modules; everything Ray or MLflow lives in edn.train.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=False)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), _norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    in_channels: int = 3  # pose figure (3); +3 with temporal smoothing (previous frame)
+    out_channels: int = 3
+    ngf: int = 64
+    n_downsample: int = 4
+    n_blocks: int = 9
+
+
+class GlobalGenerator(nn.Module):
+    """Conv front end, strided downsampling, residual blocks, transposed-conv upsampling, tanh."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        ngf = cfg.ngf
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(cfg.in_channels, ngf, 7), _norm(ngf), nn.ReLU(True)]
+        for i in range(cfg.n_downsample):
+            c = ngf * 2**i
+            layers += [nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), _norm(2 * c), nn.ReLU(True)]
+        c = ngf * 2**cfg.n_downsample
+        layers += [ResnetBlock(c) for _ in range(cfg.n_blocks)]
+        for i in range(cfg.n_downsample):
+            c = ngf * 2 ** (cfg.n_downsample - i)
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1),
+                       _norm(c // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, cfg.out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    @property
+    def stride(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2**self.cfg.n_downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    in_channels: int = 6  # condition (pose) + image
+    ndf: int = 64
+    n_layers: int = 3
+    num_D: int = 2
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN that returns every layer's activations (the last is the patch prediction)."""
+
+    def __init__(self, in_channels: int, ndf: int, n_layers: int):
+        super().__init__()
+        k, p = 4, 2
+        nf = ndf
+        blocks = [[nn.Conv2d(in_channels, nf, k, stride=2, padding=p), nn.LeakyReLU(0.2, True)]]
+        for n in range(1, n_layers + 1):
+            prev, nf = nf, min(nf * 2, 512)
+            stride = 2 if n < n_layers else 1
+            blocks.append([nn.Conv2d(prev, nf, k, stride=stride, padding=p), _norm(nf), nn.LeakyReLU(0.2, True)])
+        blocks.append([nn.Conv2d(nf, 1, k, stride=1, padding=p)])
+        self.blocks = nn.ModuleList(nn.Sequential(*b) for b in blocks)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return feats
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """num_D PatchGANs on the input at full, 1/2, 1/4 ... resolution."""
+
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.scales = nn.ModuleList(
+            NLayerDiscriminator(cfg.in_channels, cfg.ndf, cfg.n_layers) for _ in range(cfg.num_D))
+        self.down = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = self.down(x)
+            out.append(d(x))
+        return out

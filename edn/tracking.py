@@ -1,0 +1,40 @@
+"""MLflow: where runs go by default, and finding the run that a named training run logs to."""
+from __future__ import annotations
+
+import os
+
+from mlflow import MlflowClient
+
+DEFAULT_HOME = "outputs/mlflow"
+
+
+def tracking_uri(uri: str = "") -> str:
+    """The given URI, else $MLFLOW_TRACKING_URI, else SQLite under outputs/mlflow/."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if uri:
+        return uri
+    home = os.path.abspath(DEFAULT_HOME)
+    os.makedirs(home, exist_ok=True)
+    return f"sqlite:///{home}/mlflow.db"
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if client.tracking_uri.startswith("sqlite:///"):
+        # keep artifacts beside the database rather than in whatever folder we run from
+        home = os.path.dirname(client.tracking_uri[len("sqlite:///"):])
+        artifact_location = "file://" + os.path.join(home, "artifacts")
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def run_for(client: MlflowClient, experiment: str, run_name: str, tags: dict | None = None) -> str:
+    """The MLflow run of a named training run: re-submitting the same name continues it."""
+    exp_id = experiment_id(client, experiment)
+    found = client.search_runs([exp_id], filter_string=f"tags.`edn.run_name` = '{run_name}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    return client.create_run(exp_id, run_name=run_name, tags={"edn.run_name": run_name, **(tags or {})}).info.run_id

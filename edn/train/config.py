@@ -1,0 +1,46 @@
+"""Every knob of a training run, in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+
+
+@dataclass
+class TrainConfig:
+    dataset_url: str = ""          # the ingested frame/pose dataset (edn.data.schema)
+    target: str = ""               # video id of the target person's video in that dataset
+    model_name: str = ""           # registry name; default edn-<target>
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    steps: int = 2000
+    batch_size: int = 4
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_feat: float = 10.0      # discriminator feature matching
+    holdout_fraction: float = 0.1  # the video's last frames, never trained on (evaluation)
+    seed: int = 0
+    # Ray Train
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    torch_threads: int = 0         # 0: one per CPU given to the worker
+    max_failures: int = 2          # worker/node failures survived by resuming from a checkpoint
+    checkpoint_every: int = 200
+    storage_path: str = "outputs/ray"  # Ray Train run storage (any fsspec URL)
+    run_name: str = ""             # same name + storage path = resume; default edn-<target>
+    # MLflow
+    tracking_uri: str = ""         # default: $MLFLOW_TRACKING_URI, else SQLite under outputs/
+    experiment: str = "edn"
+    log_every: int = 10
+    image_every: int = 200
+    alias: str = "candidate"
+
+    @property
+    def registry_name(self) -> str:
+        return self.model_name or f"edn-{self.target}"
+
+    @property
+    def ray_run_name(self) -> str:
+        return self.run_name or f"edn-{self.target}"

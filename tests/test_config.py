@@ -1,0 +1,19 @@
+import pytest
+
+from edn.config import from_dict, load_config, to_dict
+from edn.train.config import TrainConfig
+
+
+def test_file_and_overrides(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("target: alice\nsteps: 10\ngenerator:\n  ngf: 16\n")
+    cfg = load_config(TrainConfig, str(path), ["generator.n_blocks=2", "lr=0.001", "use_gpu=true"])
+    assert (cfg.target, cfg.steps, cfg.generator.ngf, cfg.generator.n_blocks) == ("alice", 10, 16, 2)
+    assert cfg.lr == 0.001 and cfg.use_gpu is True
+    assert cfg.registry_name == "edn-alice" and cfg.ray_run_name == "edn-alice"
+    assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+
+
+def test_unknown_setting_is_named():
+    with pytest.raises(ValueError, match="stepz"):
+        load_config(TrainConfig, None, ["stepz=3"])

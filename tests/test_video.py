@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from edn.video import VideoError, probe, read_frames, write_video
+
+
+def _frames(n, w=81, h=65):
+    """Smooth gradients with a moving block: content a video codec is made for."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], -1).astype(np.uint8)
+    frames = []
+    for i in range(n):
+        f = base.copy()
+        f[20:40, 5 + 3 * i:25 + 3 * i] = (250, 40, 40)
+        frames.append(f)
+    return frames
+
+
+def test_roundtrip_local_and_memory(tmp_path):
+    frames = _frames(12)
+    for url in (str(tmp_path / "a.mp4"), "memory://edn-test/video/a.mp4"):
+        assert write_video(url, frames, 25.0) == 12
+        info = probe(url)
+        assert (info.width, info.height, info.fps) == (82, 66, 25.0)  # odd sizes padded to even
+        decoded = list(read_frames(url))
+        assert [i for i, _, _ in decoded] == list(range(12))
+        assert decoded[5][1] == pytest.approx(5 / 25.0)
+        # H.264 at crf 18: close to the source, not bit-exact
+        err = np.abs(decoded[3][2][:65, :81].astype(int) - frames[3].astype(int)).mean()
+        assert err < 4, err
+
+
+def test_read_range(tmp_path):
+    url = str(tmp_path / "b.mp4")
+    write_video(url, _frames(10), 30.0)
+    assert [i for i, _, _ in read_frames(url, start=3, stop=6)] == [3, 4, 5]
+
+
+def test_bad_files_name_the_file_and_the_problem(tmp_path):
+    good = str(tmp_path / "good.mp4")
+    write_video(good, _frames(30), 30.0)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(open(good, "rb").read()[:2000])
+    cases = {str(empty): "empty file", str(text): "not a readable video",
+             str(truncated): "not a readable video", str(tmp_path / "missing.mp4"): "no such file"}
+    for url, reason in cases.items():
+        with pytest.raises(VideoError) as e:
+            list(read_frames(url))
+        assert url in str(e.value) and reason in str(e.value)
