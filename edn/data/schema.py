@@ -52,9 +52,12 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 def keypoints_array(column) -> np.ndarray:
-    """A batch's keypoints column (list of flat lists or 2-D array) -> (N, 137, 3) float32."""
-    return np.asarray(list(column) if not isinstance(column, np.ndarray) else column,
-                      np.float32).reshape(-1, N_KEYPOINTS, 3)
+    """A keypoints column (lists, a 2-D array, or an object array of rows, as Arrow and Ray Data
+    give them) -> (N, 137, 3) float32."""
+    arr = np.asarray(column)
+    if arr.dtype == object:
+        arr = np.stack([np.asarray(row, np.float32) for row in arr]) if len(arr) else arr
+    return arr.astype(np.float32).reshape(-1, N_KEYPOINTS, 3)
 
 
 def frames_table(rows: list[dict]) -> pa.Table:
