@@ -42,8 +42,8 @@ def training_pairs(dataset_url: str, target: str, holdout_fraction: float):
     import ray
 
     record = video_record(dataset_url, target)
-    ds = ray.data.read_parquet(join(dataset_url, "frames", target),
-                               columns=["frame_index", "image", "keypoints"])
+    ds = ray.data.read_parquet(join(dataset_url, "frames", target)).select_columns(
+        ["frame_index", "image", "keypoints"])
     pairs = ds.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction)},
                            batch_size=None, batch_format="numpy")
     return pairs, record

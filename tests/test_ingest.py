@@ -1,0 +1,53 @@
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from edn.data.ingest import IngestConfig, ingest
+from edn.data.reader import video_frames, video_poses
+from edn.data.schema import FRAMES_SCHEMA
+
+
+def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for d in dancers:  # the ground-truth keypoints travel with their videos
+        shutil.copy(d, videos)
+        shutil.copy(d.replace(".mp4", ".keypoints.parquet"), videos)
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "notes.mp4").write_text("not a video\n" * 100)
+    (videos / "cut.mp4").write_bytes(open(dancers[0], "rb").read()[:3000])
+    missing = str(tmp_path / "nowhere" / "missing.mp4")
+    out = str(tmp_path / "dataset")
+    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, concurrency=2)
+
+    result = ingest([str(videos), missing], out, cfg)
+    assert sorted(result["done"]) == ["dancer_00", "dancer_01"]
+    errors = {f["video_id"]: f["error"] for f in result["failed"]}
+    assert set(errors) == {"empty", "notes", "cut", "missing"}
+    assert str(videos / "empty.mp4") in errors["empty"] and "empty file" in errors["empty"]
+    assert str(videos / "notes.mp4") in errors["notes"] and "not a readable video" in errors["notes"]
+    assert str(videos / "cut.mp4") in errors["cut"]
+    assert missing in errors["missing"] and "no such file" in errors["missing"]
+    recorded = json.loads((tmp_path / "dataset" / "errors" / "cut.json").read_text())
+    assert recorded["url"] == str(videos / "cut.mp4")
+
+    table = pq.read_table(tmp_path / "dataset" / "frames" / "dancer_00" / "part-0.parquet")
+    assert table.schema.equals(FRAMES_SCHEMA)
+    assert table.num_rows == 48 and table["frame_index"].to_pylist() == list(range(48))
+    record = json.loads((tmp_path / "dataset" / "videos" / "dancer_00.json").read_text())
+    assert (record["frames"], record["width"], record["height"], record["fps"]) == (48, 64, 64, 30.0)
+    assert record["transform"]["scale"] == 0.5
+
+    # keypoints follow the stored image: ground truth at 128 px, halved at 64 px
+    src = pq.read_table(dancers[0].replace(".mp4", ".keypoints.parquet"))
+    gt = np.asarray(src["keypoints"].to_pylist(), np.float32).reshape(48, -1, 3)
+    _, poses = video_poses(out, "dancer_00")
+    assert np.allclose(poses[:, :, :2], gt[:, :, :2] * 0.5, atol=1e-3)
+    index, images, _ = next(video_frames(out, "dancer_00", batch_size=8))
+    assert images.shape == (8, 64, 64, 3) and list(index) == list(range(8))
+
+    again = ingest([str(videos), missing], out, cfg)
+    assert sorted(again["skipped"]) == ["dancer_00", "dancer_01"] and again["done"] == []
+    assert {f["video_id"] for f in again["failed"]} == {"empty", "notes", "cut", "missing"}
