@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
@@ -36,9 +37,10 @@ def test_gan_step_updates_both_networks_and_leaves_d_trainable():
     D = MultiscaleDiscriminator(DiscriminatorConfig(ndf=8, n_layers=2, num_D=2))
     g0 = [p.clone() for p in G.parameters()]
     d0 = [p.clone() for p in D.parameters()]
-    step = BodyGANStep(G, D, torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3), 10.0)
+    step = BodyGANStep(G, D, torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3),
+                       {"G_gan": 1.0, "G_feat": 10.0, "G_l1": 0.0})
     losses = step(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1)
-    assert set(losses) == {"G_gan", "G_feat", "D_fake", "D_real"}
+    assert set(losses) == {"G_gan", "G_feat", "D_fake", "D_real"}  # no G_l1 at weight 0
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
     assert all(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
@@ -51,7 +53,8 @@ def test_generator_fits_a_mapping():
     G = GlobalGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1))
     D = MultiscaleDiscriminator(DiscriminatorConfig(ndf=8, n_layers=2, num_D=1))
     step = BodyGANStep(G, D, torch.optim.Adam(G.parameters(), 2e-3, betas=(0.5, 0.999)),
-                       torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)), 10.0)
+                       torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)),
+                       {"G_gan": 1.0, "G_feat": 10.0})
     pose = torch.zeros(4, 3, 32, 32)
     pose[:, :, 8:24, 12:20] = 1.0
     real = -torch.ones(4, 3, 32, 32)
@@ -61,3 +64,10 @@ def test_generator_fits_a_mapping():
         step(pose, real)
     after = (G(pose) - real).abs().mean().item()
     assert after < 0.5 * before, (before, after)
+
+
+def test_learning_rate_schedule():
+    from edn.train.config import TrainConfig
+    from edn.train.loop import learning_rate
+    cfg = TrainConfig(steps=100, lr=1e-3, lr_decay_start=0.5)
+    assert [learning_rate(cfg, s) for s in (0, 50, 75, 99)] == pytest.approx([1e-3, 1e-3, 5e-4, 2e-5])

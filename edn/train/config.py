@@ -16,9 +16,12 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 4
     lr: float = 2e-4
+    lr_decay_start: float = 0.5    # fraction of steps after which lr falls linearly to 0 (pix2pixHD)
     beta1: float = 0.5
     beta2: float = 0.999
-    lambda_feat: float = 10.0      # discriminator feature matching
+    lambda_feat: float = 10.0      # discriminator feature matching (pix2pixHD)
+    lambda_l1: float = 0.0         # L1 to the real frame: not in the paper; a stand-in where no
+                                   # VGG19 weights exist for the perceptual loss (see README)
     holdout_fraction: float = 0.1  # the video's last frames, never trained on (evaluation)
     seed: int = 0
     # Ray Train
@@ -36,6 +39,10 @@ class TrainConfig:
     log_every: int = 10
     image_every: int = 200
     alias: str = "candidate"
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"G_gan": 1.0, "G_feat": self.lambda_feat, "G_l1": self.lambda_l1}
 
     @property
     def registry_name(self) -> str:

@@ -35,6 +35,13 @@ def load_state(path: str, device: torch.device) -> dict:
     return torch.load(os.path.join(path, STATE_FILE), map_location=device, weights_only=True)
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Constant, then linear decay to zero over the last (1 - lr_decay_start) of the steps: a
+    function of the step alone, so a resumed run continues the same schedule."""
+    start = cfg.lr_decay_start * cfg.steps
+    return cfg.lr * min(1.0, (cfg.steps - step) / max(cfg.steps - start, 1))
+
+
 def sample_grid(pose: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
     """pose | output | real for the first item, as one uint8 image."""
     row = torch.cat([pose[0], fake[0], real[0]], dim=2)
@@ -63,7 +70,7 @@ def train_loop_per_worker(config: dict) -> None:
         step = state["step"]
     if world > 1:  # G and D wrapped separately: each has its own backward per step
         G, D = DDP(G), DDP(D)
-    gan_step = BodyGANStep(G, D, opt_G, opt_D, cfg.lambda_feat)
+    gan_step = BodyGANStep(G, D, opt_G, opt_D, cfg.loss_weights)
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
 
@@ -74,6 +81,9 @@ def train_loop_per_worker(config: dict) -> None:
         for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                               local_shuffle_buffer_size=4 * cfg.batch_size, device=device):
             batches += 1
+            lr = learning_rate(cfg, step)
+            for group in (*opt_G.param_groups, *opt_D.param_groups):
+                group["lr"] = lr
             pose = to_model_range(batch["pose"][:, 1])   # frame t of each (t-1, t) pair
             real = to_model_range(batch["image"][:, 1])
             losses = gan_step(pose, real)
@@ -83,6 +93,7 @@ def train_loop_per_worker(config: dict) -> None:
                 now = time.time()
                 values = {k: float(v) for k, v in losses.items()}
                 values["images_per_s"] = images_since / (now - tick)
+                values["lr"] = lr
                 ms = int(now * 1000)
                 client.log_batch(run_id, [Metric(k, v, ms, step) for k, v in values.items()])
                 tick, images_since = now, 0

@@ -13,14 +13,20 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 class BodyGANStep:
-    """Losses are a named dict (name -> module, name -> weight) so each term is logged by name."""
+    """The generator's terms are named (G_gan, G_feat, G_l1), each with a weight, so every term
+    is logged under its name; a term of weight 0 is not computed."""
 
     def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer,
-                 opt_D: torch.optim.Optimizer, lambda_feat: float):
+                 opt_D: torch.optim.Optimizer, weights: dict[str, float]):
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
-        self.g_losses = {"G_gan": LSGANLoss(), "G_feat": FeatureMatchingLoss()}
-        self.g_weights = {"G_gan": 1.0, "G_feat": lambda_feat}
-        self.gan = self.g_losses["G_gan"]
+        self.weights = {k: w for k, w in weights.items() if w}
+        self.gan, self.feat, self.l1 = LSGANLoss(), FeatureMatchingLoss(), nn.L1Loss()
+
+    def _generator_terms(self, fake, real, pred_fake, pred_real) -> dict[str, torch.Tensor]:
+        terms = {"G_gan": lambda: self.gan(pred_fake, True),
+                 "G_feat": lambda: self.feat(pred_fake, pred_real),
+                 "G_l1": lambda: self.l1(fake, real)}
+        return {name: terms[name]() for name in self.weights}
 
     def __call__(self, pose: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """pose, real: (B, 3, H, W) in [-1, 1]. Returns detached losses (no host sync here)."""
@@ -33,10 +39,9 @@ class BodyGANStep:
         D.requires_grad_(False)
         try:
             pred_fake, pred_real = _split(D(torch.cat([fake_in, real_in], 0)), len(pose))
-            g_terms = {"G_gan": self.gan(pred_fake, True),
-                       "G_feat": self.g_losses["G_feat"](pred_fake, pred_real)}
+            g_terms = self._generator_terms(fake, real, pred_fake, pred_real)
             self.opt_G.zero_grad(set_to_none=True)
-            sum(self.g_weights[k] * v for k, v in g_terms.items()).backward()
+            sum(self.weights[k] * v for k, v in g_terms.items()).backward()
             self.opt_G.step()
         finally:
             D.requires_grad_(True)
