@@ -20,33 +20,41 @@ def split_point(frames: int, holdout_fraction: float) -> int:
 
 
 def make_pairs(batch: dict[str, np.ndarray], max_index: int) -> dict[str, np.ndarray]:
-    """Frame rows in file order -> pair rows with the decoded images and drawn pose figures,
-    each of shape (N, 2, H, W, 3) uint8, [t-1, t]; plus the frame index of t."""
+    """Frame rows in file order -> compact pair rows (JPEG bytes and keypoints of t-1 and t)."""
     index = np.asarray(batch["frame_index"])
-    keep = np.flatnonzero((index[1:] == index[:-1] + 1) & (index[1:] < max_index)) + 1
+    t = np.flatnonzero((index[1:] == index[:-1] + 1) & (index[1:] < max_index)) + 1
     poses = keypoints_array(batch["keypoints"])
+    return {"frame_index": index[t].astype(np.int32),
+            "image_prev": batch["image"][t - 1], "image": batch["image"][t],
+            "keypoints_prev": poses[t - 1].reshape(len(t), -1), "keypoints": poses[t].reshape(len(t), -1)}
+
+
+def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Compact pair rows -> decoded frames and drawn pose figures, each (N, 2, H, W, 3) uint8
+    ordered [t-1, t]."""
     images, figures = [], []
-    for t in keep:
-        pair = [decode_image(batch["image"][i]) for i in (t - 1, t)]
+    for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
+        pair = [decode_image(prev), decode_image(cur)]
         h, w = pair[0].shape[:2]
         images.append(np.stack(pair))
-        figures.append(np.stack([draw_pose(poses[i], w, h) for i in (t - 1, t)]))
-    if not len(keep):
-        return {"frame_index": np.zeros(0, np.int32), "image": np.zeros((0, 2, 1, 1, 3), np.uint8),
-                "pose": np.zeros((0, 2, 1, 1, 3), np.uint8)}
-    return {"frame_index": index[keep].astype(np.int32), "image": np.stack(images), "pose": np.stack(figures)}
+        figures.append(np.stack([draw_pose(p, w, h) for p in keypoints_array([kp_prev, kp])]))
+    return {"frame_index": np.asarray(batch["frame_index"], np.int32),
+            "image": np.stack(images), "pose": np.stack(figures)}
 
 
 def training_pairs(dataset_url: str, target: str, holdout_fraction: float):
-    """The Ray Dataset of training pairs of one target video, and that video's record."""
+    """The Ray Dataset of training pairs of one target video, and that video's record.
+
+    Pairs are shuffled across the whole video while still compact (JPEG bytes), before the
+    decode and draw: batches of neighbouring frames alone train poorly."""
     import ray
 
     record = video_record(dataset_url, target)
-    ds = ray.data.read_parquet(join(dataset_url, "frames", target)).select_columns(
+    frames = ray.data.read_parquet(join(dataset_url, "frames", target)).select_columns(
         ["frame_index", "image", "keypoints"])
-    pairs = ds.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction)},
-                           batch_size=None, batch_format="numpy")
-    return pairs, record
+    pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction)},
+                               batch_size=None, batch_format="numpy")
+    return pairs.random_shuffle().map_batches(render_pairs, batch_size=32, batch_format="numpy"), record
 
 
 def to_model_range(images: "torch.Tensor") -> "torch.Tensor":  # noqa: F821

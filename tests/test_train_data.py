@@ -1,0 +1,24 @@
+import numpy as np
+
+from edn.data.schema import decode_image, encode_image
+from edn.train.data import make_pairs, render_pairs, split_point
+
+
+def test_pairs_are_consecutive_frames_before_the_holdout():
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (16, 24, 3), np.uint8) for _ in range(8)]
+    index = np.array([0, 1, 2, 4, 5, 6, 7, 8])  # frame 3 missing: no (2, 4) pair
+    poses = rng.uniform(1, 15, (8, 137, 3)).astype(np.float32)
+    batch = {"frame_index": index, "image": np.array([encode_image(f) for f in frames], dtype=object),
+             "keypoints": poses.reshape(8, -1)}
+    pairs = make_pairs(batch, max_index=8)
+    assert list(pairs["frame_index"]) == [1, 2, 5, 6, 7]  # 8 is held out, 4 has no predecessor
+    out = render_pairs(pairs)
+    assert out["image"].shape == (5, 2, 16, 24, 3) and out["pose"].shape == (5, 2, 16, 24, 3)
+    # pair (4, 5) -> rows 3 and 4 of the batch; images survive the JPEG round trip closely
+    assert np.abs(out["image"][2, 0].astype(int) - decode_image(batch["image"][3]).astype(int)).max() == 0
+    assert out["pose"].max() > 0
+
+
+def test_split_point():
+    assert split_point(480, 0.1) == 432 and split_point(48, 0.1) == 43 and split_point(3, 0.9) == 2
