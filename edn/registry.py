@@ -97,7 +97,7 @@ def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu")
     except MlflowException as e:
         raise ModelNotFoundError(
             f"no model {name!r} {'version' if ref.isdigit() else 'alias'} {ref!r} in the registry at "
-            f"{tracking_uri} ({e.message if hasattr(e, 'message') else e})") from None
+            f"{tracking_uri} ({e.message})") from None
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=tracking_uri)
         return load_model_dir(local, str(mv.version), device)

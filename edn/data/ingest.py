@@ -127,24 +127,22 @@ class ExtractPoses:
         self.estimator = make_estimator(self.cfg.estimator)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        results = {"video_id": [], "url": [], "ok": [], "frames": [], "error": []}
-        for url, video_id in zip(batch["url"], batch["video_id"]):
-            error, frames = "", 0
-            try:
-                frames = ingest_video(str(url), str(video_id), self.out_url, self.estimator, self.cfg)["frames"]
-                error_url = join(self.out_url, "errors", f"{video_id}.json")
-                if exists(error_url):  # a retry that succeeded clears the old failure
-                    fs, path = filesystem(error_url)
-                    fs.rm(path)
-            except Exception as e:  # one bad video must not stop the others
-                error = str(e) if isinstance(e, (VideoError, NoPersonError)) else f"{url}: {type(e).__name__}: {e}"
-                log.error("ingest failed: %s", error)
-                write_bytes_atomic(join(self.out_url, "errors", f"{video_id}.json"),
-                                   json.dumps({"video_id": str(video_id), "url": str(url), "error": error}).encode())
-            for key, value in (("video_id", str(video_id)), ("url", str(url)), ("ok", not error),
-                               ("frames", frames), ("error", error)):
-                results[key].append(value)
-        return results
+        rows = [self._one(str(url), str(video_id)) for url, video_id in zip(batch["url"], batch["video_id"])]
+        return {key: [row[key] for row in rows] for key in ("video_id", "url", "ok", "frames", "error")}
+
+    def _one(self, url: str, video_id: str) -> dict:
+        error_url = join(self.out_url, "errors", f"{video_id}.json")
+        try:
+            frames = ingest_video(url, video_id, self.out_url, self.estimator, self.cfg)["frames"]
+        except Exception as e:  # one bad video must not stop the others
+            error = str(e) if isinstance(e, (VideoError, NoPersonError)) else f"{url}: {type(e).__name__}: {e}"
+            log.error("ingest failed: %s", error)
+            write_bytes_atomic(error_url, json.dumps({"video_id": video_id, "url": url, "error": error}).encode())
+            return {"video_id": video_id, "url": url, "ok": False, "frames": 0, "error": error}
+        if exists(error_url):  # a retry that succeeded clears the old failure
+            fs, path = filesystem(error_url)
+            fs.rm(path)
+        return {"video_id": video_id, "url": url, "ok": True, "frames": frames, "error": ""}
 
 
 def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> dict:
