@@ -33,6 +33,7 @@ class PoseEstimator(abc.ABC):
 _ESTIMATORS = {
     "mediapipe": "edn.pose.mediapipe_estimator:MediapipeHolistic",
     "groundtruth": "edn.pose.groundtruth:GroundTruthPoses",
+    "openpose-json": "edn.pose.openpose_json:OpenPoseJson",
 }
 
 
