@@ -20,5 +20,12 @@ def test_pairs_are_consecutive_frames_before_the_holdout():
     assert out["pose"].max() > 0
 
 
+def test_a_block_without_pairs_renders_to_an_empty_batch():
+    pairs = make_pairs({"frame_index": np.array([4]), "image": np.array([b"x"], dtype=object),
+                        "keypoints": np.zeros((1, 411), np.float32)}, max_index=10)
+    out = render_pairs(pairs)
+    assert len(out["frame_index"]) == 0 and out["image"].shape[0] == 0 and out["pose"].shape[0] == 0
+
+
 def test_split_point():
     assert split_point(480, 0.1) == 432 and split_point(48, 0.1) == 43 and split_point(3, 0.9) == 2

@@ -11,6 +11,7 @@ import numpy as np
 from edn.data.ingest import video_record
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
+from edn.pose.layout import N_KEYPOINTS
 from edn.storage import join
 
 
@@ -26,12 +27,16 @@ def make_pairs(batch: dict[str, np.ndarray], max_index: int) -> dict[str, np.nda
     poses = keypoints_array(batch["keypoints"])
     return {"frame_index": index[t].astype(np.int32),
             "image_prev": batch["image"][t - 1], "image": batch["image"][t],
-            "keypoints_prev": poses[t - 1].reshape(len(t), -1), "keypoints": poses[t].reshape(len(t), -1)}
+            "keypoints_prev": poses[t - 1].reshape(len(t), N_KEYPOINTS * 3),
+            "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3)}
 
 
 def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Compact pair rows -> decoded frames and drawn pose figures, each (N, 2, H, W, 3) uint8
     ordered [t-1, t]."""
+    if not len(batch["frame_index"]):  # a block whose frames formed no pair
+        empty = np.zeros((0, 2, 1, 1, 3), np.uint8)
+        return {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty}
     images, figures = [], []
     for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
         pair = [decode_image(prev), decode_image(cur)]
