@@ -81,8 +81,9 @@ def test_mediapipe_finds_the_dancers_within_5_percent_of_body_height(three_dance
             gt = _gt(video)
             found, errors, face_err, hand_err = 0, [], [], []
             for i, _, rgb in read_frames(video):
-                pose = detector.estimate(rgb, i)
-                assert pose.shape == (N_KEYPOINTS, 3) and pose.dtype == np.float32
+                people = detector.estimate(rgb, i)
+                assert people.shape[1:] == (N_KEYPOINTS, 3) and len(people) <= 1 and people.dtype == np.float32
+                pose = people[0] if len(people) else np.zeros((N_KEYPOINTS, 3), np.float32)
                 height = body_height(gt[i])
                 if pose[B["Neck"], 2] >= 0.5:
                     found += 1
@@ -112,9 +113,9 @@ def test_mediapipe_sees_nobody_in_an_empty_room():
     detector = make_estimator("mediapipe")
     detector.begin("empty")
     room = make_dancer(1, 0, 1, (192, 160)).background
-    pose = detector.estimate(room, 0)
+    people = detector.estimate(room, 0)
     detector.close()
-    assert pose.shape == (N_KEYPOINTS, 3) and not pose.any()
+    assert people.shape == (0, N_KEYPOINTS, 3)
 
 
 def test_same_seed_same_dancers_other_seed_other_dancers(tmp_path):
@@ -205,8 +206,8 @@ def test_groundtruth_estimator_round_trips_and_rescales(three_dancers, tmp_path)
     est = make_estimator("groundtruth")
     est.begin(files[2])
     frame = np.zeros((256, 256, 3), np.uint8)
-    assert np.array_equal(est.estimate(frame, 17), gt[17])
-    half = est.estimate(np.zeros((128, 64, 3), np.uint8), 17)
+    assert np.array_equal(est.estimate(frame, 17), gt[17][None])
+    half = est.estimate(np.zeros((128, 64, 3), np.uint8), 17)[0]
     assert np.allclose(half[:, 0], gt[17, :, 0] / 4) and np.allclose(half[:, 1], gt[17, :, 1] / 2)
     with pytest.raises(KeyError, match="frame 60"):
         est.estimate(frame, 60)

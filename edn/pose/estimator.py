@@ -6,6 +6,8 @@ import importlib
 
 import numpy as np
 
+from edn.pose.layout import N_KEYPOINTS
+
 
 class PoseEstimator(abc.ABC):
     """Turns the frames of one video, in order, into OpenPose-layout poses (see layout.py).
@@ -21,9 +23,10 @@ class PoseEstimator(abc.ABC):
 
     @abc.abstractmethod
     def estimate(self, frame_rgb: np.ndarray, frame_index: int) -> np.ndarray:
-        """(H, W, 3) uint8 RGB frame -> (137, 3) float32 pose in that frame's pixels.
+        """(H, W, 3) uint8 RGB frame -> (P, 137, 3) float32: every person detected, in that
+        frame's pixels (x, y, confidence; an undetected keypoint is all 0). P may be 0.
 
-        A frame with no person gives a pose whose confidences are all 0.
+        Which person is the dancer is decided later, across frames (edn.pose.track).
         """
 
     def close(self) -> None:
@@ -34,7 +37,14 @@ _ESTIMATORS = {
     "mediapipe": "edn.pose.mediapipe_estimator:MediapipeHolistic",
     "groundtruth": "edn.pose.groundtruth:GroundTruthPoses",
     "openpose-json": "edn.pose.openpose_json:OpenPoseJson",
+    "openpose": "edn.pose.openpose_dnn:OpenPoseDnn",
 }
+
+
+def people_array(poses: list[np.ndarray]) -> np.ndarray:
+    """A list of (137, 3) poses -> (P, 137, 3) float32, dropping poses with no keypoint."""
+    kept = [p for p in poses if p[:, 2].max(initial=0) > 0]
+    return np.stack(kept).astype(np.float32) if kept else np.zeros((0, N_KEYPOINTS, 3), np.float32)
 
 
 def estimator_names() -> list[str]:

@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 
-from edn.pose.estimator import PoseEstimator
+from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import N_KEYPOINTS
 from edn.storage import exists, read_bytes
 
@@ -63,4 +63,4 @@ class GroundTruthPoses(PoseEstimator):
         if (w, h) != self._size:  # a resized copy of the video: follow the frame
             pose[:, 0] *= w / self._size[0]
             pose[:, 1] *= h / self._size[1]
-        return pose
+        return people_array([pose])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edn.pose.estimator import PoseEstimator
+from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import FACE, LHAND, N_KEYPOINTS, RHAND, B
 
 # BODY_25 name -> BlazePose landmark index (person's own left/right in both).
@@ -101,7 +101,8 @@ def convert_holistic(results, width: int, height: int) -> np.ndarray:
 
 
 class MediapipeHolistic(PoseEstimator):
-    """MediaPipe Holistic (pose + face mesh + hands), tracking across one video's frames."""
+    """MediaPipe Holistic (pose + face mesh + hands), tracking across one video's frames; it
+    follows one person, so a frame gives at most one pose."""
 
     name = "mediapipe"
 
@@ -142,7 +143,7 @@ class MediapipeHolistic(PoseEstimator):
         frame = np.ascontiguousarray(frame_rgb)
         frame.flags.writeable = False  # lets MediaPipe use the buffer without copying
         results = self._holistic.process(frame)
-        return convert_holistic(results, frame.shape[1], frame.shape[0])
+        return people_array([convert_holistic(results, frame.shape[1], frame.shape[0])])
 
     def close(self) -> None:
         if self._holistic is not None:

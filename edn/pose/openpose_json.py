@@ -5,7 +5,7 @@ For `.../NAME.mp4` the files are `.../NAME_json/NAME_000000000000_keypoints.json
 frame, numbered from 0); `folder` overrides the folder (a URL, or `{stem}` relative to the video).
 Each file holds `people`, each with pose_keypoints_2d (BODY_25: 75 numbers), face_keypoints_2d
 (210) and hand_left/right_keypoints_2d (63 each), flattened x, y, confidence. When a frame has
-several people, the largest (by keypoint box height) is taken.
+several people, all are returned; edn.pose.track picks the dancer.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from edn.pose.estimator import PoseEstimator
+from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import BODY, FACE, LHAND, N_KEYPOINTS, RHAND
 from edn.storage import filesystem
 
@@ -31,11 +31,6 @@ def person_pose(person: dict) -> np.ndarray:
         if values:
             pose[rows] = np.asarray(values, np.float32).reshape(-1, 3)
     return pose
-
-
-def _height(pose: np.ndarray) -> float:
-    seen = pose[BODY][pose[BODY][:, 2] > 0]
-    return float(np.ptp(seen[:, 1])) if len(seen) else 0.0
 
 
 class OpenPoseJson(PoseEstimator):
@@ -65,5 +60,4 @@ class OpenPoseJson(PoseEstimator):
             raise KeyError(f"{self._url} has no keypoints file for frame {frame_index}")
         with self._fs.open(self._files[frame_index], "rb") as f:
             people = json.load(f).get("people", [])
-        poses = [person_pose(p) for p in people]
-        return max(poses, key=_height) if poses else np.zeros((N_KEYPOINTS, 3), np.float32)
+        return people_array([person_pose(p) for p in people])
