@@ -29,10 +29,14 @@ def cmd_synth(a) -> dict:
 
 
 def cmd_ingest(a) -> dict:
+    from edn.config import load_config
     from edn.data.ingest import IngestConfig, ingest
+    base = {k: v for k, v in (("estimator", a.estimator), ("concurrency", a.concurrency)) if v}
+    if a.size:
+        base["width"], base["height"] = a.size
+    cfg = load_config(IngestConfig, a.config, a.set, base=base)
     _init_ray()
-    w, h = a.size or (None, None)
-    result = ingest(a.videos, a.out, IngestConfig(estimator=a.estimator, width=w, height=h, concurrency=a.concurrency))
+    result = ingest(a.videos, a.out, cfg)
     for failure in result["failed"]:
         print(f"edn ingest: failed: {failure['error']}", file=sys.stderr)
     return result
@@ -101,6 +105,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
 
 
+def _config_args(p: argparse.ArgumentParser, name: str, example: str) -> None:
+    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a setting, e.g. {example} (repeatable)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now motion transfer on Ray.")
     sub = top.add_subparsers(dest="verb", required=True)
@@ -124,17 +134,16 @@ def parser() -> argparse.ArgumentParser:
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
     p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
     p.add_argument("--out", required=True, help="dataset URL")
-    p.add_argument("--estimator", default="mediapipe", choices=estimator_names())
+    p.add_argument("--estimator", default=None, choices=estimator_names(), help="pose detector (default mediapipe)")
     p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
-    p.add_argument("--concurrency", type=int, default=1, help="pose-detector actors")
+    p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
+    _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
 
     p = verb("train", cmd_train, "Train a target's body GAN on Ray Train and register it in MLflow as edn-<target>.",
              "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2")
-    p.add_argument("--config", default=None, help="YAML/JSON file of TrainConfig settings")
     p.add_argument("--dataset", default="", help="dataset URL (overrides the config's dataset_url)")
     p.add_argument("--target", default="", help="target video id (overrides the config's target)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. generator.ngf=32 (repeatable)")
+    _config_args(p, "TrainConfig", "generator.ngf=32")
 
     p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4).",
              "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4")

@@ -25,10 +25,22 @@ class VideoError(Exception):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    width: int
+    width: int      # as displayed: after the container's rotation
     height: int
-    fps: float
-    frames: int  # as declared by the container; 0 when it does not say
+    fps: float      # average rate; frames may be spaced irregularly (timestamps are exact)
+    frames: int     # as declared by the container; 0 when it does not say
+    rotation: int = 0  # degrees counter-clockwise the stored pixels are turned for display
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames [start, stop) of a video in presentation order, and where to seek for them:
+    the presentation timestamps (stream time base) of frame `start` and of frame `stop`
+    (None: to the end). start_pts None means: decode from the beginning."""
+    start: int
+    stop: int
+    start_pts: int | None = None
+    stop_pts: int | None = None
 
 
 @contextlib.contextmanager
@@ -54,37 +66,87 @@ def _open(url: str):
         yield container
 
 
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's pixels as displayed: phones store portrait video landscape plus a rotation."""
+    rgb = frame.to_ndarray(format="rgb24")
+    turns = round((frame.rotation or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
 def probe(url: str) -> VideoInfo:
     with _open(url) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or 0
-        return VideoInfo(stream.codec_context.width, stream.codec_context.height, float(rate), stream.frames)
+        w, h = stream.codec_context.width, stream.codec_context.height
+        try:  # the rotation travels on the decoded frames
+            rotation = int(round(next(container.decode(stream)).rotation or 0)) % 360
+        except (StopIteration, av.error.FFmpegError):
+            rotation = 0
+        if rotation in (90, 270):
+            w, h = h, w
+        return VideoInfo(w, h, float(rate), stream.frames, rotation)
 
 
-def read_frames(url: str, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield (frame index, timestamp in seconds, RGB uint8 frame) for frames [start, stop)."""
+def plan_segments(url: str, segment_frames: int) -> list[Segment]:
+    """Cut a video into segments of about `segment_frames` frames that start on keyframes, from
+    its packets alone (no decoding), so that segments can be decoded independently."""
+    with _open(url) as container:
+        stream = container.streams.video[0]
+        declared = stream.frames
+        try:
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+        except av.error.FFmpegError as e:
+            raise VideoError(url, f"corrupt container ({e})") from e
+    if not packets:
+        raise VideoError(url, "contains no video packets")
+    if declared > len(packets):  # the index promises frames whose data is not in the file
+        raise VideoError(url, f"truncated: the container declares {declared} frames, "
+                              f"only {len(packets)} are in the file")
+    if any(pts is None for pts, _ in packets):  # cannot seek by timestamp: one segment
+        return [Segment(0, len(packets))]
+    packets.sort()
+    pts = [p for p, _ in packets]
+    starts = [0]
+    for i, (_, key) in enumerate(packets):
+        if key and i - starts[-1] >= segment_frames:
+            starts.append(i)
+    bounds = starts + [len(pts)]
+    return [Segment(a, b, pts[a], pts[b] if b < len(pts) else None) for a, b in zip(bounds, bounds[1:])]
+
+
+def read_frames(url: str, segment: Segment | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Yield (frame index, timestamp in seconds, RGB uint8 frame as displayed) for the whole
+    video, or for one segment of it (plan_segments)."""
     with _open(url) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        index = -1
+        index = start = segment.start if segment else 0
+        first, last = (segment.start_pts, segment.stop_pts) if segment else (None, None)
         try:
-            for index, frame in enumerate(container.decode(stream)):
-                if index < start:
+            if first is not None and start > 0:
+                container.seek(first, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if first is not None and frame.pts is not None and frame.pts < first:
                     continue
-                if stop is not None and index >= stop:
-                    return
-                yield index, float(frame.time or 0.0), frame.to_ndarray(format="rgb24")
+                if (last is not None and frame.pts is not None and frame.pts >= last) or \
+                        (segment is not None and index >= segment.stop):
+                    break
+                yield index, float(frame.time or 0.0), _upright(frame)
+                index += 1
         except av.error.FFmpegError as e:
-            raise VideoError(url, f"corrupt or truncated after frame {index} ({e})") from e
-        if index < 0:
-            raise VideoError(url, "contains no decodable frames")
+            raise VideoError(url, f"corrupt or truncated after frame {index - 1} ({e})") from e
+        if index == start:
+            raise VideoError(url, "contains no decodable frames" if start == 0 else
+                             f"no decodable frames from frame {start}")
 
 
 class VideoWriter:
     """H.264 mp4 writer; the file appears at `url` only when closed without error."""
 
-    def __init__(self, url: str, fps: float, crf: int = 18):
+    def __init__(self, url: str, fps: float, crf: int = 18, keyframe_every: int | None = None):
+        # a keyframe a second by default: readers can cut the video into segments there
         self.url, self.fps, self.crf = url, fps, crf
+        self.keyframe_every = keyframe_every or max(1, round(fps))
         self._dir = tempfile.TemporaryDirectory(prefix="edn-video-")
         self._path = os.path.join(self._dir.name, "video.mp4")
         self._container = av.open(self._path, "w")
@@ -99,7 +161,8 @@ class VideoWriter:
             # yuv420p needs even sizes; pad by one pixel rather than resample
             self._stream.width, self._stream.height = w + w % 2, h + h % 2
             self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf)}
+            self._stream.options = {"crf": str(self.crf), "g": str(self.keyframe_every),
+                                    "keyint_min": str(self.keyframe_every)}
         if w % 2 or h % 2:
             frame_rgb = np.pad(frame_rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")

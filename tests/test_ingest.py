@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_frames, video_poses
 from edn.data.schema import FRAMES_SCHEMA
+from edn.pose.cleanup import DETECTED, INTERPOLATED, MISSING
 
 
 def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tmp_path):
@@ -20,7 +21,7 @@ def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tm
     (videos / "cut.mp4").write_bytes(open(dancers[0], "rb").read()[:3000])
     missing = str(tmp_path / "nowhere" / "missing.mp4")
     out = str(tmp_path / "dataset")
-    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, concurrency=2)
+    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, concurrency=2, segment_frames=20)
 
     result = ingest([str(videos), missing], out, cfg)
     assert sorted(result["done"]) == ["dancer_00", "dancer_01"]
@@ -33,10 +34,13 @@ def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tm
     recorded = json.loads((tmp_path / "dataset" / "errors" / "cut.json").read_text())
     assert recorded["url"] == str(videos / "cut.mp4")
 
-    table = pq.read_table(tmp_path / "dataset" / "frames" / "dancer_00" / "part-0.parquet")
-    assert table.schema.equals(FRAMES_SCHEMA)
-    assert table.num_rows == 48 and table["frame_index"].to_pylist() == list(range(48))
     record = json.loads((tmp_path / "dataset" / "videos" / "dancer_00.json").read_text())
+    assert record["segments"] == [[0, 30], [30, 48]] and len(record["parts"]) == 2  # keyframes at 0 and 30
+    tables = [pq.read_table(tmp_path / "dataset" / "frames" / "dancer_00" / p) for p in record["parts"]]
+    assert all(t.schema.equals(FRAMES_SCHEMA) for t in tables)
+    assert sum(t.num_rows for t in tables) == 48
+    assert [i for t in tables for i in t["frame_index"].to_pylist()] == list(range(48))
+    assert not (tmp_path / "dataset" / "_staging").exists() or not any((tmp_path / "dataset" / "_staging").iterdir())
     assert (record["frames"], record["width"], record["height"], record["fps"]) == (48, 64, 64, 30.0)
     assert record["transform"]["scale"] == 0.5
 
@@ -44,7 +48,14 @@ def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tm
     src = pq.read_table(dancers[0].replace(".mp4", ".keypoints.parquet"))
     gt = np.asarray(src["keypoints"].to_pylist(), np.float32).reshape(48, -1, 3)
     _, poses = video_poses(out, "dancer_00")
-    assert np.allclose(poses[:, :, :2], gt[:, :, :2] * 0.5, atol=1e-3)
+    flags = np.concatenate([np.asarray(t["keypoint_flags"].to_pylist()) for t in tables])
+    seen = flags == DETECTED
+    assert np.array_equal(seen, gt[:, :, 2] > 0)
+    assert np.allclose(poses[seen][:, :2], gt[seen][:, :2] * 0.5, atol=1e-3)
+    # keypoints out of view for a few frames are interpolated and flagged, the rest stay empty
+    assert (flags == INTERPOLATED).any() and np.all(poses[flags == INTERPOLATED][:, 2] > 0)
+    assert not poses[flags == MISSING].any()
+    assert record["keypoints"]["keypoint_counts"]["interpolated"] == (flags == INTERPOLATED).sum()
     index, images, _ = next(video_frames(out, "dancer_00", batch_size=8))
     assert images.shape == (8, 64, 64, 3) and list(index) == list(range(8))
 

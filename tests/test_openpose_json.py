@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_poses
+from edn.pose.cleanup import CleanupConfig
 from edn.pose.layout import BODY, FACE, LHAND, RHAND
 
 
@@ -29,10 +30,11 @@ def test_openpose_json_folder_gives_the_same_dataset_as_ground_truth(ray_cluster
         (folder / f"dancer_00_{i:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": people}))
     (folder / f"dancer_00_{len(poses) - 1:012d}_keypoints.json").write_text(json.dumps({"people": []}))
 
-    result = ingest([str(video)], str(tmp_path / "ds"), IngestConfig(estimator="openpose-json"))
+    cfg = IngestConfig(estimator="openpose-json", cleanup=CleanupConfig(max_gap=0))  # poses as imported
+    result = ingest([str(video)], str(tmp_path / "ds"), cfg)
     assert result["done"] == ["dancer_00"]
     _, got = video_poses(str(tmp_path / "ds"), "dancer_00")
-    assert np.allclose(got[:-1], poses[:-1])      # the largest person, every part
+    assert np.allclose(got[:-1], poses[:-1])      # the dancer, not the bystander, every part
     assert not got[-1].any()                      # a frame with nobody: all zeros
 
 

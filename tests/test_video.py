@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edn.video import VideoError, probe, read_frames, write_video
+from edn.video import VideoError, plan_segments, probe, read_frames, write_video
 
 
 def _frames(n, w=81, h=65):
@@ -30,10 +30,19 @@ def test_roundtrip_local_and_memory(tmp_path):
         assert err < 4, err
 
 
-def test_read_range(tmp_path):
+def test_segments_start_on_keyframes_and_decode_like_the_whole(tmp_path):
     url = str(tmp_path / "b.mp4")
-    write_video(url, _frames(10), 30.0)
-    assert [i for i, _, _ in read_frames(url, start=3, stop=6)] == [3, 4, 5]
+    write_video(url, _frames(40), 10.0)  # a keyframe every 10 frames
+    segments = plan_segments(url, 15)
+    assert [(s.start, s.stop) for s in segments] == [(0, 20), (20, 40)]
+    assert segments[1].start_pts is not None and segments[1].stop_pts is None
+    whole = list(read_frames(url))
+    parts = [f for s in reversed(segments) for f in read_frames(url, s)]  # any order
+    parts.sort(key=lambda f: f[0])
+    assert [i for i, _, _ in parts] == list(range(40))
+    assert [t for _, t, _ in parts] == [t for _, t, _ in whole]
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(parts, whole))
+    assert [(s.start, s.stop) for s in plan_segments(url, 1000)] == [(0, 40)]
 
 
 def test_bad_files_name_the_file_and_the_problem(tmp_path):

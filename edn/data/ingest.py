@@ -1,9 +1,12 @@
-"""Ingest: videos at fsspec URLs -> decoded frames + poses -> the Parquet dataset (schema.py).
+"""Ingest: videos at fsspec URLs -> the Parquet frame/pose dataset (schema.py).
 
-Ray Data spreads videos over a pool of pose-detector actors (`map_batches` with a callable
-class, so each detector model is loaded once per actor). An actor decodes its video as a
-stream, detects poses in frame order (detectors track across frames), and writes the video's
-rows itself so that each video is committed atomically and a bad video fails alone.
+1. plan: each video is probed and cut into segments at keyframes (Ray tasks, no decoding);
+2. extract: segments stream through a pool of pose-detector actors (Ray Data `map_batches` with
+   a callable class, so each detector model is loaded once per actor), each staged as Parquet;
+3. commit: once all its segments are staged, a video's dancer is tracked, its keypoints cleaned,
+   and its parts and record published (commit.py).
+A bad video fails alone, with its file and reason in errors/; a rerun skips committed videos
+and staged segments.
 """
 from __future__ import annotations
 
@@ -11,18 +14,14 @@ import json
 import logging
 import os
 import re
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 
-import cv2
-import numpy as np
-import pyarrow.parquet as pq
-
-from edn.data.schema import FRAMES_SCHEMA, encode_image, frames_table
-from edn.pose.estimator import PoseEstimator, make_estimator
-from edn.storage import exists, filesystem, join, put_file_atomic, read_bytes, write_bytes_atomic
-from edn.video import VideoError, read_frames, probe
+from edn.data.commit import commit_video
+from edn.data.segments import ExtractPoses, describe_error, plan_video
+from edn.pose.cleanup import CleanupConfig
+from edn.pose.track import TrackConfig
+from edn.storage import exists, filesystem, join, read_bytes, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,21 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm")
 @dataclass
 class IngestConfig:
     estimator: str = "mediapipe"
+    estimator_options: dict = field(default_factory=dict)  # keyword arguments of the detector
     width: int | None = None   # stored frame size; None keeps the source size
     height: int | None = None
+    segment_frames: int = 900  # frames per independently decoded segment (cut at the next keyframe)
     concurrency: int = 1       # pose-detector actors
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     rows_per_group: int = 64   # Parquet row group: frames buffered before a write
+    track: TrackConfig = field(default_factory=TrackConfig)
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
-
-class NoPersonError(Exception):
-    pass
+    def staging_settings(self) -> dict:
+        """What shapes a staged segment's content."""
+        return {"estimator": self.estimator, "options": self.estimator_options, "width": self.width,
+                "height": self.height, "segment_frames": self.segment_frames}
 
 
 def video_id_for(url: str) -> str:
@@ -62,87 +66,18 @@ def expand_inputs(urls: list[str]) -> list[str]:
     return out
 
 
-def crop_transform(src_w: int, src_h: int, dst_w: int | None, dst_h: int | None) -> dict:
-    """Scale to cover (dst_w, dst_h), then centre-crop: stored = source * scale + offset."""
-    if not dst_w or not dst_h:
-        return {"scale": 1.0, "offset_x": 0.0, "offset_y": 0.0, "width": src_w, "height": src_h}
-    scale = max(dst_w / src_w, dst_h / src_h)
-    return {"scale": scale, "offset_x": (dst_w - src_w * scale) / 2, "offset_y": (dst_h - src_h * scale) / 2,
-            "width": dst_w, "height": dst_h}
+def _plan(url: str, video_id: str, out_url: str, cfg: IngestConfig) -> dict:
+    try:
+        return plan_video(url, video_id, out_url, cfg.staging_settings(), cfg.segment_frames)
+    except Exception as e:
+        return {"error": describe_error(url, e)}
 
 
-def apply_transform(frame: np.ndarray, pose: np.ndarray, t: dict) -> tuple[np.ndarray, np.ndarray]:
-    if t["scale"] == 1.0 and t["offset_x"] == 0 and t["offset_y"] == 0:
-        return frame, pose
-    m = np.array([[t["scale"], 0, t["offset_x"]], [0, t["scale"], t["offset_y"]]], np.float32)
-    frame = cv2.warpAffine(frame, m, (t["width"], t["height"]), flags=cv2.INTER_AREA)
-    pose = pose.copy()
-    pose[:, :2] = pose[:, :2] * t["scale"] + (t["offset_x"], t["offset_y"])
-    return frame, pose
-
-
-def ingest_video(url: str, video_id: str, out_url: str, estimator: PoseEstimator, cfg: IngestConfig) -> dict:
-    """Decode, detect and publish one video; returns its record (schema.VIDEO_FIELDS)."""
-    start = time.time()
-    info = probe(url)
-    t = crop_transform(info.width, info.height, cfg.width, cfg.height)
-    estimator.begin(url)
-    frames = detected = 0
-    with tempfile.TemporaryDirectory(prefix="edn-ingest-") as tmp:
-        local = os.path.join(tmp, "part-0.parquet")
-        with pq.ParquetWriter(local, FRAMES_SCHEMA) as writer:
-            rows = []
-            for index, ts, frame in read_frames(url):
-                pose = estimator.estimate(frame, index)
-                found = bool(pose[:, 2].max() > 0)
-                image, pose = apply_transform(frame, pose, t)
-                rows.append({"video_id": video_id, "frame_index": index, "timestamp": ts,
-                             "width": image.shape[1], "height": image.shape[0], "image": encode_image(image),
-                             "keypoints": pose.reshape(-1).tolist(), "person_detected": found})
-                frames += 1
-                detected += found
-                if len(rows) >= cfg.rows_per_group:
-                    writer.write_table(frames_table(rows))
-                    rows = []
-                    log.info("%s: %d frames", video_id, frames)
-            if rows:
-                writer.write_table(frames_table(rows))
-        if detected == 0:
-            raise NoPersonError(f"{url}: no person detected in any of its {frames} frames")
-        put_file_atomic(local, join(out_url, "frames", video_id, "part-0.parquet"))
-    record = {"video_id": video_id, "source_url": url, "frames": frames, "detected_frames": detected,
-              "fps": info.fps, "source_width": info.width, "source_height": info.height,
-              "width": t["width"], "height": t["height"],
-              "transform": {k: t[k] for k in ("scale", "offset_x", "offset_y")},
-              "estimator": estimator.name, "seconds": round(time.time() - start, 3)}
-    write_bytes_atomic(join(out_url, "videos", f"{video_id}.json"), json.dumps(record, indent=1).encode())
-    return record
-
-
-class ExtractPoses:
-    """Ray Data actor: one pose detector, many videos (one per batch row)."""
-
-    def __init__(self, out_url: str, cfg: dict):
-        self.out_url, self.cfg = out_url, IngestConfig(**cfg)
-        self.estimator = make_estimator(self.cfg.estimator)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
-        rows = [self._one(str(url), str(video_id)) for url, video_id in zip(batch["url"], batch["video_id"])]
-        return {key: [row[key] for row in rows] for key in ("video_id", "url", "ok", "frames", "error")}
-
-    def _one(self, url: str, video_id: str) -> dict:
-        error_url = join(self.out_url, "errors", f"{video_id}.json")
-        try:
-            frames = ingest_video(url, video_id, self.out_url, self.estimator, self.cfg)["frames"]
-        except Exception as e:  # one bad video must not stop the others
-            error = str(e) if isinstance(e, (VideoError, NoPersonError)) else f"{url}: {type(e).__name__}: {e}"
-            log.error("ingest failed: %s", error)
-            write_bytes_atomic(error_url, json.dumps({"video_id": video_id, "url": url, "error": error}).encode())
-            return {"video_id": video_id, "url": url, "ok": False, "frames": 0, "error": error}
-        if exists(error_url):  # a retry that succeeded clears the old failure
-            fs, path = filesystem(error_url)
-            fs.rm(path)
-        return {"video_id": video_id, "url": url, "ok": True, "frames": frames, "error": ""}
+def _commit(out_url: str, video: dict, cfg: IngestConfig) -> dict:
+    try:
+        return commit_video(out_url, video, cfg.estimator, cfg.estimator_options, cfg.track, cfg.cleanup)
+    except Exception as e:
+        return {"error": describe_error(video["url"], e)}
 
 
 def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> dict:
@@ -155,22 +90,57 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> di
     clashes = {i for i in ids if ids.count(i) > 1}
     if clashes:
         raise ValueError(f"videos share a file name, so their ids clash: {sorted(clashes)}")
-    todo = [{"url": u, "video_id": i} for u, i in zip(urls, ids)
-            if not exists(join(out_url, "videos", f"{i}.json"))]
-    skipped = sorted(set(ids) - {t["video_id"] for t in todo})
+    todo = {i: u for u, i in zip(urls, ids) if not exists(join(out_url, "videos", f"{i}.json"))}
+    skipped = sorted(set(ids) - set(todo))
     if skipped:
         log.info("already complete, skipped: %s", skipped)
-    results: list[dict] = []
-    if todo:
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-        results = ds.map_batches(
-            ExtractPoses, fn_constructor_args=(out_url, asdict(cfg)), batch_size=1,
-            concurrency=max(1, min(cfg.concurrency, len(todo))),
-            num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
-        ).take_all()
-    return {"done": [r["video_id"] for r in results if r["ok"]], "skipped": skipped,
-            "failed": [{"video_id": r["video_id"], "url": r["url"], "error": r["error"]}
-                       for r in results if not r["ok"]]}
+    failed: dict[str, str] = {}
+    plan_task = ray.remote(num_cpus=0.25)(_plan)
+    plans = dict(zip(todo, ray.get([plan_task.remote(u, i, out_url, cfg) for i, u in todo.items()])))
+    videos = {}
+    for vid, plan in plans.items():
+        if "error" in plan:
+            failed[vid] = plan["error"]
+        else:
+            videos[vid] = plan["video"]
+    pending = [row for vid in videos for row in plans[vid]["segments"] if not exists(row["staging_file"])]
+    remaining = defaultdict(int)
+    for row in pending:
+        remaining[row["video_id"]] += 1
+    done_frames = {vid: v["frames"] - sum(r["stop"] - r["start"] for r in pending if r["video_id"] == vid)
+                   for vid, v in videos.items()}
+    commit_task = ray.remote(num_cpus=0.5)(_commit)
+    commits = {vid: commit_task.remote(out_url, v, cfg) for vid, v in videos.items() if not remaining[vid]}
+    if pending:
+        results = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
+            ExtractPoses, fn_constructor_args=(cfg.estimator, cfg.estimator_options, cfg.rows_per_group),
+            batch_size=1, concurrency=max(1, min(cfg.concurrency, len(pending))),
+            num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor)
+        for r in results.iter_rows():
+            vid = r["video_id"]
+            if r["error"]:
+                failed.setdefault(vid, r["error"])
+            done_frames[vid] += int(r["frames"])
+            remaining[vid] -= 1
+            log.info("%s: %d/%d frames", vid, done_frames[vid], videos[vid]["frames"])
+            if remaining[vid] == 0 and vid not in failed:
+                commits[vid] = commit_task.remote(out_url, videos[vid], cfg)
+    done = []
+    for vid, record in zip(commits, ray.get(list(commits.values()))):
+        if "error" in record:
+            failed[vid] = record["error"]
+        else:
+            done.append(vid)
+    for vid, error in failed.items():
+        log.error("ingest failed: %s", error)
+        write_bytes_atomic(join(out_url, "errors", f"{vid}.json"),
+                           json.dumps({"video_id": vid, "url": todo[vid], "error": error}).encode())
+    for vid in done:  # a retry that succeeded clears the old failure
+        if exists(join(out_url, "errors", f"{vid}.json")):
+            fs, path = filesystem(join(out_url, "errors", f"{vid}.json"))
+            fs.rm(path)
+    return {"done": sorted(done), "skipped": skipped,
+            "failed": [{"video_id": vid, "url": todo[vid], "error": error} for vid, error in sorted(failed.items())]}
 
 
 def video_record(dataset_url: str, video_id: str) -> dict:

@@ -1,12 +1,16 @@
 """The frame/pose dataset: its Parquet schema and layout, in one place.
 
-    DATASET/frames/<id>/part-0.parquet           one row per frame, FRAMES_SCHEMA, in frame order
-    DATASET/videos/<id>.json                       per-video record (VIDEO_FIELDS), written last:
-                                                   its presence means the video is complete
-    DATASET/errors/<id>.json                       a video that could not be ingested, and why
+    DATASET/frames/<id>/part-<segment>.parquet   one row per frame, FRAMES_SCHEMA, in frame order;
+                                                 one part per decoded segment of the video
+    DATASET/videos/<id>.json                     per-video record (VIDEO_FIELDS), written last:
+                                                 its presence means the video is complete
+    DATASET/errors/<id>.json                     a video that could not be ingested, and why
+    DATASET/_staging/<id>-<key>/seg-<start>.parquet   a segment's decoded frames and every person
+                                                 detected (STAGING_SCHEMA), kept until the video is
+                                                 committed so a rerun redoes only missing segments
 
-Each video's frames are written to a temporary object and published in one step, then its
-record; a rerun skips videos whose record exists and retries those in errors/.
+Each part and the record are published atomically; readers go by the record's list of parts,
+so a video whose commit was cut off is invisible until a rerun completes it.
 """
 from __future__ import annotations
 
@@ -25,14 +29,29 @@ FRAMES_SCHEMA = pa.schema([
     pa.field("image", pa.binary(), nullable=False),            # JPEG, RGB
     # (137, 3) pose flattened: x, y in the stored image's pixels, confidence; layout.py's order
     pa.field("keypoints", pa.list_(pa.float32(), N_KEYPOINTS * 3), nullable=False),
-    pa.field("person_detected", pa.bool_(), nullable=False),
+    pa.field("person_detected", pa.bool_(), nullable=False),   # the dancer was detected in this frame
+    pa.field("people_detected", pa.int16(), nullable=False),   # everybody the detector found
+    # per keypoint: edn.pose.cleanup.FLAGS (0 not detected, 1 detected, 2 interpolated, 3 dropped)
+    pa.field("keypoint_flags", pa.list_(pa.uint8(), N_KEYPOINTS), nullable=False),
+    # face crop box x0, y0, x1, y1 in the stored image (edn.pose.face); null without a nose
+    pa.field("face_box", pa.list_(pa.int32(), 4), nullable=True),
 ])
 
-# videos/<id>.json: video_id, source_url, frames, detected_frames, fps, source_width,
-# source_height, width, height, transform {scale, offset_x, offset_y} (stored = source*scale+offset),
-# estimator, seconds.
-VIDEO_FIELDS = ("video_id", "source_url", "frames", "detected_frames", "fps", "source_width",
-                "source_height", "width", "height", "transform", "estimator", "seconds")
+STAGING_SCHEMA = pa.schema([
+    *(FRAMES_SCHEMA.field(name) for name in ("video_id", "frame_index", "timestamp", "width", "height", "image")),
+    # every person detected, each a flattened (137, 3) pose in the stored image's pixels
+    pa.field("people", pa.list_(pa.list_(pa.float32(), N_KEYPOINTS * 3)), nullable=False),
+])
+
+# videos/<id>.json: video_id, source_url, frames, detected_frames (the dancer's), fps (average),
+# source_width, source_height (as displayed), rotation, width, height (stored), transform
+# {scale, offset_x, offset_y} (stored = displayed source * scale + offset), estimator and its
+# options, parts (file names under frames/<id>/, in order), segments, keypoints (tracking and
+# cleanup settings and counts), face_box_size, floor_stats (edn.pose.normalize.FloorStats, or
+# null with floor_stats_error when the ankles are never seen), seconds.
+VIDEO_FIELDS = ("video_id", "source_url", "frames", "detected_frames", "fps", "source_width", "source_height",
+                "rotation", "width", "height", "transform", "estimator", "estimator_options", "parts",
+                "segments", "keypoints", "face_box_size", "floor_stats", "floor_stats_error", "seconds")
 
 JPEG_QUALITY = 95
 
@@ -60,5 +79,5 @@ def keypoints_array(column) -> np.ndarray:
     return arr.astype(np.float32).reshape(-1, N_KEYPOINTS, 3)
 
 
-def frames_table(rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=FRAMES_SCHEMA)
+def frames_table(rows: list[dict], schema: pa.Schema = FRAMES_SCHEMA) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema)

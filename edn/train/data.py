@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from edn.data.ingest import video_record
+from edn.data.reader import part_urls
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.layout import N_KEYPOINTS
-from edn.storage import join
 
 
 def split_point(frames: int, holdout_fraction: float) -> int:
@@ -55,7 +55,7 @@ def training_pairs(dataset_url: str, target: str, holdout_fraction: float):
     import ray
 
     record = video_record(dataset_url, target)
-    frames = ray.data.read_parquet(join(dataset_url, "frames", target)).select_columns(
+    frames = ray.data.read_parquet(part_urls(dataset_url, target)).select_columns(
         ["frame_index", "image", "keypoints"])
     pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction)},
                                batch_size=None, batch_format="numpy")
