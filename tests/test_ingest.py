@@ -5,9 +5,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from edn.data.ingest import IngestConfig, ingest
+from edn.data.segments import extract_segment, plan_video
 from edn.data.reader import video_frames, video_poses
 from edn.data.schema import FRAMES_SCHEMA
-from edn.pose.cleanup import DETECTED, INTERPOLATED, MISSING
+from edn.pose.cleanup import DETECTED, INTERPOLATED, MISSING, CleanupConfig
+from edn.pose.estimator import make_estimator
 
 
 def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tmp_path):
@@ -62,3 +64,39 @@ def test_bad_videos_fail_alone_and_rerun_skips_finished(ray_cluster, dancers, tm
     again = ingest([str(videos), missing], out, cfg)
     assert sorted(again["skipped"]) == ["dancer_00", "dancer_01"] and again["done"] == []
     assert {f["video_id"] for f in again["failed"]} == {"empty", "notes", "cut", "missing"}
+
+
+class _Shifted:
+    """The ground truth moved 3 px right: marks frames that came from a staged segment."""
+
+    def __init__(self):
+        self.inner = make_estimator("groundtruth")
+
+    def begin(self, url):
+        self.inner.begin(url)
+
+    def estimate(self, frame, index):
+        people = self.inner.estimate(frame, index)
+        people[:, :, 0] += 3 * (people[:, :, 2] > 0)
+        return people
+
+
+def test_a_rerun_reuses_staged_segments(ray_cluster, dancers, tmp_path):
+    """As after a run cut off between extraction and commit: staged segments are not redone."""
+    out = str(tmp_path / "ds")
+    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, segment_frames=20,
+                       cleanup=CleanupConfig(max_gap=0))
+    plan = plan_video(dancers[0], "dancer_00", out, cfg.staging_settings(), cfg.segment_frames)
+    first = plan["segments"][0]
+    assert extract_segment(first, _Shifted()) == first["stop"] - first["start"]
+
+    assert ingest([dancers[0]], out, cfg)["done"] == ["dancer_00"]
+    _, poses = video_poses(out, "dancer_00")
+    gt = pq.read_table(dancers[0].replace(".mp4", ".keypoints.parquet"))
+    truth = np.asarray(gt["keypoints"].to_pylist(), np.float32).reshape(48, -1, 3)[:, :, :2] * 0.5
+    seen = poses[:, :, 2] > 0
+    shift = (poses[:, :, 0] - truth[:, :, 0])[seen]
+    rows = np.nonzero(seen)[0]
+    assert np.allclose(shift[rows < first["stop"]], 1.5, atol=1e-3)  # the staged segment (3 px at 128 -> 64)
+    assert np.allclose(shift[rows >= first["stop"]], 0, atol=1e-3)  # the rest, extracted now
+    assert not (tmp_path / "ds" / "_staging" / plan["video"]["staging"].rsplit("/", 1)[1]).exists()

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 
 from edn.data.ingest import video_record
 from edn.data.schema import decode_image, keypoints_array
+from edn.pose.normalize import FloorStats
 from edn.storage import filesystem, join
 
 
@@ -26,6 +27,15 @@ def _files(dataset_url: str, video_id: str) -> Iterator[tuple[str, pq.ParquetFil
             yield url, pq.ParquetFile(fs.open(path, "rb"))
         except Exception as e:
             raise ValueError(f"{url}: not a readable Parquet file ({e})") from e
+
+
+def video_floor_stats(dataset_url: str, video_id: str) -> FloorStats:
+    """The video's floor statistics, computed at ingest (edn.pose.normalize)."""
+    record = video_record(dataset_url, video_id)
+    if not record.get("floor_stats"):
+        raise ValueError(f"{dataset_url}: video {video_id!r} has no floor statistics, so its poses cannot be "
+                         f"normalized: {record.get('floor_stats_error', 'not computed at ingest')}")
+    return FloorStats.from_dict(record["floor_stats"])
 
 
 def video_poses(dataset_url: str, video_id: str) -> tuple[np.ndarray, np.ndarray]:

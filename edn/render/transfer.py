@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 
 from edn.data.ingest import video_record
-from edn.data.reader import video_frames, video_poses
-from edn.pose.normalize import floor_stats, normalize_poses
+from edn.data.reader import video_floor_stats, video_frames, video_poses
+from edn.pose.normalize import normalize_poses
 from edn.registry import TargetModel
 from edn.video import VideoWriter
 
@@ -28,7 +28,7 @@ def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str,
     """Render source video `source` (ingested in `dataset_url`) onto `model`'s target."""
     record = video_record(dataset_url, source)
     _, poses = video_poses(dataset_url, source)
-    normalized = normalize_poses(poses, floor_stats(poses, record["width"], record["height"]), model.floor)
+    normalized = normalize_poses(poses, video_floor_stats(dataset_url, source), model.floor)
     frames = 0
     with VideoWriter(out_url, record["fps"] or 30.0) as writer:
         for index, images, _ in video_frames(dataset_url, source, batch_size=batch_size):
