@@ -97,6 +97,11 @@ def cmd_demo(a) -> dict:
     return {k: v for k, v in result.items() if k != "ssim_per_frame"}
 
 
+def cmd_bench(a) -> dict:
+    import importlib
+    return importlib.import_module(f"edn.bench.{a.bench}").main(a)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="ingested dataset URL")
     p.add_argument("--target", required=True, help="target video id; the model is edn-<target> unless --model")
@@ -134,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
     p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
     p.add_argument("--out", required=True, help="dataset URL")
-    p.add_argument("--estimator", default=None, choices=estimator_names(), help="pose detector (default mediapipe)")
+    p.add_argument("--estimator", default=None,
+                   help=f"pose detector: {', '.join(estimator_names())} (default mediapipe), or module:Class")
     p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
@@ -162,6 +168,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--steps", type=int, default=0, help="training steps (default: the demo's)")
     p.add_argument("--frames", type=int, default=0, help="frames per dancer (default: the demo's)")
+
+    p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",
+             "edn bench ingest --out outputs/bench")
+    benches = p.add_subparsers(dest="bench", required=True)
+    from edn.bench import ingest as bench_ingest
+    bench_ingest.add_arguments(benches.add_parser(
+        "ingest", help="ingest fps against the detector alone; peak memory, short vs long video",
+        description=bench_ingest.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  edn bench ingest --out outputs/bench\n  edn bench ingest --smoke --out /tmp/bench"))
     return top
 
 

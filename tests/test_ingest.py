@@ -100,3 +100,22 @@ def test_a_rerun_reuses_staged_segments(ray_cluster, dancers, tmp_path):
     assert np.allclose(shift[rows < first["stop"]], 1.5, atol=1e-3)  # the staged segment (3 px at 128 -> 64)
     assert np.allclose(shift[rows >= first["stop"]], 0, atol=1e-3)  # the rest, extracted now
     assert not (tmp_path / "ds" / "_staging" / plan["video"]["staging"].rsplit("/", 1)[1]).exists()
+
+
+def test_a_worker_killed_mid_video_is_retried_and_nothing_is_lost(ray_cluster, dancers, tmp_path):
+    marker = tmp_path / "crashed"
+    cfg = IngestConfig(estimator="tests.crashing_estimator:CrashOnce", width=64, height=64,
+                       estimator_options={"marker": str(marker), "crash_at": 40}, concurrency=2, segment_frames=20,
+                       cleanup=CleanupConfig(max_gap=0))
+    out = str(tmp_path / "ds")
+    result = ingest(dancers, out, cfg)
+    assert marker.exists()                                   # a worker really died mid-segment
+    assert sorted(result["done"]) == ["dancer_00", "dancer_01"] and not result["failed"]
+    for video in dancers:
+        vid = video.rsplit("/", 1)[1][:-4]
+        index, poses = video_poses(out, vid)
+        gt = pq.read_table(video.replace(".mp4", ".keypoints.parquet"))
+        truth = np.asarray(gt["keypoints"].to_pylist(), np.float32).reshape(48, -1, 3)
+        assert list(index) == list(range(48))                # every frame once, none twice
+        seen = truth[:, :, 2] > 0
+        assert np.allclose(poses[seen][:, :2], truth[seen][:, :2] * 0.5, atol=1e-3)

@@ -52,8 +52,12 @@ def estimator_names() -> list[str]:
 
 
 def make_estimator(name: str, **options) -> PoseEstimator:
-    try:
-        module, cls = _ESTIMATORS[name].split(":")
-    except KeyError:
-        raise ValueError(f"unknown pose estimator {name!r}; choose one of {estimator_names()}") from None
-    return getattr(importlib.import_module(module), cls)(**options)
+    """A detector by registered name, or any PoseEstimator class by import path `module:Class`."""
+    path = _ESTIMATORS.get(name, name if ":" in name else None)
+    if path is None:
+        raise ValueError(f"unknown pose estimator {name!r}; choose one of {estimator_names()} or give module:Class")
+    module, cls = path.split(":")
+    estimator = getattr(importlib.import_module(module), cls)(**options)
+    if not isinstance(estimator, PoseEstimator):
+        raise TypeError(f"pose estimator {name!r} is not a edn.pose.estimator.PoseEstimator")
+    return estimator
