@@ -1,9 +1,11 @@
 """The model registry: one registered model per target person, `edn-<target>`.
 
 A version's artifacts are a folder that needs no training code's state to use:
-    generator.pt   the generator's state_dict (tensors only; loaded with weights_only=True)
-    edn_model.json what rendering needs: generator config, frame size, the target's floor
-                   statistics (pose normalization), the dataset and run it came from
+    generator.pt       the body generator's state_dict (tensors only; loaded with weights_only=True)
+    face_generator.pt  the face generator's, once the face stage has run
+    edn_model.json     what rendering needs: the generators' configs and whether the body is
+                       temporal, frame size, the target's floor statistics (pose normalization),
+                       the dataset and runs it came from
 """
 from __future__ import annotations
 
@@ -18,20 +20,25 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from edn.models.networks import GeneratorConfig, GlobalGenerator
+from edn.models.body import BodyGenerator
+from edn.models.face import FaceGenerator, FaceGeneratorConfig, apply_face, boxes_to_tensor
+from edn.models.networks import GeneratorConfig
 from edn.pose.draw import draw_pose
+from edn.pose.face import face_box
 from edn.pose.normalize import FloorStats
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ModelNotFoundError(LookupError):
     pass
 
 
-def write_model_dir(path: str, generator_state: dict, meta: dict) -> None:
+def write_model_dir(path: str, body_state: dict, meta: dict, face_state: dict | None = None) -> None:
     os.makedirs(path, exist_ok=True)
-    torch.save(generator_state, os.path.join(path, "generator.pt"))
+    torch.save(body_state, os.path.join(path, "generator.pt"))
+    if face_state is not None:
+        torch.save(face_state, os.path.join(path, "face_generator.pt"))
     with open(os.path.join(path, "edn_model.json"), "w") as f:
         json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=1)
 
@@ -51,7 +58,8 @@ def register(client: MlflowClient, run_id: str, model_dir: str, name: str, alias
 
 @dataclass
 class TargetModel:
-    generator: GlobalGenerator
+    body: BodyGenerator
+    face: FaceGenerator | None
     meta: dict
     version: str
 
@@ -67,16 +75,33 @@ class TargetModel:
         w, h = self.size
         return np.stack([draw_pose(p, w, h) for p in poses])
 
+    def renderer(self, use_face: bool = True) -> "Renderer":
+        return Renderer(self, use_face and self.face is not None)
+
+
+class Renderer:
+    """Renders one video's poses in order, in as many calls as wanted: with temporal smoothing
+    each frame is generated from the previous output, carried across calls."""
+
+    def __init__(self, model: TargetModel, use_face: bool):
+        self.model, self.use_face = model, use_face
+        self.prev: torch.Tensor | None = None
+
     @torch.no_grad()
-    def render(self, figures: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """(N, H, W, 3) uint8 pose figures -> (N, H, W, 3) uint8 frames."""
-        device = next(self.generator.parameters()).device
-        out = []
-        for i in range(0, len(figures), batch_size):
-            x = torch.from_numpy(figures[i:i + batch_size]).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
-            y = self.generator(x).clamp(-1, 1)
-            out.append(((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, *figures.shape[1:]), np.uint8)
+    def __call__(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 137, 3) poses in the model's frame size -> (pose figures, frames), both (N, H, W, 3) uint8."""
+        figures = self.model.figures(poses)
+        device = next(self.model.body.parameters()).device
+        x = torch.from_numpy(figures).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        y = self.model.body.sequence(x, self.prev)
+        if len(y):
+            self.prev = y[-1:]
+        if self.use_face:
+            w, h = self.model.size
+            boxes, valid = boxes_to_tensor([face_box(p, w, h) for p in poses])
+            y, _ = apply_face(self.model.face, x, y, boxes.to(device), valid.to(device))
+        frames = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return figures, frames
 
 
 def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> TargetModel:
@@ -84,9 +109,15 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> Ta
         meta = json.load(f)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: model format {meta.get('format_version')} is not {FORMAT_VERSION}")
-    generator = GlobalGenerator(GeneratorConfig(**meta["generator"]))
-    generator.load_state_dict(torch.load(os.path.join(path, "generator.pt"), map_location=device, weights_only=True))
-    return TargetModel(generator.to(device).eval(), meta, version)
+
+    def load(module: torch.nn.Module, name: str) -> torch.nn.Module:
+        module.load_state_dict(torch.load(os.path.join(path, name), map_location=device, weights_only=True))
+        return module.to(device).eval()
+
+    body = load(BodyGenerator(GeneratorConfig(**meta["generator"]), meta["temporal"]), "generator.pt")
+    face = load(FaceGenerator(FaceGeneratorConfig(**meta["face_generator"])), "face_generator.pt") \
+        if meta.get("face_generator") else None
+    return TargetModel(body, face, meta, version)
 
 
 def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:

@@ -10,7 +10,7 @@ def test_file_and_overrides(tmp_path):
     cfg = load_config(TrainConfig, str(path), ["generator.n_blocks=2", "lr=0.001", "use_gpu=true"])
     assert (cfg.target, cfg.steps, cfg.generator.ngf, cfg.generator.n_blocks) == ("alice", 10, 16, 2)
     assert cfg.lr == 0.001 and cfg.use_gpu is True
-    assert cfg.registry_name == "edn-alice" and cfg.ray_run_name == "edn-alice"
+    assert cfg.registry_name == "edn-alice" and cfg.ray_run_name == "edn-alice-body"  # one run per stage
     assert from_dict(TrainConfig, to_dict(cfg)) == cfg
 
 

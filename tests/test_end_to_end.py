@@ -1,28 +1,32 @@
 """Ingest -> Ray Train (2 workers, DDP) -> MLflow server registry -> transfer video -> evaluation."""
+import dataclasses
 import json
 import subprocess
 import sys
 
 import numpy as np
+import torch
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.heldout import evaluate_heldout
 from edn.eval.report import write_metrics, write_report
+from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.pose.face import face_box
 from edn.registry import load_registered
 from edn.render.transfer import transfer
 from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import probe, read_frames
 
-RENDER_ONE = """
+RENDER = """
 import sys, numpy as np
 from edn.registry import load_registered
 from edn.data.reader import video_poses
 m = load_registered("edn-dancer_00", "candidate", sys.argv[1])
 _, poses = video_poses(sys.argv[2], "dancer_00")
-np.save(sys.argv[3], m.render(m.figures(poses[40:41])))
+np.save(sys.argv[3], m.renderer()(poses[38:42])[1])
 """
 
 
@@ -33,9 +37,10 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                       discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2),
                       steps=6, batch_size=2, num_workers=2, checkpoint_every=3, log_every=2, image_every=3,
-                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server)
+                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True)
     result = train(cfg)
     assert result["steps"] == 6 and result["version"] == "1"
+    assert result["metrics"]["rank_weight_spread"] == 0.0  # DDP kept both ranks' G and D identical
 
     client = MlflowClient(mlflow_server)
     mv = client.get_model_version_by_alias("edn-dancer_00", "candidate")
@@ -44,14 +49,34 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert [m.step for m in history] == [2, 4, 6]
     assert "config.json" in {a.path for a in client.list_artifacts(result["run_id"])}
 
+    assert client.get_run(result["run_id"]).data.tags["edn.perceptual_loss"] == "unavailable"
+    body_only = load_registered("edn-dancer_00", "candidate", mlflow_server)
+    assert body_only.face is None and body_only.body.temporal
+
+    # the face stage on the frozen body generator: a new version holding both generators
+    face = train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=2,
+                                     face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                                     face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
+    assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
+    assert {m.step for m in client.get_metric_history(face["run_id"], "G_feat")} == {2, 4}
     model = load_registered("edn-dancer_00", "candidate", mlflow_server)
+    assert model.face is not None and model.meta["body_version"] == "1"
+    assert all(torch.equal(a, b) for a, b in zip(model.body.state_dict().values(),
+                                                   body_only.body.state_dict().values()))  # body frozen
     assert model.size == (64, 64) and model.meta["holdout_start"] == 43  # round(48 * 0.9)
-    # a fresh process loads the registered model and renders the same frame
-    out = tmp_path / "frame.npy"
-    subprocess.run([sys.executable, "-c", RENDER_ONE, mlflow_server, dataset, str(out)], check=True)
+
+    # a fresh process loads the registered model and renders the same frames
+    out = tmp_path / "frames.npy"
+    subprocess.run([sys.executable, "-c", RENDER, mlflow_server, dataset, str(out)], check=True)
     from edn.data.reader import video_poses
     _, poses = video_poses(dataset, "dancer_00")
-    assert np.array_equal(np.load(out), model.render(model.figures(poses[40:41])))
+    figures, frames = model.renderer()(poses[38:42])
+    assert np.array_equal(np.load(out), frames)
+    # the face GAN changes the face box only
+    _, without_face = model.renderer(use_face=False)(poses[38:42])
+    changed = np.abs(frames.astype(int) - without_face).max(-1) > 0
+    box = face_box(poses[41], 64, 64)
+    assert changed[3].any() and not changed[3, :box[1]].any() and not changed[3, box[3]:].any()
 
     video = str(tmp_path / "transfer.mp4")
     info = transfer(dataset, "dancer_01", model, video)

@@ -3,7 +3,8 @@ import torch
 
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
-from edn.train.step import BodyGANStep
+from edn.models.body import BodyGenerator
+from edn.train.step import GANStep, body_judged
 
 
 def test_generator_shapes_and_range():
@@ -31,15 +32,21 @@ def test_losses():
     assert FeatureMatchingLoss()(fake, real).item() == 4.0
 
 
-def test_gan_step_updates_both_networks_and_leaves_d_trainable():
+def _batch(n=2, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.rand(n, 3, size, size, generator=g) * 2 - 1 for k in ("pose_prev", "pose", "image_prev", "image")}
+
+
+@pytest.mark.parametrize("temporal", [True, False])
+def test_gan_step_updates_both_networks_and_leaves_d_trainable(temporal):
     torch.manual_seed(0)
-    G = GlobalGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1))
-    D = MultiscaleDiscriminator(DiscriminatorConfig(ndf=8, n_layers=2, num_D=2))
+    G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal)
+    D = MultiscaleDiscriminator(DiscriminatorConfig(in_channels=12 if temporal else 6, ndf=8, n_layers=2, num_D=2))
     g0 = [p.clone() for p in G.parameters()]
     d0 = [p.clone() for p in D.parameters()]
-    step = BodyGANStep(G, D, torch.optim.Adam(G.parameters(), 1e-3), torch.optim.Adam(D.parameters(), 1e-3),
-                       {"G_gan": 1.0, "G_feat": 10.0, "G_l1": 0.0})
-    losses = step(torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1)
+    step = GANStep(lambda b: body_judged(G, b, temporal), D, torch.optim.Adam(G.parameters(), 1e-3),
+                   torch.optim.Adam(D.parameters(), 1e-3), {"G_gan": 1.0, "G_feat": 10.0, "G_l1": 0.0})
+    losses = step(_batch())
     assert set(losses) == {"G_gan", "G_feat", "D_fake", "D_real"}  # no G_l1 at weight 0
     assert all(torch.isfinite(v) and not v.requires_grad for v in losses.values())
     assert all(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
@@ -47,21 +54,38 @@ def test_gan_step_updates_both_networks_and_leaves_d_trainable():
     assert all(p.requires_grad for p in D.parameters())
 
 
+def test_temporal_generator_feeds_back_its_previous_frame():
+    torch.manual_seed(0)
+    G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal=True).eval()
+    poses = torch.rand(5, 3, 16, 16) * 2 - 1
+    seq = G.sequence(poses)
+    assert seq.shape == (5, 3, 16, 16)
+    with torch.no_grad():
+        first = G(poses[:1])                          # blank previous frame
+        second = G(poses[1:2], first)
+        assert torch.allclose(seq[0], first[0]) and torch.allclose(seq[1], second[0])
+        assert not torch.allclose(seq[1], G(poses[1:2])[0])  # the previous frame matters
+        # rendering in two calls, carrying the last frame, equals one call
+        assert torch.allclose(torch.cat([G.sequence(poses[:2]), G.sequence(poses[2:], seq[1:2])]), seq)
+    judged = body_judged(G, _batch(), temporal=True)
+    assert judged.d_fake.shape == (2, 12, 32, 32) and judged.fake.shape == (4, 3, 32, 32)
+
+
 def test_generator_fits_a_mapping():
     """The step's G objective drives the output towards the real frames (losses fall)."""
     torch.manual_seed(0)
-    G = GlobalGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1))
+    G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal=False)
     D = MultiscaleDiscriminator(DiscriminatorConfig(ndf=8, n_layers=2, num_D=1))
-    step = BodyGANStep(G, D, torch.optim.Adam(G.parameters(), 2e-3, betas=(0.5, 0.999)),
-                       torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)),
-                       {"G_gan": 1.0, "G_feat": 10.0})
+    step = GANStep(lambda b: body_judged(G, b, False), D, torch.optim.Adam(G.parameters(), 2e-3, betas=(0.5, 0.999)),
+                   torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)), {"G_gan": 1.0, "G_feat": 10.0})
     pose = torch.zeros(4, 3, 32, 32)
     pose[:, :, 8:24, 12:20] = 1.0
     real = -torch.ones(4, 3, 32, 32)
     real[:, 0, 8:24, 12:20] = 0.8
+    batch = {"pose_prev": pose, "pose": pose, "image_prev": real, "image": real}
     before = (G(pose) - real).abs().mean().item()
     for _ in range(60):
-        step(pose, real)
+        step(batch)
     after = (G(pose) - real).abs().mean().item()
     assert after < 0.5 * before, (before, after)
 

@@ -20,7 +20,7 @@ def test_model_beats_mean_frame_baseline(ray_cluster, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
                       generator=GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
-                      discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2), lambda_l1=10.0,
+                      discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2), lambda_l1=10.0, allow_no_vgg=True,
                       steps=QUALITY_STEPS, batch_size=4, cpus_per_worker=1, torch_threads=2,
                       checkpoint_every=QUALITY_STEPS, image_every=QUALITY_STEPS,
                       storage_path=str(tmp_path / "ray"), tracking_uri=uri)

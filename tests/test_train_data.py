@@ -9,11 +9,15 @@ def test_pairs_are_consecutive_frames_before_the_holdout():
     frames = [rng.integers(0, 255, (16, 24, 3), np.uint8) for _ in range(8)]
     index = np.array([0, 1, 2, 4, 5, 6, 7, 8])  # frame 3 missing: no (2, 4) pair
     poses = rng.uniform(1, 15, (8, 137, 3)).astype(np.float32)
+    boxes = np.array([[2, 2, 10, 10]] * 5 + [None] + [[3, 3, 11, 11]] * 2, dtype=object)  # frame 6: no face
     batch = {"frame_index": index, "image": np.array([encode_image(f) for f in frames], dtype=object),
-             "keypoints": poses.reshape(8, -1)}
+             "keypoints": poses.reshape(8, -1), "face_box": boxes}
     pairs = make_pairs(batch, max_index=8)
     assert list(pairs["frame_index"]) == [1, 2, 5, 6, 7]  # 8 is held out, 4 has no predecessor
+    assert pairs["face_box"].tolist() == [[2, 2, 10, 10]] * 3 + [[-1] * 4, [3, 3, 11, 11]]
+    assert list(make_pairs(batch, max_index=8, need_face=True)["frame_index"]) == [1, 2, 5, 7]
     out = render_pairs(pairs)
+    assert out["face_box"].shape == (5, 4)
     assert out["image"].shape == (5, 2, 16, 24, 3) and out["pose"].shape == (5, 2, 16, 24, 3)
     # pair (4, 5) -> rows 3 and 4 of the batch; images survive the JPEG round trip closely
     assert np.abs(out["image"][2, 0].astype(int) - decode_image(batch["image"][3]).astype(int)).max() == 0
@@ -22,7 +26,7 @@ def test_pairs_are_consecutive_frames_before_the_holdout():
 
 def test_a_block_without_pairs_renders_to_an_empty_batch():
     pairs = make_pairs({"frame_index": np.array([4]), "image": np.array([b"x"], dtype=object),
-                        "keypoints": np.zeros((1, 411), np.float32)}, max_index=10)
+                        "keypoints": np.zeros((1, 411), np.float32), "face_box": np.array([None])}, max_index=10)
     out = render_pairs(pairs)
     assert len(out["frame_index"]) == 0 and out["image"].shape[0] == 0 and out["pose"].shape[0] == 0
 

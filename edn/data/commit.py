@@ -7,6 +7,7 @@ columns, a row group at a time, and the record is written last.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import tempfile
@@ -95,6 +96,7 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
                       "frames_with_several_people": int(sum(len(p) > 1 for p in people))},
         "face_box_size": min(face_box_size(h), w, h), "floor_stats": stats, "floor_stats_error": stats_error,
         "seconds": round(time.time() - start, 3),
+        "committed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     write_bytes_atomic(join(out_url, "videos", f"{vid}.json"), json.dumps(record, indent=1).encode())
     fs, path = filesystem(video["staging"])

@@ -48,10 +48,12 @@ STAGING_SCHEMA = pa.schema([
 # {scale, offset_x, offset_y} (stored = displayed source * scale + offset), estimator and its
 # options, parts (file names under frames/<id>/, in order), segments, keypoints (tracking and
 # cleanup settings and counts), face_box_size, floor_stats (edn.pose.normalize.FloorStats, or
-# null with floor_stats_error when the ankles are never seen), seconds.
+# null with floor_stats_error when the ankles are never seen), seconds, committed_at (UTC; the
+# version of the video's entry, recorded by training runs).
 VIDEO_FIELDS = ("video_id", "source_url", "frames", "detected_frames", "fps", "source_width", "source_height",
                 "rotation", "width", "height", "transform", "estimator", "estimator_options", "parts",
-                "segments", "keypoints", "face_box_size", "floor_stats", "floor_stats_error", "seconds")
+                "segments", "keypoints", "face_box_size", "floor_stats", "floor_stats_error", "seconds",
+                "committed_at")
 
 JPEG_QUALITY = 95
 

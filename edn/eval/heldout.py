@@ -29,9 +29,9 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, strip_frames: int = 4
     baseline = mean_training_frame(dataset_url, target, start)
     scores: dict[str, list[float]] = {"model": [], "mean_frame_baseline": []}
     strips, indices = [], []
+    render = model.renderer()
     for index, images, poses in video_frames(dataset_url, target, start=start):
-        figures = model.figures(poses)
-        outputs = model.render(figures)
+        figures, outputs = render(poses)
         for i, real, figure, output in zip(index, images, figures, outputs):
             scores["model"].append(ssim(output, real))
             scores["mean_frame_baseline"].append(ssim(baseline, real))

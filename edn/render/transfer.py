@@ -24,19 +24,19 @@ def side_by_side(source: np.ndarray, figure: np.ndarray, output: np.ndarray) -> 
 
 
 def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str,
-             layout: str = "side_by_side", batch_size: int = 16) -> dict:
+             layout: str = "side_by_side", batch_size: int = 16, use_face: bool = True) -> dict:
     """Render source video `source` (ingested in `dataset_url`) onto `model`'s target."""
     record = video_record(dataset_url, source)
     _, poses = video_poses(dataset_url, source)
     normalized = normalize_poses(poses, video_floor_stats(dataset_url, source), model.floor)
     frames = 0
+    render = model.renderer(use_face)
     with VideoWriter(out_url, record["fps"] or 30.0) as writer:
         for index, images, _ in video_frames(dataset_url, source, batch_size=batch_size):
-            figures = model.figures(normalized[index])
-            outputs = model.render(figures, batch_size)
+            figures, outputs = render(normalized[index])
             for image, figure, output in zip(images, figures, outputs):
                 writer.write(side_by_side(image, figure, output) if layout == "side_by_side" else output)
             frames += len(index)
             log.info("transfer %s -> %s: %d/%d frames", source, model.meta["target"], frames, record["frames"])
     return {"source": source, "target": model.meta["target"], "model_version": model.version,
-            "frames": frames, "output": out_url}
+            "frames": frames, "face_gan": render.use_face, "output": out_url}

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+
+STAGES = ("body", "face")
 
 
 @dataclass
@@ -11,8 +14,14 @@ class TrainConfig:
     dataset_url: str = ""          # the ingested frame/pose dataset (edn.data.schema)
     target: str = ""               # video id of the target person's video in that dataset
     model_name: str = ""           # registry name; default edn-<target>
+    stage: str = "body"            # "body", then "face" on the frozen body generator
+    temporal: bool = True          # temporal smoothing (False: the paper's frame-by-frame ablation)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    # its in_channels is set by the stage: 12 (two poses, two frames) with temporal smoothing, else 6
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    face_generator: FaceGeneratorConfig = field(default_factory=FaceGeneratorConfig)
+    face_discriminator: DiscriminatorConfig = field(default_factory=face_discriminator_config)
+    body_model: str = "candidate"  # face stage: registry alias or version of the body model to freeze
     steps: int = 2000
     batch_size: int = 4
     lr: float = 2e-4
@@ -20,6 +29,9 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_feat: float = 10.0      # discriminator feature matching (pix2pixHD)
+    lambda_vgg: float = 10.0       # VGG19 perceptual loss (pix2pixHD, the paper)
+    vgg_weights_url: str = ""      # VGG19 weights (fsspec URL); default: torchvision's cache
+    allow_no_vgg: bool = False     # without VGG19 weights, train without the perceptual loss instead of failing
     lambda_l1: float = 0.0         # L1 to the real frame: not in the paper; a stand-in where no
                                    # VGG19 weights exist for the perceptual loss (see README)
     holdout_fraction: float = 0.1  # the video's last frames, never trained on (evaluation)
@@ -27,6 +39,8 @@ class TrainConfig:
     # Ray Train
     num_workers: int = 1
     use_gpu: bool = False
+    amp: bool = True               # bf16 autocast on GPU (no effect on CPU)
+    channels_last: bool = True     # NHWC tensors on GPU (no effect on CPU)
     cpus_per_worker: float = 1.0
     torch_threads: int = 0         # 0: one per CPU given to the worker
     max_failures: int = 2          # worker/node failures survived by resuming from a checkpoint
@@ -40,9 +54,10 @@ class TrainConfig:
     image_every: int = 200
     alias: str = "candidate"
 
-    @property
-    def loss_weights(self) -> dict[str, float]:
-        return {"G_gan": 1.0, "G_feat": self.lambda_feat, "G_l1": self.lambda_l1}
+    def loss_weights(self, perceptual: bool) -> dict[str, float]:
+        """The generator's terms by name; G_vgg only when the perceptual loss is available."""
+        return {"G_gan": 1.0, "G_feat": self.lambda_feat, "G_vgg": self.lambda_vgg if perceptual else 0.0,
+                "G_l1": self.lambda_l1}
 
     @property
     def registry_name(self) -> str:
@@ -50,4 +65,4 @@ class TrainConfig:
 
     @property
     def ray_run_name(self) -> str:
-        return self.run_name or f"edn-{self.target}"
+        return self.run_name or f"edn-{self.target}-{self.stage}"

@@ -20,15 +20,25 @@ def split_point(frames: int, holdout_fraction: float) -> int:
     return max(2, int(round(frames * (1.0 - holdout_fraction))))
 
 
-def make_pairs(batch: dict[str, np.ndarray], max_index: int) -> dict[str, np.ndarray]:
-    """Frame rows in file order -> compact pair rows (JPEG bytes and keypoints of t-1 and t)."""
+def face_boxes(column) -> np.ndarray:
+    """The nullable face_box column -> (N, 4) int32, -1 rows where there is no box."""
+    return np.array([[-1] * 4 if b is None else list(b) for b in column], np.int32).reshape(-1, 4)
+
+
+def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = False) -> dict[str, np.ndarray]:
+    """Frame rows in file order -> compact pair rows (JPEG bytes, keypoints of t-1 and t, and
+    t's face box); with `need_face`, only pairs whose frame t has a face box."""
     index = np.asarray(batch["frame_index"])
-    t = np.flatnonzero((index[1:] == index[:-1] + 1) & (index[1:] < max_index)) + 1
+    boxes = face_boxes(batch["face_box"])
+    keep = (index[1:] == index[:-1] + 1) & (index[1:] < max_index)
+    if need_face:
+        keep &= boxes[1:, 0] >= 0
+    t = np.flatnonzero(keep) + 1
     poses = keypoints_array(batch["keypoints"])
     return {"frame_index": index[t].astype(np.int32),
             "image_prev": batch["image"][t - 1], "image": batch["image"][t],
             "keypoints_prev": poses[t - 1].reshape(len(t), N_KEYPOINTS * 3),
-            "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3)}
+            "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3), "face_box": boxes[t]}
 
 
 def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -36,7 +46,8 @@ def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ordered [t-1, t]."""
     if not len(batch["frame_index"]):  # a block whose frames formed no pair
         empty = np.zeros((0, 2, 1, 1, 3), np.uint8)
-        return {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty}
+        return {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty,
+                "face_box": np.zeros((0, 4), np.int32)}
     images, figures = [], []
     for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
         pair = [decode_image(prev), decode_image(cur)]
@@ -44,10 +55,10 @@ def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images.append(np.stack(pair))
         figures.append(np.stack([draw_pose(p, w, h) for p in keypoints_array([kp_prev, kp])]))
     return {"frame_index": np.asarray(batch["frame_index"], np.int32),
-            "image": np.stack(images), "pose": np.stack(figures)}
+            "image": np.stack(images), "pose": np.stack(figures), "face_box": np.asarray(batch["face_box"], np.int32)}
 
 
-def training_pairs(dataset_url: str, target: str, holdout_fraction: float):
+def training_pairs(dataset_url: str, target: str, holdout_fraction: float, need_face: bool = False):
     """The Ray Dataset of training pairs of one target video, and that video's record.
 
     Pairs are shuffled across the whole video while still compact (JPEG bytes), before the
@@ -56,8 +67,9 @@ def training_pairs(dataset_url: str, target: str, holdout_fraction: float):
 
     record = video_record(dataset_url, target)
     frames = ray.data.read_parquet(part_urls(dataset_url, target)).select_columns(
-        ["frame_index", "image", "keypoints"])
-    pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction)},
+        ["frame_index", "image", "keypoints", "face_box"])
+    pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction),
+                                                      "need_face": need_face},
                                batch_size=None, batch_format="numpy")
     return pairs.random_shuffle().map_batches(render_pairs, batch_size=32, batch_format="numpy"), record
 

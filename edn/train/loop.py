@@ -1,7 +1,10 @@
-"""The Ray Train worker loop for the body GAN: build, resume, train, log, checkpoint."""
+"""The Ray Train worker loop, both stages: build, resume, train, log, checkpoint."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import random
 import tempfile
 import time
 
@@ -10,29 +13,67 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from edn.config import from_dict
-from edn.models.networks import GlobalGenerator, MultiscaleDiscriminator
+from edn.models.body import BodyGenerator
+from edn.models.face import FaceGenerator, apply_face, crop
+from edn.models.networks import MultiscaleDiscriminator
+from edn.models.perceptual import VGGPerceptualLoss
 from edn.train.config import TrainConfig
 from edn.train.data import to_model_range
-from edn.train.step import BodyGANStep, unwrap
+from edn.train.step import GANStep, Judged, body_judged, unwrap
 
 STATE_FILE = "state.pt"
 
 
+def rng_file(rank: int) -> str:
+    return f"rng-rank{rank}.pt"
+
+
 def build(cfg: TrainConfig, device: torch.device):
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    G = GlobalGenerator(cfg.generator).to(device)
-    D = MultiscaleDiscriminator(cfg.discriminator).to(device)
+    """The stage's trained generator and discriminator, identical on every rank, and their optimizers."""
+    torch.manual_seed(cfg.seed)
+    if cfg.stage == "body":
+        G = BodyGenerator(cfg.generator, cfg.temporal)
+        D = MultiscaleDiscriminator(dataclasses.replace(cfg.discriminator, in_channels=12 if cfg.temporal else 6))
+    else:
+        G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
+    G, D = G.to(device), D.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     betas = (cfg.beta1, cfg.beta2)
-    return G, D, torch.optim.Adam(G.parameters(), cfg.lr, betas=betas), torch.optim.Adam(D.parameters(), cfg.lr, betas=betas)
+    fused = device.type == "cuda"
+    return (G, D, torch.optim.Adam(G.parameters(), cfg.lr, betas=betas, fused=fused),
+            torch.optim.Adam(D.parameters(), cfg.lr, betas=betas, fused=fused))
 
 
-def save_state(path: str, step: int, G, D, opt_G, opt_D) -> None:
-    torch.save({"step": step, "G": G.state_dict(), "D": D.state_dict(),
-                "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict()}, os.path.join(path, STATE_FILE))
+def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
+    """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
+    with torch.no_grad():
+        body_out = body(batch["pose"], body(batch["pose_prev"]) if body.temporal else None)
+    _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
+    real = crop(batch["image"], batch["face_box"])
+    return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
+                  crops["pasted"], real)
 
 
-def load_state(path: str, device: torch.device) -> dict:
+def save_state(path: str, state: dict) -> None:
+    torch.save(state, os.path.join(path, STATE_FILE))
+
+
+def load_state(path: str, device: torch.device | str) -> dict:
     return torch.load(os.path.join(path, STATE_FILE), map_location=device, weights_only=True)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -42,9 +83,31 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (cfg.steps - step) / max(cfg.steps - start, 1))
 
 
-def sample_grid(pose: torch.Tensor, fake: torch.Tensor, real: torch.Tensor) -> np.ndarray:
-    """pose | output | real for the first item, as one uint8 image."""
-    row = torch.cat([pose[0], fake[0], real[0]], dim=2)
+def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
+    """A pair batch (uint8 NHWC, [t-1, t]) -> model tensors in [-1, 1] and the face boxes of frame t."""
+    out = {}
+    for key, name in (("pose", "pose"), ("image", "image")):
+        out[f"{name}_prev"] = to_model_range(batch[key][:, 0]).contiguous(memory_format=memory_format)
+        out[name] = to_model_range(batch[key][:, 1]).contiguous(memory_format=memory_format)
+    out["face_box"] = batch["face_box"]
+    return out
+
+
+def weight_spread(networks, world: int) -> float:
+    """Largest difference between ranks of a checksum of every weight: 0 when DDP keeps them identical."""
+    sums = torch.stack([torch.stack([p.detach().double().sum() for p in unwrap(n).parameters()]).sum()
+                        for n in networks]).cpu()
+    if world == 1:
+        return 0.0
+    gathered = [torch.zeros_like(sums) for _ in range(world)]
+    torch.distributed.all_gather_object(gathered, sums)
+    stacked = torch.stack(gathered)
+    return float((stacked.max(0).values - stacked.min(0).values).max())
+
+
+def sample_grid(*images: torch.Tensor) -> np.ndarray:
+    """The first item of each (B, 3, H, W) tensor side by side, as one uint8 image."""
+    row = torch.cat([im[0].float() for im in images], dim=2)
     return ((row.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
@@ -54,23 +117,47 @@ def train_loop_per_worker(config: dict) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    from edn.registry import load_registered
+
     cfg = from_dict(TrainConfig, config["train"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
+    gpu = device.type == "cuda"
+    memory_format = torch.channels_last if gpu and cfg.channels_last else torch.contiguous_format
     G, D, opt_G, opt_D = build(cfg, device)
-    step = 0
+    torch.manual_seed(cfg.seed + 1 + rank)  # after the identical init: each rank its own stream
+    np.random.seed(cfg.seed + 1 + rank)
+    random.seed(cfg.seed + 1 + rank)
+    step = epoch = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             state = load_state(d, device)
-        G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-        opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
-        step = state["step"]
-    if world > 1:  # G and D wrapped separately: each has its own backward per step
+            G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+            opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
+            step, epoch = state["step"], state["epoch"]
+            if os.path.exists(os.path.join(d, rng_file(rank))):
+                set_rng_state(torch.load(os.path.join(d, rng_file(rank)), weights_only=False))
+    if world > 1:  # every network wrapped on its own: each has its own backward per step
         G, D = DDP(G), DDP(D)
-    gan_step = BodyGANStep(G, D, opt_G, opt_D, cfg.loss_weights)
+    if cfg.stage == "body":
+        def judge(batch):
+            return body_judged(G, batch, cfg.temporal)
+        reference = None
+    else:
+        body = load_registered(cfg.registry_name, cfg.body_model, config["tracking_uri"], str(device)).body
+        body.requires_grad_(False)
+
+        def judge(batch):
+            return face_judged(body, G, batch)
+        reference = body
+    perceptual = VGGPerceptualLoss.from_weights(cfg.vgg_weights_url or None).to(device) \
+        if config["perceptual_available"] and cfg.lambda_vgg else None
+    weights = cfg.loss_weights(perceptual is not None)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if gpu and cfg.amp else contextlib.nullcontext
+    gan_step = GANStep(judge, D, opt_G, opt_D, weights, perceptual, autocast)
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
 
@@ -78,36 +165,50 @@ def train_loop_per_worker(config: dict) -> None:
     tick, images_since = time.time(), 0
     while step < cfg.steps:
         batches = 0
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
-                                              local_shuffle_buffer_size=4 * cfg.batch_size, device=device):
+        for raw in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
+                                            local_shuffle_buffer_size=4 * cfg.batch_size, device=device):
             batches += 1
             lr = learning_rate(cfg, step)
             for group in (*opt_G.param_groups, *opt_D.param_groups):
                 group["lr"] = lr
-            pose = to_model_range(batch["pose"][:, 1])   # frame t of each (t-1, t) pair
-            real = to_model_range(batch["image"][:, 1])
-            losses = gan_step(pose, real)
+            batch = to_batch(raw, memory_format)
+            losses = gan_step(batch)
             step += 1
-            images_since += len(pose) * world
+            images_since += cfg.batch_size * world
             if client and step % cfg.log_every == 0:
                 now = time.time()
-                values = {k: float(v) for k, v in losses.items()}
-                values["images_per_s"] = images_since / (now - tick)
-                values["lr"] = lr
-                ms = int(now * 1000)
-                client.log_batch(run_id, [Metric(k, v, ms, step) for k, v in values.items()])
+                values = {k: float(v) for k, v in losses.items()}  # the one host sync, every log_every steps
+                values.update(images_per_s=images_since / (now - tick), lr=lr, epoch=epoch)
+                client.log_batch(run_id, [Metric(k, v, int(now * 1000), step) for k, v in values.items()])
                 tick, images_since = now, 0
             if client and (step % cfg.image_every == 0 or step == cfg.steps):
-                with torch.no_grad():
-                    client.log_image(run_id, sample_grid(pose, unwrap(G)(pose[:1]), real), key="samples", step=step)
+                client.log_image(run_id, _samples(cfg, unwrap(G), reference, batch), key="samples", step=step)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                metrics = {"step": step, **{k: float(v) for k, v in losses.items()}}
+                spread = weight_spread((G, D), world)
+                metrics = {"step": step, "epoch": epoch, "rank_weight_spread": spread,
+                           **{k: float(v) for k, v in losses.items()}}
                 with tempfile.TemporaryDirectory() as tmp:
+                    torch.save(rng_state(), os.path.join(tmp, rng_file(rank)))
                     if rank == 0:
-                        save_state(tmp, step, unwrap(G), unwrap(D), opt_G, opt_D)
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None)
+                        save_state(tmp, {"step": step, "epoch": epoch, "G": unwrap(G).state_dict(),
+                                         "D": unwrap(D).state_dict(), "opt_G": opt_G.state_dict(),
+                                         "opt_D": opt_D.state_dict(), "stage": cfg.stage})
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             if step >= cfg.steps:
                 break
+        epoch += 1
         if batches == 0:
             raise RuntimeError(f"{cfg.dataset_url}: target {cfg.target!r} gives no training batch of "
                                f"{cfg.batch_size} frame pairs per worker; use a longer video, fewer workers or a smaller batch")
+
+
+@torch.no_grad()
+def _samples(cfg: TrainConfig, G, body, batch) -> np.ndarray:
+    """pose | body output | with face GAN (face stage) | real, for the first pair's frame t."""
+    first = {k: v[:1] for k, v in batch.items()}
+    if cfg.stage == "body":
+        prev = G(first["pose_prev"]) if cfg.temporal else None
+        return sample_grid(first["pose"], G(first["pose"], prev), first["image"])
+    body_out = body(first["pose"], body(first["pose_prev"]) if body.temporal else None)
+    final, _ = apply_face(G, first["pose"], body_out, first["face_box"])
+    return sample_grid(first["pose"], body_out, final, first["image"])

@@ -9,9 +9,10 @@ import tempfile
 from edn.config import to_dict
 from edn.data.reader import video_poses
 from edn.pose.normalize import floor_stats
-from edn.registry import register, write_model_dir
+from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
+from edn.registry import load_registered, register, write_model_dir
 from edn.tracking import run_for, tracking_uri
-from edn.train.config import TrainConfig
+from edn.train.config import STAGES, TrainConfig
 from edn.train.data import split_point, training_pairs
 from edn.train.loop import load_state, train_loop_per_worker
 
@@ -19,27 +20,47 @@ log = logging.getLogger(__name__)
 
 
 def check_config(cfg: TrainConfig, record: dict) -> None:
+    if cfg.stage not in STAGES:
+        raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
     stride = 2 ** cfg.generator.n_downsample
     if record["width"] % stride or record["height"] % stride:
         raise ValueError(
             f"{cfg.dataset_url}: frames of {cfg.target!r} are {record['width']}x{record['height']}, not multiples "
             f"of {stride} (2**generator.n_downsample); ingest with --size at a multiple of {stride}")
-    if cfg.generator.in_channels != 3 or cfg.discriminator.in_channels != 6:
-        raise ValueError("the body stage takes a 3-channel pose figure and judges (pose, frame): "
-                         "generator.in_channels=3, discriminator.in_channels=6")
+
+
+def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
+    """Whether the VGG19 perceptual loss is on. Said at start and logged to the run; without
+    weights the run stops unless the config allows training without it."""
+    if not cfg.lambda_vgg:
+        return False
+    status = perceptual_status(cfg.vgg_weights_url or None)
+    client.set_tag(run_id, "edn.perceptual_loss", "on" if status["available"] else "unavailable")
+    client.log_dict(run_id, status, "perceptual_status.json")
+    if status["available"]:
+        log.info("VGG19 perceptual loss on, weights from %s", status["source"])
+        return True
+    if not cfg.allow_no_vgg:
+        raise PerceptualWeightsMissing(f"{status['reason']} Or set allow_no_vgg=true to train without "
+                                       "the perceptual loss.")
+    log.warning("TRAINING WITHOUT THE VGG19 PERCEPTUAL LOSS (allow_no_vgg=true): %s", status["reason"])
+    return False
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train the body GAN of one target and register it. Returns run id, model version, metrics."""
+    """Train one stage of a target's model and register the result: the body stage registers the
+    body generator; the face stage, the frozen body generator it started from with the new face
+    generator. Returns run id, model version, metrics."""
     import ray.train
     from mlflow import MlflowClient
     from ray.train.torch import TorchTrainer
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
-    pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction)
+    pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction, need_face=cfg.stage == "face")
     check_config(cfg, record)
-    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target, "edn.stage": "body"})
+    body = load_registered(cfg.registry_name, cfg.body_model, uri) if cfg.stage == "face" else None
+    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target, "edn.stage": cfg.stage})
     for key, value in _flatten(to_dict(cfg)).items():
         try:
             client.log_param(run_id, key, value)
@@ -47,11 +68,14 @@ def train(cfg: TrainConfig) -> dict:
             pass
     client.log_dict(run_id, to_dict(cfg), "config.json")
     client.set_tag(run_id, "edn.dataset_url", cfg.dataset_url)
+    client.set_tag(run_id, "edn.dataset_version", record["committed_at"])
+    perceptual = perceptual_check(cfg, client, run_id)
 
     storage = cfg.storage_path if "://" in cfg.storage_path else os.path.abspath(cfg.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id},
+        train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
+                           "perceptual_available": perceptual},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
@@ -66,14 +90,21 @@ def train(cfg: TrainConfig) -> dict:
     with result.checkpoint.as_directory() as d:
         state = load_state(d, "cpu")
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
-    index, poses = video_poses(cfg.dataset_url, cfg.target)
-    stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
-    meta = {"target": cfg.target, "width": record["width"], "height": record["height"], "fps": record["fps"],
-            "generator": to_dict(cfg)["generator"], "floor_stats": stats.to_dict(), "stage": "body",
-            "dataset_url": cfg.dataset_url, "holdout_start": holdout_start,
-            "steps": state["step"], "mlflow_run_id": run_id}
+    if body is None:
+        index, poses = video_poses(cfg.dataset_url, cfg.target)
+        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
+        meta = {"target": cfg.target, "width": record["width"], "height": record["height"], "fps": record["fps"],
+                "generator": to_dict(cfg)["generator"], "temporal": cfg.temporal, "face_generator": None,
+                "floor_stats": stats.to_dict(), "dataset_url": cfg.dataset_url, "holdout_start": holdout_start,
+                "body_run_id": run_id, "body_steps": state["step"], "perceptual_loss": perceptual}
+        body_state, face_state = state["G"], None
+    else:
+        meta = {**body.meta, "face_generator": to_dict(cfg)["face_generator"], "face_run_id": run_id,
+                "face_steps": state["step"], "face_perceptual_loss": perceptual, "body_version": body.version}
+        body_state, face_state = body.body.state_dict(), state["G"]
+    meta.pop("format_version", None)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        write_model_dir(tmp, state["G"], meta)
+        write_model_dir(tmp, body_state, {**meta, "stage": cfg.stage}, face_state)
         version = register(client, run_id, tmp, cfg.registry_name, cfg.alias)
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],

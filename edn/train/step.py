@@ -1,6 +1,15 @@
-"""One body-GAN training step (pix2pixHD objective): a discriminator update, then a generator
-update with the discriminator frozen. Works on bare modules or DDP-wrapped ones."""
+"""One GAN training step (pix2pixHD objective), for either stage: a generator update with the
+discriminator frozen, then a discriminator update. Works on bare modules or DDP-wrapped ones.
+
+What differs between stages is what the discriminator and the reconstruction losses see
+(`Judged`): the body stage judges (pose t-1, pose t, frame t-1, frame t) with temporal smoothing,
+or (pose, frame) frame by frame; the face stage judges (pose crop, face crop).
+"""
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -12,43 +21,70 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-class BodyGANStep:
-    """The generator's terms are named (G_gan, G_feat, G_l1), each with a weight, so every term
-    is logged under its name; a term of weight 0 is not computed."""
+@dataclass
+class Judged:
+    d_fake: torch.Tensor  # discriminator input: condition and generated images, channels concatenated
+    d_real: torch.Tensor  # the same condition with the real images
+    fake: torch.Tensor    # generated images for the reconstruction terms (perceptual, L1)
+    real: torch.Tensor
 
-    def __init__(self, G: nn.Module, D: nn.Module, opt_G: torch.optim.Optimizer,
-                 opt_D: torch.optim.Optimizer, weights: dict[str, float]):
-        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+
+def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) -> Judged:
+    """batch: pose_prev, pose, image_prev, image, each (B, 3, H, W) in [-1, 1]."""
+    if not temporal:
+        fake = G(batch["pose"])
+        return Judged(torch.cat([batch["pose"], fake], 1), torch.cat([batch["pose"], batch["image"]], 1),
+                      fake, batch["image"])
+    # Frame t-1 from a blank previous frame, then frame t from the generated t-1, as in the
+    # paper; both through G's own forward, so a DDP wrapper's gradient hooks see both calls.
+    fake_prev = G(batch["pose_prev"])
+    fake = G(batch["pose"], fake_prev)
+    cond = torch.cat([batch["pose_prev"], batch["pose"]], 1)
+    return Judged(torch.cat([cond, fake_prev, fake], 1), torch.cat([cond, batch["image_prev"], batch["image"]], 1),
+                  torch.cat([fake_prev, fake]), torch.cat([batch["image_prev"], batch["image"]]))
+
+
+class GANStep:
+    """The generator's terms are named (G_gan, G_feat, G_vgg, G_l1), each with a weight, so every
+    term is logged under its name; a term of weight 0 is not computed."""
+
+    def __init__(self, judge: Callable[[dict], Judged], D: nn.Module, opt_G: torch.optim.Optimizer,
+                 opt_D: torch.optim.Optimizer, weights: dict[str, float], perceptual: nn.Module | None = None,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.judge, self.D, self.opt_G, self.opt_D, self.autocast = judge, D, opt_G, opt_D, autocast
         self.weights = {k: w for k, w in weights.items() if w}
-        self.gan, self.feat, self.l1 = LSGANLoss(), FeatureMatchingLoss(), nn.L1Loss()
+        if "G_vgg" in self.weights and perceptual is None:
+            raise ValueError("G_vgg has a weight but no perceptual loss was given")
+        self.gan, self.feat, self.l1, self.vgg = LSGANLoss(), FeatureMatchingLoss(), nn.L1Loss(), perceptual
 
-    def _generator_terms(self, fake, real, pred_fake, pred_real) -> dict[str, torch.Tensor]:
+    def _generator_terms(self, j: Judged, pred_fake, pred_real) -> dict[str, torch.Tensor]:
         terms = {"G_gan": lambda: self.gan(pred_fake, True),
                  "G_feat": lambda: self.feat(pred_fake, pred_real),
-                 "G_l1": lambda: self.l1(fake, real)}
+                 "G_vgg": lambda: self.vgg(j.fake.float(), j.real.float()),
+                 "G_l1": lambda: self.l1(j.fake, j.real)}
         return {name: terms[name]() for name in self.weights}
 
-    def __call__(self, pose: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        """pose, real: (B, 3, H, W) in [-1, 1]. Returns detached losses (no host sync here)."""
-        fake = self.G(pose)
-        fake_in, real_in = torch.cat([pose, fake], 1), torch.cat([pose, real], 1)
-
-        # G step through the bare D with its parameters frozen: no D gradients, and no DDP
-        # reduction for D in this backward. Fake and real share one D forward.
-        D = unwrap(self.D)
-        D.requires_grad_(False)
-        try:
-            pred_fake, pred_real = _split(D(torch.cat([fake_in, real_in], 0)), len(pose))
-            g_terms = self._generator_terms(fake, real, pred_fake, pred_real)
-            self.opt_G.zero_grad(set_to_none=True)
-            sum(self.weights[k] * v for k, v in g_terms.items()).backward()
-            self.opt_G.step()
-        finally:
-            D.requires_grad_(True)
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Returns the detached losses (no host sync here)."""
+        with self.autocast():
+            j = self.judge(batch)
+            # G step through the bare D with its parameters frozen: no D gradients, and no DDP
+            # reduction for D in this backward. Fake and real share one D forward.
+            D = unwrap(self.D)
+            D.requires_grad_(False)
+            try:
+                pred_fake, pred_real = _split(D(torch.cat([j.d_fake, j.d_real], 0)), len(j.d_fake))
+                g_terms = self._generator_terms(j, pred_fake, pred_real)
+            finally:
+                D.requires_grad_(True)
+        self.opt_G.zero_grad(set_to_none=True)
+        sum(self.weights[k] * v for k, v in g_terms.items()).backward()
+        self.opt_G.step()
 
         # D step on the same fake, detached: one DDP forward per backward.
-        pred_fake, pred_real = _split(self.D(torch.cat([fake_in.detach(), real_in], 0)), len(pose))
-        d_terms = {"D_fake": self.gan(pred_fake, False), "D_real": self.gan(pred_real, True)}
+        with self.autocast():
+            pred_fake, pred_real = _split(self.D(torch.cat([j.d_fake.detach(), j.d_real], 0)), len(j.d_fake))
+            d_terms = {"D_fake": self.gan(pred_fake, False), "D_real": self.gan(pred_real, True)}
         self.opt_D.zero_grad(set_to_none=True)
         (0.5 * sum(d_terms.values())).backward()
         self.opt_D.step()
