@@ -31,10 +31,10 @@ def cmd_synth(a) -> dict:
 def cmd_ingest(a) -> dict:
     from edn.config import load_config
     from edn.data.ingest import IngestConfig, ingest
-    base = {k: v for k, v in (("estimator", a.estimator), ("concurrency", a.concurrency)) if v}
+    flags = {k: v for k, v in (("estimator", a.estimator), ("concurrency", a.concurrency)) if v}
     if a.size:
-        base["width"], base["height"] = a.size
-    cfg = load_config(IngestConfig, a.config, a.set, base=base)
+        flags["width"], flags["height"] = a.size
+    cfg = load_config(IngestConfig, a.config, a.set, flags=flags)
     _init_ray()
     result = ingest(a.videos, a.out, cfg)
     for failure in result["failed"]:
@@ -45,8 +45,8 @@ def cmd_ingest(a) -> dict:
 def _train_config(a):
     from edn.config import load_config
     from edn.train.config import TrainConfig
-    base = {k: v for k, v in (("dataset_url", a.dataset), ("target", a.target)) if v}
-    return load_config(TrainConfig, a.config, a.set, base=base)
+    flags = {k: v for k, v in (("dataset_url", a.dataset), ("target", a.target), ("stage", a.stage)) if v}
+    return load_config(TrainConfig, a.config, a.set, flags=flags)
 
 
 def cmd_train(a) -> dict:
@@ -146,9 +146,12 @@ def parser() -> argparse.ArgumentParser:
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
 
     p = verb("train", cmd_train, "Train a target's body GAN on Ray Train and register it in MLflow as edn-<target>.",
-             "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2")
+             "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2\n"
+             "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200")
     p.add_argument("--dataset", default="", help="dataset URL (overrides the config's dataset_url)")
     p.add_argument("--target", default="", help="target video id (overrides the config's target)")
+    p.add_argument("--stage", choices=["body", "face"], default=None,
+                   help="body (default), then face: the face GAN on the frozen body model (body_model alias)")
     _config_args(p, "TrainConfig", "generator.ngf=32")
 
     p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4).",

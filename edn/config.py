@@ -45,13 +45,16 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_config(cls: type[T], url: str | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> T:
-    data = dict(base or {})
+                flags: dict | None = None) -> T:
+    """Defaults, then the file at `url`, then `flags` (a command's own options), then the
+    `key=value` overrides: each later source wins."""
+    data: dict = {}
     if url:
         loaded = yaml.safe_load(read_bytes(url)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{url}: a config file must hold a mapping of settings")
-        data = _merge(data, loaded)
+        data = loaded
+    data = _merge(data, flags or {})
     return from_dict(cls, apply_overrides(data, overrides or []))
 
 

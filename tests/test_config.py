@@ -12,6 +12,9 @@ def test_file_and_overrides(tmp_path):
     assert cfg.lr == 0.001 and cfg.use_gpu is True
     assert cfg.registry_name == "edn-alice" and cfg.ray_run_name == "edn-alice-body"  # one run per stage
     assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+    # a command's own flags win over the file, and --set over both
+    cfg = load_config(TrainConfig, str(path), ["steps=30"], flags={"target": "bob", "steps": 20})
+    assert (cfg.target, cfg.steps) == ("bob", 30)
 
 
 def test_unknown_setting_is_named():

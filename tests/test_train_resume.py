@@ -1,0 +1,75 @@
+"""A training worker killed mid-run: Ray Train's FailureConfig restarts the worker group, which
+resumes from the last checkpoint (weights, optimizers, step, per-rank RNG) and finishes the run."""
+import json
+import os
+import signal
+import threading
+import time
+
+from mlflow import MlflowClient
+
+from edn.data.ingest import IngestConfig, ingest
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.train.config import TrainConfig
+from edn.train.run import train
+
+
+def _train_worker_pids() -> list[int]:
+    """Ray names its worker processes after the actor: ray::RayTrainWorker..."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if b"RayTrainWorker" in f.read():
+                    pids.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _registered_step(run_dir: str) -> int:
+    """The step of the latest checkpoint Ray Train's controller has registered (it keeps its
+    checkpoint manager's state in the run folder): a checkpoint only counts once registered."""
+    try:
+        with open(os.path.join(run_dir, "checkpoint_manager_snapshot.json")) as f:
+            latest = json.load(f)["latest_checkpoint_result"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return latest["metrics"]["step"] if latest else 0
+
+
+def _kill_a_worker_after_a_checkpoint(run_dir: str, killed: list, stop: threading.Event) -> None:
+    while not stop.is_set():
+        if _registered_step(run_dir) > 0:
+            for pid in _train_worker_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.2)
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_cluster, dancers, tmp_path):
+    dataset = str(tmp_path / "dataset")
+    assert ingest(dancers[:1], dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = TrainConfig(dataset_url=dataset, target="dancer_00", allow_no_vgg=True,
+                      generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
+                      steps=24, batch_size=2, num_workers=2, checkpoint_every=4, log_every=1, image_every=100,
+                      max_failures=2, storage_path=str(tmp_path / "ray"), tracking_uri=uri)
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_a_worker_after_a_checkpoint,
+                              args=(str(tmp_path / "ray" / cfg.ray_run_name), killed, stop), daemon=True)
+    killer.start()
+    try:
+        result = train(cfg)
+    finally:
+        stop.set()
+    assert killed, "no training worker was found to kill"
+    assert result["steps"] == 24 and result["metrics"]["step"] == 24
+    assert result["metrics"]["rank_weight_spread"] == 0.0
+    steps = [m.step for m in MlflowClient(uri).get_metric_history(result["run_id"], "G_gan")]
+    repeated = sorted({s for s in steps if steps.count(s) > 1})
+    # steps after the checkpoint it resumed from were run twice; the first steps only once
+    assert repeated and min(repeated) > 4 and steps.count(1) == 1, steps
+    assert max(steps) == 24
