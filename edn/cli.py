@@ -111,7 +111,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_args(p: argparse.ArgumentParser, name: str, example: str) -> None:
-    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings")
+    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings, or a preset of "
+                   "edn/configs/ by name (frame_by_frame, temporal, face)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a setting, e.g. {example} (repeatable)")
 
@@ -145,7 +146,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
 
-    p = verb("train", cmd_train, "Train a target's body GAN on Ray Train and register it in MLflow as edn-<target>.",
+    p = verb("train", cmd_train, "Train a target's body GAN (then, --stage face, its face GAN) on Ray Train; register edn-<target> in MLflow.",
              "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2\n"
              "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200")
     p.add_argument("--dataset", default="", help="dataset URL (overrides the config's dataset_url)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from typing import Any, TypeVar
 
@@ -44,11 +45,20 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+PRESETS = os.path.join(os.path.dirname(__file__), "configs")
+
+
+def preset_names() -> list[str]:
+    return sorted(f[:-5] for f in os.listdir(PRESETS) if f.endswith(".yaml"))
+
+
 def load_config(cls: type[T], url: str | None = None, overrides: list[str] | None = None,
                 flags: dict | None = None) -> T:
-    """Defaults, then the file at `url`, then `flags` (a command's own options), then the
-    `key=value` overrides: each later source wins."""
+    """Defaults, then the file at `url` (or a preset of edn/configs/ by name), then `flags` (a
+    command's own options), then the `key=value` overrides: each later source wins."""
     data: dict = {}
+    if url and url in preset_names() and not os.path.exists(url):
+        url = os.path.join(PRESETS, f"{url}.yaml")
     if url:
         loaded = yaml.safe_load(read_bytes(url)) or {}
         if not isinstance(loaded, dict):

@@ -1,6 +1,6 @@
 import pytest
 
-from edn.config import from_dict, load_config, to_dict
+from edn.config import from_dict, load_config, preset_names, to_dict
 from edn.train.config import TrainConfig
 
 
@@ -20,3 +20,10 @@ def test_file_and_overrides(tmp_path):
 def test_unknown_setting_is_named():
     with pytest.raises(ValueError, match="stepz"):
         load_config(TrainConfig, None, ["stepz=3"])
+
+
+def test_ablation_presets():
+    assert {"frame_by_frame", "temporal", "face"} <= set(preset_names())
+    fbf, ts, face = (load_config(TrainConfig, name) for name in ("frame_by_frame", "temporal", "face"))
+    assert (fbf.stage, fbf.temporal) == ("body", False) and (ts.stage, ts.temporal) == ("body", True)
+    assert face.stage == "face" and face.body_model == "candidate"
