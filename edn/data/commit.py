@@ -23,7 +23,7 @@ from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, cle
 from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import N_KEYPOINTS
 from edn.pose.normalize import floor_stats
-from edn.pose.track import TrackConfig, track_dancer
+from edn.pose.track import DancerTracker, TrackConfig
 from edn.storage import filesystem, join, put_file_atomic, write_bytes_atomic
 
 
@@ -36,17 +36,13 @@ def _open(url: str) -> pq.ParquetFile:
     return pq.ParquetFile(fs.open(path, "rb"))
 
 
-def _staged_people(files: list[str]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Frame indices, timestamps and each frame's (P, 137, 3) people over all segments."""
-    index, times, people = [], [], []
-    for url in files:
-        table = _open(url).read(columns=["frame_index", "timestamp", "people"])
-        col = table["people"].combine_chunks()
-        flat = np.asarray(col.flatten().flatten(), np.float32).reshape(-1, N_KEYPOINTS, 3)
-        index.append(table["frame_index"].to_numpy())
-        times.append(table["timestamp"].to_numpy())
-        people += np.split(flat, np.cumsum(col.value_lengths().to_numpy())[:-1])
-    return np.concatenate(index), np.concatenate(times), people
+def _segment_people(url: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """A staged segment's frame indices, timestamps and each frame's (P, 137, 3) people."""
+    table = _open(url).read(columns=["frame_index", "timestamp", "people"])
+    col = table["people"].combine_chunks()
+    flat = np.asarray(col.flatten().flatten(), np.float32).reshape(-1, N_KEYPOINTS, 3)
+    people = np.split(flat, np.cumsum(col.value_lengths().to_numpy())[:-1])
+    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), people
 
 
 def commit_video(out_url: str, video: dict, estimator: str, estimator_options: dict,
@@ -56,10 +52,19 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
     vid, t = video["video_id"], video["transform"]
     w, h = t["width"], t["height"]
     files = [join(video["staging"], f"seg-{a:09d}.parquet") for a, _ in video["segments"]]
-    index, times, people = _staged_people(files)
+    # segment by segment, so only the dancer's pose of each frame is held, not everybody's
+    tracker = DancerTracker(w, h, track)
+    index, times, chosen, people_counts = [], [], [], []
+    for url in files:
+        seg_index, seg_times, people = _segment_people(url)
+        index.append(seg_index)
+        times.append(seg_times)
+        chosen += [tracker(p) for p in people]
+        people_counts += [len(p) for p in people]
+    index, times = np.concatenate(index), np.concatenate(times)
+    people_counts = np.array(people_counts, np.int16)
     if not np.array_equal(index, np.arange(video["frames"])):
         raise ValueError(f"{video['url']}: staged frames are not 0..{video['frames'] - 1} in order")
-    chosen, acquisitions = track_dancer(people, w, h, track)
     found = np.array([p is not None for p in chosen])
     if not found.any():
         raise NoPersonError(f"{video['url']}: no person detected in any of its {len(chosen)} frames")
@@ -77,7 +82,7 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
         fs.rm(path, recursive=True)
     parts = []
     extra = {"keypoints": poses.reshape(len(poses), -1), "keypoint_flags": flags, "person_detected": found,
-             "people_detected": np.array([len(p) for p in people], np.int16), "face_box": boxes}
+             "people_detected": people_counts, "face_box": boxes}
     for url, (a, b) in zip(files, video["segments"]):
         parts.append(f"part-{a:09d}.parquet")
         _write_part(url, join(frames_dir, parts[-1]), {k: v[a:b] for k, v in extra.items()})
@@ -92,8 +97,8 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
         "estimator": estimator, "estimator_options": estimator_options, "parts": parts,
         "segments": video["segments"],
         "keypoints": {"track": asdict(track), "cleanup": asdict(cleanup), "keypoint_counts": counts,
-                      "dancer_acquisitions": acquisitions,
-                      "frames_with_several_people": int(sum(len(p) > 1 for p in people))},
+                      "dancer_acquisitions": tracker.acquisitions,
+                      "frames_with_several_people": int((people_counts > 1).sum())},
         "face_box_size": min(face_box_size(h), w, h), "floor_stats": stats, "floor_stats_error": stats_error,
         "seconds": round(time.time() - start, 3),
         "committed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

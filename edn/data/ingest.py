@@ -114,8 +114,10 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> di
     if pending:
         results = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
             ExtractPoses, fn_constructor_args=(cfg.estimator, cfg.estimator_options, cfg.rows_per_group),
-            batch_size=1, concurrency=max(1, min(cfg.concurrency, len(pending))),
-            num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor)
+            batch_size=1, num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
+            # one segment in flight per actor: otherwise the first actor up queues the others' work
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.concurrency, len(pending))),
+                                               max_tasks_in_flight_per_actor=1))
         for r in results.iter_rows():
             vid = r["video_id"]
             if r["error"]:

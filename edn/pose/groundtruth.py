@@ -31,6 +31,8 @@ class GroundTruthPoses(PoseEstimator):
 
     def begin(self, video_url: str) -> None:
         url = keypoints_url(video_url)
+        if url == self._url:  # the next segment of the same video
+            return
         if not exists(url):
             raise FileNotFoundError(f"no ground-truth keypoints for {video_url}: {url} does not exist")
         try:
