@@ -120,6 +120,12 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> Ta
     return TargetModel(body, face, meta, version)
 
 
+def parse_model_ref(text: str, default_name: str) -> tuple[str, str]:
+    """"edn-alice@production" -> ("edn-alice", "production"); "3" -> (default_name, "3")."""
+    name, sep, ref = text.rpartition("@")
+    return (name, ref) if sep else (default_name, text)
+
+
 def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:
     """`ref` is an alias ("candidate", "production") or a version number."""
     client = MlflowClient(tracking_uri)

@@ -95,3 +95,19 @@ def test_learning_rate_schedule():
     from edn.train.loop import learning_rate
     cfg = TrainConfig(steps=100, lr=1e-3, lr_decay_start=0.5)
     assert [learning_rate(cfg, s) for s in (0, 50, 75, 99)] == pytest.approx([1e-3, 1e-3, 5e-4, 2e-5])
+
+
+def test_local_enhancer_is_coarse_to_fine():
+    from edn.models.networks import LocalEnhancer
+    torch.manual_seed(0)
+    fine_cfg = GeneratorConfig(ngf=4, n_downsample=2, n_blocks=1, n_local_enhancers=1, n_blocks_local=1)
+    G = LocalEnhancer(fine_cfg)
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    y = G(x)
+    assert y.shape == (2, 3, 32, 48) and y.abs().max() <= 1 and G.stride == 8
+    # a global generator trained at half resolution (ngf * 2) loads into it: same features
+    coarse = GlobalGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1))
+    G.load_global(coarse.state_dict())
+    half = torch.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    assert torch.equal(G.global_net(half), coarse.model[:-3](half))
+    assert len(G.global_parameters()) == len(list(coarse.parameters())) - 2  # its output conv dropped

@@ -2,6 +2,7 @@
 frame is rendered from its own pose, so the real frame is the ground truth."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
@@ -30,7 +31,12 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, strip_frames: int = 4
     scores: dict[str, list[float]] = {"model": [], "mean_frame_baseline": []}
     strips, indices = [], []
     render = model.renderer()
+    w, h = model.size
+    baseline = cv2.resize(baseline, (w, h), interpolation=cv2.INTER_AREA) if baseline.shape[:2] != (h, w) else baseline
     for index, images, poses in video_frames(dataset_url, target, start=start):
+        if images.shape[1:3] != (h, w):  # a model trained at a coarser scale (downscale)
+            poses = poses * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
+            images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
         figures, outputs = render(poses)
         for i, real, figure, output in zip(index, images, figures, outputs):
             scores["model"].append(ssim(output, real))

@@ -8,14 +8,14 @@ import dataclasses
 import torch
 from torch import nn
 
-from edn.models.networks import GeneratorConfig, GlobalGenerator
+from edn.models.networks import GeneratorConfig, make_generator
 
 
 class BodyGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, temporal: bool):
         super().__init__()
         self.temporal = temporal
-        self.net = GlobalGenerator(dataclasses.replace(cfg, in_channels=6 if temporal else 3))
+        self.net = make_generator(dataclasses.replace(cfg, in_channels=6 if temporal else 3))
 
     @property
     def stride(self) -> int:

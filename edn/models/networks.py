@@ -4,6 +4,7 @@ Plain nn.Modules; everything Ray or MLflow lives in edn.train.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +31,11 @@ class ResnetBlock(nn.Module):
 class GeneratorConfig:
     in_channels: int = 3  # pose figure (3); +3 with temporal smoothing (previous frame)
     out_channels: int = 3
-    ngf: int = 64
+    ngf: int = 64         # of the finest network: with local enhancers, the global one has ngf * 2**n
     n_downsample: int = 4
     n_blocks: int = 9
+    n_local_enhancers: int = 0  # pix2pixHD's local enhancer for high resolution (1 for 1024x512)
+    n_blocks_local: int = 3
 
 
 class GlobalGenerator(nn.Module):
@@ -63,6 +66,58 @@ class GlobalGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+class LocalEnhancer(nn.Module):
+    """pix2pixHD's coarse-to-fine generator: the global generator (without its output layers) on
+    the input at 1/2**n resolution, then n enhancers, each adding the coarser features to its own
+    downsampled features and upsampling the sum. Its `global_net` has the same layer names as a
+    GlobalGenerator of ngf * 2**n, so a global generator trained at the lower resolution loads
+    into it (`load_global`)."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_local_enhancers
+        self.global_net = GlobalGenerator(dataclasses.replace(cfg, ngf=cfg.ngf * 2**n, n_local_enhancers=0))
+        self.global_net.model = self.global_net.model[:-3]  # features, not an image
+        self.down, self.up = nn.ModuleList(), nn.ModuleList()
+        for i in range(1, n + 1):
+            c = cfg.ngf * 2 ** (n - i)
+            self.down.append(nn.Sequential(
+                nn.ReflectionPad2d(3), nn.Conv2d(cfg.in_channels, c, 7), _norm(c), nn.ReLU(True),
+                nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), _norm(2 * c), nn.ReLU(True)))
+            up = [ResnetBlock(2 * c) for _ in range(cfg.n_blocks_local)]
+            up += [nn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1), _norm(c), nn.ReLU(True)]
+            if i == n:
+                up += [nn.ReflectionPad2d(3), nn.Conv2d(cfg.ngf, cfg.out_channels, 7), nn.Tanh()]
+            self.up.append(nn.Sequential(*up))
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    @property
+    def stride(self) -> int:
+        return 2 ** (self.cfg.n_downsample + self.cfg.n_local_enhancers)
+
+    def global_parameters(self) -> list[nn.Parameter]:
+        return list(self.global_net.parameters())
+
+    def load_global(self, state: dict[str, torch.Tensor]) -> None:
+        """Weights of a GlobalGenerator trained at the coarser resolution (its output layers dropped)."""
+        kept = {k: v for k, v in state.items() if int(k.split(".")[1]) < len(self.global_net.model)}
+        self.global_net.load_state_dict(kept)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = [x]
+        for _ in range(self.cfg.n_local_enhancers):
+            inputs.append(self.pool(inputs[-1]))
+        out = self.global_net(inputs[-1])
+        for i, (down, up) in enumerate(zip(self.down, self.up)):
+            out = up(down(inputs[self.cfg.n_local_enhancers - 1 - i]) + out)
+        return out
+
+
+def make_generator(cfg: GeneratorConfig) -> nn.Module:
+    return LocalEnhancer(cfg) if cfg.n_local_enhancers else GlobalGenerator(cfg)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ class FloorStats:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def scaled(self, factor: float) -> "FloorStats":
+        """The same statistics for the frames resized by `factor`."""
+        return FloorStats(self.close * factor, self.far * factor, self.height_close * factor,
+                          self.height_far * factor, round(self.width * factor), round(self.height * factor))
+
     @classmethod
     def from_dict(cls, d: dict) -> "FloorStats":
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})

@@ -22,6 +22,12 @@ class TrainConfig:
     face_generator: FaceGeneratorConfig = field(default_factory=FaceGeneratorConfig)
     face_discriminator: DiscriminatorConfig = field(default_factory=face_discriminator_config)
     body_model: str = "candidate"  # face stage: registry alias or version of the body model to freeze
+    # coarse-to-fine (pix2pixHD): train a global generator of ngf * 2 at downscale=2 first, then
+    # the local enhancer (generator.n_local_enhancers=1) initialised from it, the global part
+    # held still for fix_global_steps
+    downscale: int = 1             # train (and register) at 1/downscale of the stored frame size
+    init_global_from: str = ""     # registry "name@alias-or-version" of the coarse body model
+    fix_global_steps: int = 0
     steps: int = 2000
     batch_size: int = 4
     lr: float = 2e-4
@@ -65,4 +71,4 @@ class TrainConfig:
 
     @property
     def ray_run_name(self) -> str:
-        return self.run_name or f"edn-{self.target}-{self.stage}"
+        return self.run_name or f"{self.registry_name}-{self.stage}"

@@ -6,6 +6,7 @@ predecessor. (A pair that straddles two read blocks is dropped: one per block bo
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edn.data.ingest import video_record
@@ -41,9 +42,9 @@ def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = F
             "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3), "face_box": boxes[t]}
 
 
-def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1) -> dict[str, np.ndarray]:
     """Compact pair rows -> decoded frames and drawn pose figures, each (N, 2, H, W, 3) uint8
-    ordered [t-1, t]."""
+    ordered [t-1, t]; with `downscale` d, at 1/d of the stored size (coarse-to-fine training)."""
     if not len(batch["frame_index"]):  # a block whose frames formed no pair
         empty = np.zeros((0, 2, 1, 1, 3), np.uint8)
         return {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty,
@@ -51,14 +52,20 @@ def render_pairs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     images, figures = [], []
     for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
         pair = [decode_image(prev), decode_image(cur)]
-        h, w = pair[0].shape[:2]
+        h, w = pair[0].shape[0] // downscale, pair[0].shape[1] // downscale
+        if downscale > 1:
+            pair = [cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in pair]
+        poses = keypoints_array([kp_prev, kp])
+        poses[:, :, :2] /= downscale
         images.append(np.stack(pair))
-        figures.append(np.stack([draw_pose(p, w, h) for p in keypoints_array([kp_prev, kp])]))
-    return {"frame_index": np.asarray(batch["frame_index"], np.int32),
-            "image": np.stack(images), "pose": np.stack(figures), "face_box": np.asarray(batch["face_box"], np.int32)}
+        figures.append(np.stack([draw_pose(p, w, h) for p in poses]))
+    boxes = np.asarray(batch["face_box"], np.int32)
+    return {"frame_index": np.asarray(batch["frame_index"], np.int32), "image": np.stack(images),
+            "pose": np.stack(figures), "face_box": np.where(boxes >= 0, boxes // downscale, -1)}
 
 
-def training_pairs(dataset_url: str, target: str, holdout_fraction: float, need_face: bool = False):
+def training_pairs(dataset_url: str, target: str, holdout_fraction: float, need_face: bool = False,
+                   downscale: int = 1):
     """The Ray Dataset of training pairs of one target video, and that video's record.
 
     Pairs are shuffled across the whole video while still compact (JPEG bytes), before the
@@ -71,7 +78,8 @@ def training_pairs(dataset_url: str, target: str, holdout_fraction: float, need_
     pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction),
                                                       "need_face": need_face},
                                batch_size=None, batch_format="numpy")
-    return pairs.random_shuffle().map_batches(render_pairs, batch_size=32, batch_format="numpy"), record
+    return pairs.random_shuffle().map_batches(render_pairs, fn_kwargs={"downscale": downscale}, batch_size=32,
+                                              batch_format="numpy"), record
 
 
 def to_model_range(images: "torch.Tensor") -> "torch.Tensor":  # noqa: F821

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from edn.config import from_dict
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face, crop
-from edn.models.networks import MultiscaleDiscriminator
+from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator
 from edn.models.perceptual import VGGPerceptualLoss
 from edn.train.config import TrainConfig
 from edn.train.data import to_model_range
@@ -28,12 +28,15 @@ def rng_file(rank: int) -> str:
     return f"rng-rank{rank}.pt"
 
 
-def build(cfg: TrainConfig, device: torch.device):
-    """The stage's trained generator and discriminator, identical on every rank, and their optimizers."""
+def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
+    """The stage's trained generator and discriminator, identical on every rank, and their
+    optimizers; `coarse`: a coarser global generator's weights for a local enhancer."""
     torch.manual_seed(cfg.seed)
     if cfg.stage == "body":
         G = BodyGenerator(cfg.generator, cfg.temporal)
         D = MultiscaleDiscriminator(dataclasses.replace(cfg.discriminator, in_channels=12 if cfg.temporal else 6))
+        if coarse is not None:
+            G.net.load_global(coarse)
     else:
         G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
     G, D = G.to(device), D.to(device)
@@ -41,7 +44,10 @@ def build(cfg: TrainConfig, device: torch.device):
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     betas = (cfg.beta1, cfg.beta2)
     fused = device.type == "cuda"
-    return (G, D, torch.optim.Adam(G.parameters(), cfg.lr, betas=betas, fused=fused),
+    held = {id(p) for p in G.net.global_parameters()} if isinstance(getattr(G, "net", None), LocalEnhancer) else set()
+    groups = [{"params": [p for p in G.parameters() if id(p) not in held], "name": "G"},
+              {"params": [p for p in G.parameters() if id(p) in held], "name": "global"}]
+    return (G, D, torch.optim.Adam([g for g in groups if g["params"]], cfg.lr, betas=betas, fused=fused),
             torch.optim.Adam(D.parameters(), cfg.lr, betas=betas, fused=fused))
 
 
@@ -117,7 +123,7 @@ def train_loop_per_worker(config: dict) -> None:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from edn.registry import load_registered
+    from edn.registry import load_registered, parse_model_ref
 
     cfg = from_dict(TrainConfig, config["train"])
     ctx = ray.train.get_context()
@@ -126,7 +132,11 @@ def train_loop_per_worker(config: dict) -> None:
     device = ray.train.torch.get_device()
     gpu = device.type == "cuda"
     memory_format = torch.channels_last if gpu and cfg.channels_last else torch.contiguous_format
-    G, D, opt_G, opt_D = build(cfg, device)
+    coarse = None
+    if cfg.init_global_from:
+        name, ref = parse_model_ref(cfg.init_global_from, cfg.registry_name)
+        coarse = load_registered(name, ref, config["tracking_uri"]).body.net.state_dict()
+    G, D, opt_G, opt_D = build(cfg, device, coarse)
     torch.manual_seed(cfg.seed + 1 + rank)  # after the identical init: each rank its own stream
     np.random.seed(cfg.seed + 1 + rank)
     random.seed(cfg.seed + 1 + rank)
@@ -135,8 +145,13 @@ def train_loop_per_worker(config: dict) -> None:
     if checkpoint:
         with checkpoint.as_directory() as d:
             state = load_state(d, device)
-            G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-            opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
+            try:
+                G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+                opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise RuntimeError(
+                    f"run {cfg.ray_run_name!r} in {cfg.storage_path} holds a checkpoint of other networks than this "
+                    f"config's (a run of the same name resumes it): choose another run_name ({e})") from None
             step, epoch = state["step"], state["epoch"]
             if os.path.exists(os.path.join(d, rng_file(rank))):
                 set_rng_state(torch.load(os.path.join(d, rng_file(rank)), weights_only=False))
@@ -170,7 +185,7 @@ def train_loop_per_worker(config: dict) -> None:
             batches += 1
             lr = learning_rate(cfg, step)
             for group in (*opt_G.param_groups, *opt_D.param_groups):
-                group["lr"] = lr
+                group["lr"] = 0.0 if group.get("name") == "global" and step < cfg.fix_global_steps else lr
             batch = to_batch(raw, memory_format)
             losses = gan_step(batch)
             step += 1

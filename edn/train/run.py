@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 def check_config(cfg: TrainConfig, record: dict) -> None:
     if cfg.stage not in STAGES:
         raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
-    stride = 2 ** cfg.generator.n_downsample
+    stride = 2 ** (cfg.generator.n_downsample + cfg.generator.n_local_enhancers) * cfg.downscale
     if record["width"] % stride or record["height"] % stride:
         raise ValueError(
             f"{cfg.dataset_url}: frames of {cfg.target!r} are {record['width']}x{record['height']}, not multiples "
-            f"of {stride} (2**generator.n_downsample); ingest with --size at a multiple of {stride}")
+            f"of {stride} (2**(generator.n_downsample + n_local_enhancers) * downscale); ingest with --size "
+            f"at a multiple of {stride}")
 
 
 def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
@@ -57,7 +58,8 @@ def train(cfg: TrainConfig) -> dict:
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
-    pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction, need_face=cfg.stage == "face")
+    pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction,
+                                   need_face=cfg.stage == "face", downscale=cfg.downscale)
     check_config(cfg, record)
     body = load_registered(cfg.registry_name, cfg.body_model, uri) if cfg.stage == "face" else None
     run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target, "edn.stage": cfg.stage})
@@ -92,8 +94,8 @@ def train(cfg: TrainConfig) -> dict:
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
     if body is None:
         index, poses = video_poses(cfg.dataset_url, cfg.target)
-        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
-        meta = {"target": cfg.target, "width": record["width"], "height": record["height"], "fps": record["fps"],
+        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"]).scaled(1 / cfg.downscale)
+        meta = {"target": cfg.target, "width": stats.width, "height": stats.height, "fps": record["fps"],
                 "generator": to_dict(cfg)["generator"], "temporal": cfg.temporal, "face_generator": None,
                 "floor_stats": stats.to_dict(), "dataset_url": cfg.dataset_url, "holdout_start": holdout_start,
                 "body_run_id": run_id, "body_steps": state["step"], "perceptual_loss": perceptual}
