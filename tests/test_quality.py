@@ -1,5 +1,9 @@
 """The trained model must beat the mean-training-frame baseline on held-out target frames:
-proof that training learns the target's appearance from poses, not only the background."""
+proof that training learns the target's appearance from poses, not only the background.
+
+Frame by frame (the paper's FBF ablation): at this budget (800 steps, 64x64) temporal smoothing
+beat the baseline by +0.014 SSIM in one run and by only +0.0015 in another (the generator must
+also learn to use its previous frame), too noisy for a bound; frame by frame it is steadier."""
 import numpy as np
 from mlflow import MlflowClient
 
@@ -21,7 +25,7 @@ def test_model_beats_mean_frame_baseline(ray_cluster, tmp_path):
     assert ingest([v for v in videos if v.endswith(".mp4")], dataset,
                   IngestConfig(estimator="groundtruth", width=64, height=64))["done"] == ["dancer_00"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
+    cfg = TrainConfig(dataset_url=dataset, target="dancer_00", temporal=False,
                       generator=GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
                       discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2), lambda_l1=10.0, allow_no_vgg=True,
                       steps=QUALITY_STEPS, batch_size=4, cpus_per_worker=1, torch_threads=2,
