@@ -70,6 +70,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_cluster, dancers, 
     assert result["metrics"]["rank_weight_spread"] == 0.0
     steps = [m.step for m in MlflowClient(uri).get_metric_history(result["run_id"], "G_gan")]
     repeated = sorted({s for s in steps if steps.count(s) > 1})
+    print(f"killed worker {killed[0]}; steps run again after the restart: {repeated}; final step {max(steps)}")
     # steps after the checkpoint it resumed from were run twice; the first steps only once
     assert repeated and min(repeated) > 4 and steps.count(1) == 1, steps
     assert max(steps) == 24
