@@ -70,15 +70,24 @@ def cmd_render(a) -> dict:
 
 
 def cmd_evaluate(a) -> dict:
-    from edn.eval.heldout import evaluate_heldout
-    from edn.eval.report import write_metrics, write_report
-    from edn.storage import join
-    model = _model(a)
-    metrics = evaluate_heldout(a.dataset, model)
-    strips = metrics.pop("strips")
-    write_metrics(join(a.out, "metrics.json"), metrics)
-    write_report(join(a.out, "report.html"), f"edn evaluation: {model.meta['target']}", metrics, strips)
-    return {k: v for k, v in metrics.items() if k != "ssim_per_frame"}
+    from edn.eval.heldout import EvalConfig
+    from edn.eval.run import evaluate_and_report
+    from edn.tracking import tracking_uri
+    metrics = evaluate_and_report(a.dataset, _model(a), a.model or f"edn-{a.target}", a.out,
+                                  tracking_uri(a.tracking_uri), EvalConfig(a.detector, a.lpips_weights), a.promote)
+    return {**metrics, "methods": {m: {k: v for k, v in r.items() if k != "ssim_per_frame"}
+                                   for m, r in metrics["methods"].items()}}
+
+
+def cmd_ablate(a) -> dict:
+    from edn.eval.ablation import run_ablation
+    from edn.eval.heldout import EvalConfig
+    cfg = _train_config(a)
+    if not cfg.dataset_url or not cfg.target:
+        raise ValueError("ablate needs --dataset and --target (or dataset_url and target in --config)")
+    _init_ray()
+    result = run_ablation(cfg, a.face_steps, a.out, EvalConfig(a.detector, a.lpips_weights))
+    return {"rows": list(result["methods"]), "report": f"{a.out}/ablation.html"}
 
 
 def cmd_demo(a) -> dict:
@@ -90,11 +99,11 @@ def cmd_demo(a) -> dict:
         cfg.frames = a.frames
     result = run_demo(cfg)
     print(f"\ntransfer video : {result['transfer']}\nmetrics        : {result['metrics_file']}\n"
-          f"report         : {result['report']}\nSSIM held-out  : model {result['ssim']['model']:.4f} vs "
-          f"mean-frame baseline {result['ssim']['mean_frame_baseline']:.4f}\n"
+          f"report         : {result['report']}\n"
+          f"promotion      : {result['promotion']['reason']}\n"
           f"MLflow UI      : .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']}\n"
           f"registry       : {result['model_name']} version {result['model_version']}\n")
-    return {k: v for k, v in result.items() if k != "ssim_per_frame"}
+    return {k: v for k, v in result.items() if k != "methods"}
 
 
 def cmd_bench(a) -> dict:
@@ -162,10 +171,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output mp4 URL")
     p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
 
-    p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames (SSIM, report).",
-             "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval")
+    p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames against the "
+             "nearest-neighbour baseline (SSIM, LPIPS, pose distance, stability; report; promotion gate).",
+             "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval --promote")
     _model_args(p)
     p.add_argument("--out", required=True, help="folder URL for metrics.json and report.html")
+    p.add_argument("--promote", action="store_true",
+                   help="move the alias production to this version if it beats the nearest-neighbour baseline")
+    p.add_argument("--detector", default="mediapipe", help="pose detector run on generated frames (pose distance)")
+    p.add_argument("--lpips-weights", default="", help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
+
+    p = verb("ablate", cmd_ablate, "Train and score the paper's ablation (frame-by-frame, +temporal smoothing, "
+             "+face GAN) with one budget, beside the nearest-neighbour baseline; print the table.",
+             "edn ablate --dataset outputs/dataset --target dancer_00 --set steps=1500 --face-steps 300 --out outputs/ablation")
+    p.add_argument("--dataset", default="", help="dataset URL")
+    p.add_argument("--target", default="", help="target video id")
+    p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out", required=True, help="folder URL for ablation.json and ablation.html")
+    p.add_argument("--face-steps", type=int, default=300, help="face GAN steps on top of the temporal body model")
+    p.add_argument("--detector", default="mediapipe", help="pose detector run on generated frames (pose distance)")
+    p.add_argument("--lpips-weights", default="", help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
+    _config_args(p, "TrainConfig", "steps=1500")
 
     p = verb("demo", cmd_demo, "Run everything end to end on synthetic dancers with embedded defaults.",
              "edn demo --out outputs/demo")

@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.eval.heldout import evaluate_heldout
-from edn.eval.report import write_metrics, write_report
+from edn.eval.run import evaluate_and_report
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import load_registered
@@ -79,17 +78,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     video_url = join(out, "transfer.mp4")
     transfer(tcfg.dataset_url, source, model, video_url)
 
-    step("5/5 evaluating on held-out target frames")
-    result = evaluate_heldout(tcfg.dataset_url, model)
-    strips = result.pop("strips")
-    metrics = {**result, "model_name": trained["model_name"], "body_steps": model.meta["body_steps"],
-               "face_steps": model.meta["face_steps"], "perceptual_loss": model.meta["perceptual_loss"],
-               "mlflow_run_id": trained["run_id"], "demo_seconds": round(time.time() - started, 1)}
-    write_metrics(join(out, "metrics.json"), metrics)
-    write_report(join(out, "report.html"), f"edn demo: {source} -> {target}", metrics, strips,
-                 links={"transfer video (source | pose | output)": "transfer.mp4", "metrics": "metrics.json"})
-    return {**metrics, "transfer": video_url, "report": join(out, "report.html"),
-            "metrics_file": join(out, "metrics.json"), "tracking_uri": trained["tracking_uri"]}
+    step("5/5 evaluating on held-out target frames against the nearest-neighbour baseline")
+    metrics = evaluate_and_report(tcfg.dataset_url, model, trained["model_name"], out, trained["tracking_uri"],
+                                  gate=True, links={"transfer video (source | pose | output)": "transfer.mp4",
+                                                    "metrics": "metrics.json"})
+    return {**metrics, "model_name": trained["model_name"], "model_version": model.version,
+            "body_steps": model.meta["body_steps"], "face_steps": model.meta["face_steps"],
+            "perceptual_loss": model.meta["perceptual_loss"], "demo_seconds": round(time.time() - started, 1),
+            "transfer": video_url, "tracking_uri": trained["tracking_uri"]}
 
 
 def _steps(started: float):

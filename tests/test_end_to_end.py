@@ -9,8 +9,7 @@ import torch
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.eval.heldout import evaluate_heldout
-from edn.eval.report import write_metrics, write_report
+from edn.eval.run import evaluate_and_report
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.face import face_box
@@ -84,11 +83,23 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert (probe(video).width, probe(video).height) == (192, 64)  # source | pose | output
     assert sum(1 for _ in read_frames(video)) == 48
 
-    metrics = evaluate_heldout(dataset, model)
-    strips = metrics.pop("strips")
+    metrics = evaluate_and_report(dataset, model, "edn-dancer_00", str(tmp_path / "eval"), mlflow_server, gate=True)
     assert metrics["heldout_frames"] == 5 and metrics["heldout_first_frame"] == 43
-    assert 0 < metrics["ssim"]["mean_frame_baseline"] < 1 and -1 < metrics["ssim"]["model"] < 1
-    write_metrics(str(tmp_path / "metrics.json"), metrics)
-    write_report(str(tmp_path / "report.html"), "test", metrics, strips)
-    assert json.loads((tmp_path / "metrics.json").read_text())["ssim"] == metrics["ssim"]
-    assert (tmp_path / "report.html").read_text().count("<img") == len(strips) == 4
+    methods = metrics["methods"]
+    assert set(methods) == {"model", "model_without_face", "nearest_neighbour", "mean_frame"}
+    for row in methods.values():
+        assert -1 < row["body_ssim"] <= 1 and len(row["ssim_per_frame"]) == 5
+        assert row["body_lpips"] is None  # no AlexNet weights here: reported unavailable, never faked
+    assert not metrics["lpips"]["available"] and "alexnet" in metrics["lpips"]["reason"]
+    # the nearest neighbour is a real training frame: the mean frame is not
+    assert methods["nearest_neighbour"]["body_ssim"] > methods["mean_frame"]["body_ssim"]
+    promoted = metrics["promotion"]["promoted"]
+    version = client.get_model_version("edn-dancer_00", model.version)
+    assert version.tags["edn.promotion"] == metrics["promotion"]["reason"]
+    assert ("production" in client.get_registered_model("edn-dancer_00").aliases) == promoted
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["methods"]["model"]["body_ssim"] == methods["model"]["body_ssim"]
+    report = (tmp_path / "eval" / "report.html").read_text()
+    assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
+    logged = {a.path for a in client.list_artifacts(face["run_id"], "evaluation")}
+    assert logged == {"evaluation/metrics.json", "evaluation/report.html"}

@@ -1,55 +1,138 @@
 """Self-transfer on the target's held-out frames (the video's tail, never trained on): each
-frame is rendered from its own pose, so the real frame is the ground truth."""
+frame is rendered from its own pose, so the real frame is the ground truth. Every method is
+scored with the same metrics, on the whole frame and on the face box, as in the paper:
+
+    model               the registered model (with its face GAN when it has one)
+    model_without_face  the same body generator alone (only for a model with a face GAN)
+    nearest_neighbour   the paper's baseline: the target's training frame of the nearest pose
+    mean_frame          the average training frame: knows the background, not the pose
+"""
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from edn.data.reader import video_frames
+from edn.data.ingest import video_record
+from edn.data.reader import video_frames, video_poses
+from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
+from edn.eval.nearest_neighbour import NearestNeighbour
+from edn.eval.pose_distance import detected_pose_distance, summarize
+from edn.eval.stability import stability
+from edn.pose.estimator import make_estimator
+from edn.pose.face import face_box
 from edn.registry import TargetModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig:
+    detector: str = "mediapipe"   # run on generated frames for the pose distance
+    lpips_weights_url: str = ""   # LPIPS's AlexNet backbone; default: torchvision's cache
+    strip_frames: int = 4
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
-def mean_training_frame(dataset_url: str, target: str, holdout_start: int) -> np.ndarray:
-    """The baseline that knows the background and the average appearance but no pose."""
-    total, count = None, 0
-    for _, images, _ in video_frames(dataset_url, target, stop=holdout_start):
-        total = images.sum(0, dtype=np.float64) if total is None else total + images.sum(0, dtype=np.float64)
-        count += len(images)
-    return (total / count).round().astype(np.uint8)
-
-
-def evaluate_heldout(dataset_url: str, model: TargetModel, strip_frames: int = 4) -> dict:
-    """SSIM of the model and of the mean-training-frame baseline against the held-out frames,
-    and a few (pose | output | mean frame | real) strips for the report."""
+def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Held-out indices, real frames and poses at the model's size, and each method's frames."""
     target, start = model.meta["target"], model.meta["holdout_start"]
-    baseline = mean_training_frame(dataset_url, target, start)
-    scores: dict[str, list[float]] = {"model": [], "mean_frame_baseline": []}
-    strips, indices = [], []
-    render = model.renderer()
     w, h = model.size
-    baseline = cv2.resize(baseline, (w, h), interpolation=cv2.INTER_AREA) if baseline.shape[:2] != (h, w) else baseline
-    for index, images, poses in video_frames(dataset_url, target, start=start):
+    index, reals, poses, outputs, without_face, figures = [], [], [], [], [], []
+    render = model.renderer()
+    render_body = model.renderer(use_face=False) if model.face is not None else None
+    for i, images, p in video_frames(dataset_url, target, start=start):
         if images.shape[1:3] != (h, w):  # a model trained at a coarser scale (downscale)
-            poses = poses * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
+            p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
             images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
-        figures, outputs = render(poses)
-        for i, real, figure, output in zip(index, images, figures, outputs):
-            scores["model"].append(ssim(output, real))
-            scores["mean_frame_baseline"].append(ssim(baseline, real))
-            indices.append(int(i))
-            strips.append(np.concatenate([figure, output, baseline, real], axis=1))
-    if not indices:
+        fig, out = render(p)
+        index.append(i), reals.append(images), poses.append(p), outputs.append(out), figures.append(fig)
+        if render_body:
+            without_face.append(render_body(p)[1])
+    if not index:
         raise ValueError(f"{dataset_url}: target {target!r} has no held-out frames from index {start}")
-    chosen = np.linspace(0, len(strips) - 1, min(strip_frames, len(strips))).round().astype(int)
-    return {
-        "target": target, "model_version": model.version, "heldout_frames": len(indices),
-        "heldout_first_frame": indices[0],
-        "ssim": {k: float(np.mean(v)) for k, v in scores.items()},
-        "ssim_per_frame": {k: [round(x, 4) for x in v] for k, v in scores.items()},
-        "strips": [(indices[c], strips[c]) for c in chosen],
-    }
+    methods = {"model": np.concatenate(outputs)}
+    if render_body:
+        methods["model_without_face"] = np.concatenate(without_face)
+    return np.concatenate(index), np.concatenate(reals), np.concatenate(poses), \
+        {**methods, "figures": np.concatenate(figures)}
+
+
+def _training_frames(dataset_url: str, model: TargetModel, wanted: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The training frames at `wanted` indices, and the mean training frame, at the model's size."""
+    w, h = model.size
+    picked, total, count = {}, None, 0
+    need = set(wanted.tolist())
+    for index, images, _ in video_frames(dataset_url, model.meta["target"], stop=model.meta["holdout_start"]):
+        if images.shape[1:3] != (h, w):
+            images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        total = images.sum(0, dtype=np.float64) + (0 if total is None else total)
+        count += len(images)
+        picked.update({int(i): im for i, im in zip(index, images) if int(i) in need})
+    return picked, (total / count).round().astype(np.uint8)
+
+
+def _face_crops(frames: np.ndarray, boxes: list) -> np.ndarray:
+    return np.stack([f[b[1]:b[3], b[0]:b[2]] for f, b in zip(frames, boxes) if b is not None]) \
+        if any(b is not None for b in boxes) else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | None = None) -> dict:
+    """Every method's metrics on the held-out frames, and (pose | model | NN | real) strips."""
+    cfg = cfg or EvalConfig()
+    w, h = model.size
+    index, reals, poses, methods = _heldout(dataset_url, model)
+    figures = methods.pop("figures")
+
+    record = video_record(dataset_url, model.meta["target"])
+    train_index, train_poses = video_poses(dataset_url, model.meta["target"])
+    keep = train_index < model.meta["holdout_start"]
+    train_index = train_index[keep]
+    train_poses = train_poses[keep] * np.array([w / record["width"], h / record["height"], 1], np.float32)
+    # raw positions, not normalized ones: self-transfer is scored against frames of the same
+    # camera, so the nearest frame should also have the dancer in the same place
+    nearest = NearestNeighbour(normalize=False).fit(train_poses).query(poses)
+    picked, mean_frame = _training_frames(dataset_url, model, train_index[np.maximum(nearest, 0)])
+    blank = np.zeros_like(reals[0])
+    methods["nearest_neighbour"] = np.stack([picked.get(int(train_index[n]), blank) if n >= 0 else blank
+                                             for n in nearest])
+    methods["mean_frame"] = np.repeat(mean_frame[None], len(reals), 0)
+
+    boxes = [face_box(p, w, h) for p in poses]
+    real_faces = _face_crops(reals, boxes)
+    status = lpips_status(cfg.lpips_weights_url or None)
+    try:
+        lpips = LpipsMetric.load(cfg.lpips_weights_url or None) if status["available"] else None
+    except LpipsUnavailable as e:
+        status, lpips = {**status, "available": False, "reason": str(e)}, None
+    if lpips is None:
+        log.warning("LPIPS is not reported: %s", status["reason"])
+    detector = make_estimator(cfg.detector)
+    results = {}
+    try:
+        for name, frames in methods.items():
+            faces = _face_crops(frames, boxes)
+            distances = detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout")
+            results[name] = {
+                "body_ssim": float(np.mean([ssim(g, r) for g, r in zip(frames, reals)])),
+                "face_ssim": float(np.mean([ssim(g, r) for g, r in zip(faces, real_faces)])) if len(faces) else None,
+                "body_lpips": float(lpips(frames, reals).mean()) if lpips else None,
+                "face_lpips": float(lpips(faces, real_faces).mean()) if lpips and len(faces) else None,
+                "pose_distance": summarize(distances)["mean"], "pose_missed": summarize(distances)["missed"],
+                **{k: v for k, v in stability(frames, reals).items() if k in ("change_ratio", "flicker")},
+                "ssim_per_frame": [round(ssim(g, r), 4) for g, r in zip(frames, reals)],
+            }
+    finally:
+        detector.close()
+    chosen = np.linspace(0, len(reals) - 1, min(cfg.strip_frames, len(reals))).round().astype(int)
+    strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],
+                                              reals[c]], axis=1)) for c in chosen]
+    return {"target": model.meta["target"], "model_version": model.version, "heldout_frames": len(index),
+            "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,
+            "pose_detector": cfg.detector, "methods": results, "strips": strips}

@@ -1,8 +1,10 @@
-"""metrics.json and a self-contained HTML report (images embedded, opens from any folder)."""
+"""metrics.json and a self-contained HTML report (images embedded, opens from any folder): the
+methods table, loss curves, per-frame metric plots, and (pose | model | NN | real) strips."""
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 
 import cv2
@@ -10,32 +12,76 @@ import numpy as np
 
 from edn.storage import write_bytes_atomic
 
+COLUMNS = (("body_ssim", "body SSIM ↑"), ("face_ssim", "face SSIM ↑"), ("body_lpips", "body LPIPS ↓"),
+           ("face_lpips", "face LPIPS ↓"), ("pose_distance", "pose distance ↓"), ("pose_missed", "pose missed ↓"),
+           ("change_ratio", "change ratio (1 = real)"), ("flicker", "flicker ↓"))
+
 
 def _png_data_uri(rgb: np.ndarray) -> str:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
+def _plot(series: dict[str, tuple[list, list]], title: str, xlabel: str) -> str:
+    """A line plot as a PNG data URI (matplotlib, headless)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name, linewidth=1.2)
+    ax.set_title(title), ax.set_xlabel(xlabel), ax.grid(alpha=0.3), ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout(), fig.savefig(buf, format="png"), plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def table_rows(methods: dict[str, dict]) -> list[list[str]]:
+    def cell(v):
+        return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
+    return [[name] + [cell(m.get(key)) for key, _ in COLUMNS] for name, m in methods.items()]
+
+
+def format_table(methods: dict[str, dict]) -> str:
+    """The methods table as fixed-width text, for the terminal."""
+    header = ["method"] + [label for _, label in COLUMNS]
+    rows = [header] + table_rows(methods)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
 def write_metrics(url: str, metrics: dict) -> None:
-    write_bytes_atomic(url, json.dumps(metrics, indent=1).encode())
+    write_bytes_atomic(url, json.dumps(metrics, indent=1, default=float).encode())
 
 
 def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np.ndarray]],
+                 curves: dict[str, dict[str, tuple[list, list]]] | None = None,
                  links: dict[str, str] | None = None) -> None:
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in metrics["ssim"].items())
+    methods = metrics["methods"]
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in ["method"] + [lbl for _, lbl in COLUMNS])
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table_rows(methods))
+    lpips = metrics["lpips"]
+    lpips_note = "" if lpips["available"] else f"<p><b>LPIPS is unavailable:</b> {html.escape(lpips['reason'])}</p>"
+    ssim_plot = _plot({n: (list(range(len(m["ssim_per_frame"]))), m["ssim_per_frame"]) for n, m in methods.items()},
+                      "body SSIM per held-out frame", "held-out frame")
+    curve_imgs = "".join(f'<img src="{_plot(series, name, "step")}" alt="{html.escape(name)}">'
+                         for name, series in (curves or {}).items() if series)
     images = "".join(
         f'<figure><img src="{_png_data_uri(img)}" alt="frame {i}"><figcaption>held-out frame {i}: '
-        f"pose | model | mean-frame baseline | real</figcaption></figure>" for i, img in strips)
+        f"pose | model | nearest-neighbour baseline | real</figcaption></figure>" for i, img in strips)
     link_items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(n)}</a></li>' for n, u in (links or {}).items())
+    gate = metrics.get("promotion")
+    gate_html = f"<h2>Promotion</h2><p>{html.escape(gate['reason'])}</p>" if gate else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px 10px}}img{{image-rendering:pixelated;max-width:100%}}</style></head>
+td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixelated;max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Target <b>{html.escape(metrics["target"])}</b>, model version {html.escape(str(metrics["model_version"]))};
 {metrics["heldout_frames"]} held-out frames from frame {metrics["heldout_first_frame"]} (never trained on),
-each rendered from its own pose.</p>
-<h2>SSIM on held-out frames (higher is better)</h2>
-<table><tr><th>method</th><th>SSIM</th></tr>{rows}</table>
+each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
+distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>
+<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}
+<h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{curve_imgs}
 <h2>Frames</h2>{images}
 <h2>Files</h2><ul>{link_items}</ul></body></html>"""
     write_bytes_atomic(url, doc.encode())

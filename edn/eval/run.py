@@ -1,0 +1,42 @@
+"""`edn evaluate`: score a registered model, write metrics.json and report.html, log both to the
+MLflow run that made the version, and optionally apply the promotion gate."""
+from __future__ import annotations
+
+from mlflow import MlflowClient
+
+from edn.eval.heldout import EvalConfig, evaluate_heldout
+from edn.eval.promote import promote
+from edn.eval.report import format_table, write_metrics, write_report
+from edn.registry import TargetModel
+from edn.storage import join, read_bytes
+
+LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")
+
+
+def loss_curves(client: MlflowClient, meta: dict) -> dict:
+    """{"body losses": {term: (steps, values)}, "face losses": ...} from the model's training runs."""
+    curves = {}
+    for stage in ("body", "face"):
+        run_id = meta.get(f"{stage}_run_id")
+        if run_id:
+            history = {k: client.get_metric_history(run_id, k) for k in LOSS_TERMS}
+            curves[f"{stage} losses"] = {k: ([m.step for m in h], [m.value for m in h]) for k, h in history.items() if h}
+    return curves
+
+
+def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url: str, tracking_uri: str,
+                        cfg: EvalConfig | None = None, gate: bool = False, links: dict | None = None) -> dict:
+    metrics = evaluate_heldout(dataset_url, model, cfg)
+    strips = metrics.pop("strips")
+    client = MlflowClient(tracking_uri)
+    if gate:
+        metrics["promotion"] = promote(client, name, model.version, metrics)
+    print(format_table(metrics["methods"]))
+    write_metrics(join(out_url, "metrics.json"), metrics)
+    report = join(out_url, "report.html")
+    write_report(report, f"edn evaluation: {model.meta['target']}", metrics, strips,
+                 curves=loss_curves(client, model.meta), links=links)
+    run_id = model.meta.get("face_run_id") or model.meta["body_run_id"]  # the run that made this version
+    client.log_dict(run_id, metrics, "evaluation/metrics.json")
+    client.log_text(run_id, read_bytes(report).decode(), "evaluation/report.html")
+    return {**metrics, "metrics_file": join(out_url, "metrics.json"), "report": report}
