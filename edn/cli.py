@@ -74,7 +74,8 @@ def cmd_evaluate(a) -> dict:
     from edn.eval.run import evaluate_and_report
     from edn.tracking import tracking_uri
     metrics = evaluate_and_report(a.dataset, _model(a), a.model or f"edn-{a.target}", a.out,
-                                  tracking_uri(a.tracking_uri), EvalConfig(a.detector, a.lpips_weights), a.promote)
+                                  tracking_uri(a.tracking_uri), EvalConfig(a.detector, a.lpips_weights), a.promote,
+                                  sources=a.source)
     return {**metrics, "methods": {m: {k: v for k, v in r.items() if k != "ssim_per_frame"}
                                    for m, r in metrics["methods"].items()}}
 
@@ -176,6 +177,8 @@ def parser() -> argparse.ArgumentParser:
              "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval --promote")
     _model_args(p)
     p.add_argument("--out", required=True, help="folder URL for metrics.json and report.html")
+    p.add_argument("--source", action="append", default=[],
+                   help="also score the transfer of this source video id onto the target (repeatable)")
     p.add_argument("--promote", action="store_true",
                    help="move the alias production to this version if it beats the nearest-neighbour baseline")
     p.add_argument("--detector", default="mediapipe", help="pose detector run on generated frames (pose distance)")

@@ -81,7 +81,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     step("5/5 evaluating on held-out target frames against the nearest-neighbour baseline")
     metrics = evaluate_and_report(tcfg.dataset_url, model, trained["model_name"], out, trained["tracking_uri"],
                                   gate=True, links={"transfer video (source | pose | output)": "transfer.mp4",
-                                                    "metrics": "metrics.json"})
+                                                    "metrics": "metrics.json"}, sources=[source])
     return {**metrics, "model_name": trained["model_name"], "model_version": model.version,
             "body_steps": model.meta["body_steps"], "face_steps": model.meta["face_steps"],
             "perceptual_loss": model.meta["perceptual_loss"], "demo_seconds": round(time.time() - started, 1),

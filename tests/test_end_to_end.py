@@ -83,7 +83,11 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert (probe(video).width, probe(video).height) == (192, 64)  # source | pose | output
     assert sum(1 for _ in read_frames(video)) == 48
 
-    metrics = evaluate_and_report(dataset, model, "edn-dancer_00", str(tmp_path / "eval"), mlflow_server, gate=True)
+    metrics = evaluate_and_report(dataset, model, "edn-dancer_00", str(tmp_path / "eval"), mlflow_server, gate=True,
+                                  sources=["dancer_01"])
+    cross = metrics["transfers"][0]
+    assert (cross["source"], cross["frames"]) == ("dancer_01", 48) and 0 <= cross["pose_missed"] <= 1
+    assert cross["background_flicker"] >= 0
     assert metrics["heldout_frames"] == 5 and metrics["heldout_first_frame"] == 43
     methods = metrics["methods"]
     assert set(methods) == {"model", "model_without_face", "nearest_neighbour", "mean_frame"}
@@ -101,5 +105,6 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert saved["methods"]["model"]["body_ssim"] == methods["model"]["body_ssim"]
     report = (tmp_path / "eval" / "report.html").read_text()
     assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
+    assert "Cross-person transfers" in report
     logged = {a.path for a in client.list_artifacts(face["run_id"], "evaluation")}
     assert logged == {"evaluation/metrics.json", "evaluation/report.html"}

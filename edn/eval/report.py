@@ -70,6 +70,12 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
         f'<figure><img src="{_png_data_uri(img)}" alt="frame {i}"><figcaption>held-out frame {i}: '
         f"pose | model | nearest-neighbour baseline | real</figcaption></figure>" for i, img in strips)
     link_items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(n)}</a></li>' for n, u in (links or {}).items())
+    cross = "".join(
+        f"<tr><td>{html.escape(t['source'])}</td><td>{t['frames']}</td><td>{t['pose_distance']:.4f}</td>"
+        f"<td>{t['pose_missed']:.4f}</td><td>{t['background_flicker']:.4f}</td></tr>" for t in metrics.get("transfers", []))
+    cross_html = ("<h2>Cross-person transfers (no ground truth)</h2><table><tr><th>source</th><th>frames</th>"
+                  "<th>pose distance ↓</th><th>pose missed ↓</th><th>background flicker ↓</th></tr>"
+                  f"{cross}</table>") if cross else ""
     gate = metrics.get("promotion")
     gate_html = f"<h2>Promotion</h2><p>{html.escape(gate['reason'])}</p>" if gate else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -80,7 +86,7 @@ td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixel
 {metrics["heldout_frames"]} held-out frames from frame {metrics["heldout_first_frame"]} (never trained on),
 each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
 distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>
-<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}
+<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}{cross_html}
 <h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{curve_imgs}
 <h2>Frames</h2>{images}
 <h2>Files</h2><ul>{link_items}</ul></body></html>"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
+from edn.eval.cross import evaluate_transfer
 from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.promote import promote
 from edn.eval.report import format_table, write_metrics, write_report
@@ -25,9 +26,13 @@ def loss_curves(client: MlflowClient, meta: dict) -> dict:
 
 
 def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url: str, tracking_uri: str,
-                        cfg: EvalConfig | None = None, gate: bool = False, links: dict | None = None) -> dict:
+                        cfg: EvalConfig | None = None, gate: bool = False, links: dict | None = None,
+                        sources: list[str] | None = None) -> dict:
+    """Held-out self-transfer, plus cross-person transfers from `sources` (video ids)."""
+    cfg = cfg or EvalConfig()
     metrics = evaluate_heldout(dataset_url, model, cfg)
     strips = metrics.pop("strips")
+    metrics["transfers"] = [evaluate_transfer(dataset_url, s, model, cfg.detector) for s in sources or []]
     client = MlflowClient(tracking_uri)
     if gate:
         metrics["promotion"] = promote(client, name, model.version, metrics)
