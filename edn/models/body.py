@@ -27,6 +27,11 @@ class BodyGenerator(nn.Module):
             return self.net(pose)
         return self.net(torch.cat([pose, torch.zeros_like(pose) if prev is None else prev], 1))
 
+    def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """Frame t of a consecutive pair, as in training: from the frame generated for t-1 (from
+        a blank previous frame) with temporal smoothing, from pose t alone frame by frame."""
+        return self(pose, self(pose_prev) if self.temporal else None)
+
     @torch.no_grad()
     def sequence(self, poses: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         """Render (N, 3, H, W) consecutive poses, each frame fed back into the next; `prev` is

@@ -54,7 +54,7 @@ def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
 def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
     """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
     with torch.no_grad():
-        body_out = body(batch["pose"], body(batch["pose_prev"]) if body.temporal else None)
+        body_out = body.frame_t(batch["pose_prev"], batch["pose"])
     _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
     real = crop(batch["image"], batch["face_box"])
     return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
@@ -222,8 +222,7 @@ def _samples(cfg: TrainConfig, G, body, batch) -> np.ndarray:
     """pose | body output | with face GAN (face stage) | real, for the first pair's frame t."""
     first = {k: v[:1] for k, v in batch.items()}
     if cfg.stage == "body":
-        prev = G(first["pose_prev"]) if cfg.temporal else None
-        return sample_grid(first["pose"], G(first["pose"], prev), first["image"])
-    body_out = body(first["pose"], body(first["pose_prev"]) if body.temporal else None)
+        return sample_grid(first["pose"], G.frame_t(first["pose_prev"], first["pose"]), first["image"])
+    body_out = body.frame_t(first["pose_prev"], first["pose"])
     final, _ = apply_face(G, first["pose"], body_out, first["face_box"])
     return sample_grid(first["pose"], body_out, final, first["image"])
