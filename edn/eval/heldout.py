@@ -40,6 +40,13 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
+def _at_size(images: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Frames at the model's size: a model trained at a coarser scale (downscale) is scored there."""
+    if images.shape[1:3] == (h, w):
+        return images
+    return np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+
+
 def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Held-out indices, real frames and poses at the model's size, and each method's frames."""
     target, start = model.meta["target"], model.meta["holdout_start"]
@@ -48,9 +55,8 @@ def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarr
     render = model.renderer()
     render_body = model.renderer(use_face=False) if model.face is not None else None
     for i, images, p in video_frames(dataset_url, target, start=start):
-        if images.shape[1:3] != (h, w):  # a model trained at a coarser scale (downscale)
-            p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
-            images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
+        images = _at_size(images, w, h)
         fig, out = render(p)
         index.append(i), reals.append(images), poses.append(p), outputs.append(out), figures.append(fig)
         if render_body:
@@ -70,8 +76,7 @@ def _training_frames(dataset_url: str, model: TargetModel, wanted: np.ndarray) -
     picked, total, count = {}, None, 0
     need = set(wanted.tolist())
     for index, images, _ in video_frames(dataset_url, model.meta["target"], stop=model.meta["holdout_start"]):
-        if images.shape[1:3] != (h, w):
-            images = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        images = _at_size(images, w, h)
         total = images.sum(0, dtype=np.float64) + (0 if total is None else total)
         count += len(images)
         picked.update({int(i): im for i, im in zip(index, images) if int(i) in need})
@@ -118,15 +123,16 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     try:
         for name, frames in methods.items():
             faces = _face_crops(frames, boxes)
-            distances = detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout")
+            pose = summarize(detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout"))
+            per_frame = [ssim(g, r) for g, r in zip(frames, reals)]
             results[name] = {
-                "body_ssim": float(np.mean([ssim(g, r) for g, r in zip(frames, reals)])),
+                "body_ssim": float(np.mean(per_frame)),
                 "face_ssim": float(np.mean([ssim(g, r) for g, r in zip(faces, real_faces)])) if len(faces) else None,
                 "body_lpips": float(lpips(frames, reals).mean()) if lpips else None,
                 "face_lpips": float(lpips(faces, real_faces).mean()) if lpips and len(faces) else None,
-                "pose_distance": summarize(distances)["mean"], "pose_missed": summarize(distances)["missed"],
+                "pose_distance": pose["mean"], "pose_missed": pose["missed"],
                 **{k: v for k, v in stability(frames, reals).items() if k in ("change_ratio", "flicker")},
-                "ssim_per_frame": [round(ssim(g, r), 4) for g, r in zip(frames, reals)],
+                "ssim_per_frame": [round(v, 4) for v in per_frame],
             }
     finally:
         detector.close()
