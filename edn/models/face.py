@@ -55,7 +55,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator
-from edn.pose.face import face_box_size
+from edn.pose.face import boxes_array, face_box_size
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,8 @@ def face_discriminator_config(ndf: int = 64, n_layers: int = 3, num_D: int = 1) 
 def boxes_to_tensor(rows: Sequence[Sequence[int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
     """The dataset's nullable ``face_box`` values -> (boxes (B, 4) int64, with -1 rows for None;
     valid (B,) bool)."""
-    boxes = torch.tensor([[-1, -1, -1, -1] if r is None else [int(v) for v in r] for r in rows],
-                         dtype=torch.int64).reshape(-1, 4)
-    valid = torch.tensor([r is not None for r in rows], dtype=torch.bool)
-    return boxes, valid
+    boxes = torch.from_numpy(boxes_array(rows)).long()
+    return boxes, boxes[:, 0] >= 0
 
 
 def _boxes(boxes: torch.Tensor, valid: torch.Tensor | None, height: int, width: int,

@@ -26,3 +26,9 @@ def face_box(pose: np.ndarray, width: int, height: int, min_conf: float = 0.1) -
     x0 = int(np.clip(round(nose[0] - size / 2), 0, width - size))
     y0 = int(np.clip(round(nose[1] - size / 2), 0, height - size))
     return x0, y0, x0 + size, y0 + size
+
+
+def boxes_array(boxes) -> np.ndarray:
+    """Face boxes as stored (each x0, y0, x1, y1 or None: the dataset's nullable face_box) ->
+    (N, 4) int32 with -1 rows where there is no box: the one encoding of a missing box."""
+    return np.array([[-1] * 4 if b is None else list(b) for b in boxes], np.int32).reshape(-1, 4)

@@ -13,6 +13,7 @@ from edn.data.ingest import video_record
 from edn.data.reader import part_urls
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
+from edn.pose.face import boxes_array
 from edn.pose.layout import N_KEYPOINTS
 
 
@@ -21,16 +22,11 @@ def split_point(frames: int, holdout_fraction: float) -> int:
     return max(2, int(round(frames * (1.0 - holdout_fraction))))
 
 
-def face_boxes(column) -> np.ndarray:
-    """The nullable face_box column -> (N, 4) int32, -1 rows where there is no box."""
-    return np.array([[-1] * 4 if b is None else list(b) for b in column], np.int32).reshape(-1, 4)
-
-
 def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = False) -> dict[str, np.ndarray]:
     """Frame rows in file order -> compact pair rows (JPEG bytes, keypoints of t-1 and t, and
     t's face box); with `need_face`, only pairs whose frame t has a face box."""
     index = np.asarray(batch["frame_index"])
-    boxes = face_boxes(batch["face_box"])
+    boxes = boxes_array(batch["face_box"])
     keep = (index[1:] == index[:-1] + 1) & (index[1:] < max_index)
     if need_face:
         keep &= boxes[1:, 0] >= 0
