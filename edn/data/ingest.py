@@ -104,11 +104,10 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> di
         else:
             videos[vid] = plan["video"]
     pending = [row for vid in videos for row in plans[vid]["segments"] if not exists(row["staging_file"])]
-    remaining = defaultdict(int)
-    for row in pending:
+    remaining, done_frames = defaultdict(int), {vid: v["frames"] for vid, v in videos.items()}
+    for row in pending:  # a segment staged by an earlier run counts as done
         remaining[row["video_id"]] += 1
-    done_frames = {vid: v["frames"] - sum(r["stop"] - r["start"] for r in pending if r["video_id"] == vid)
-                   for vid, v in videos.items()}
+        done_frames[row["video_id"]] -= row["stop"] - row["start"]
     commit_task = ray.remote(num_cpus=0.5)(_commit)
     commits = {vid: commit_task.remote(out_url, v, cfg) for vid, v in videos.items() if not remaining[vid]}
     if pending:
