@@ -25,7 +25,7 @@ def _init_ray() -> None:
 
 def cmd_synth(a) -> dict:
     from edn.synth import synthesize
-    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps)}
+    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio)}
 
 
 def cmd_ingest(a) -> dict:
@@ -145,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(256, 256), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--audio", action="store_true", help="add music: a click on every beat of each dance")
 
     p = verb("ingest", cmd_ingest, "Decode videos and detect poses into a Parquet frame/pose dataset (Ray Data).",
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")

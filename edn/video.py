@@ -44,7 +44,8 @@ class Segment:
 
 
 @contextlib.contextmanager
-def _open(url: str):
+def open_container(url: str):
+    """The video at `url` opened for reading, or VideoError naming it and what is wrong."""
     try:
         fs, path = filesystem(url)
         if not fs.exists(path):
@@ -74,7 +75,7 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
 
 
 def probe(url: str) -> VideoInfo:
-    with _open(url) as container:
+    with open_container(url) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or 0
         w, h = stream.codec_context.width, stream.codec_context.height
@@ -90,7 +91,7 @@ def probe(url: str) -> VideoInfo:
 def plan_segments(url: str, segment_frames: int) -> list[Segment]:
     """Cut a video into segments of about `segment_frames` frames that start on keyframes, from
     its packets alone (no decoding), so that segments can be decoded independently."""
-    with _open(url) as container:
+    with open_container(url) as container:
         stream = container.streams.video[0]
         declared = stream.frames
         try:
@@ -117,7 +118,7 @@ def plan_segments(url: str, segment_frames: int) -> list[Segment]:
 def read_frames(url: str, segment: Segment | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (frame index, timestamp in seconds, RGB uint8 frame as displayed) for the whole
     video, or for one segment of it (plan_segments)."""
-    with _open(url) as container:
+    with open_container(url) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = start = segment.start if segment else 0
@@ -141,32 +142,55 @@ def read_frames(url: str, segment: Segment | None = None) -> Iterator[tuple[int,
 
 
 class VideoWriter:
-    """H.264 mp4 writer; the file appears at `url` only when closed without error."""
+    """H.264 mp4 writer; the file appears at `url` only when closed without error.
 
-    def __init__(self, url: str, fps: float, crf: int = 18, keyframe_every: int | None = None):
+    `audio` (edn.audio.SourceAudio or SampledAudio) is muxed along with the frames. Frames are
+    spaced 1/fps apart unless `write` is given their times (a variable-frame-rate source's
+    timestamps, kept so that its audio stays in sync)."""
+
+    TIME_BASE = fractions.Fraction(1, 90000)  # MPEG's clock: exact for every common frame rate
+
+    def __init__(self, url: str, fps: float, crf: int = 18, keyframe_every: int | None = None, audio=None,
+                 lossless: bool = False):
         # a keyframe a second by default: readers can cut the video into segments there
-        self.url, self.fps, self.crf = url, fps, crf
+        self.url, self.fps, self.crf, self.audio, self.lossless = url, fps, crf, audio, lossless
         self.keyframe_every = keyframe_every or max(1, round(fps))
         self._dir = tempfile.TemporaryDirectory(prefix="edn-video-")
         self._path = os.path.join(self._dir.name, "video.mp4")
         self._container = av.open(self._path, "w")
         self._stream = None
-        self.frames = 0
+        self.frames, self.seconds = 0, 0.0
 
-    def write(self, frame_rgb: np.ndarray) -> None:
+    def _open_stream(self, w: int, h: int) -> None:
+        self._stream = self._container.add_stream(
+            "libx264rgb" if self.lossless else "libx264", rate=fractions.Fraction(self.fps).limit_denominator(1001))
+        self._stream.codec_context.time_base = self.TIME_BASE
+        self._stream.width, self._stream.height = self._size(w, h)
+        # lossless: RGB exactly as given (intermediate files); else yuv420p, which every player reads
+        self._stream.pix_fmt = "rgb24" if self.lossless else "yuv420p"
+        self._stream.options = {**({"qp": "0"} if self.lossless else {"crf": str(self.crf)}),
+                                "g": str(self.keyframe_every), "keyint_min": str(self.keyframe_every)}
+        if self.audio is not None:
+            self.audio.add_to(self._container)
+
+    def _size(self, w: int, h: int) -> tuple[int, int]:
+        # yuv420p needs even sizes; pad by one pixel rather than resample
+        return (w, h) if self.lossless else (w + w % 2, h + h % 2)
+
+    def write(self, frame_rgb: np.ndarray, seconds: float | None = None) -> None:
+        """Append a frame, shown at `seconds` from the start (default: the next 1/fps step)."""
         h, w = frame_rgb.shape[:2]
         if self._stream is None:
-            self._stream = self._container.add_stream(
-                "libx264", rate=fractions.Fraction(self.fps).limit_denominator(1001))
-            # yuv420p needs even sizes; pad by one pixel rather than resample
-            self._stream.width, self._stream.height = w + w % 2, h + h % 2
-            self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": str(self.crf), "g": str(self.keyframe_every),
-                                    "keyint_min": str(self.keyframe_every)}
-        if w % 2 or h % 2:
-            frame_rgb = np.pad(frame_rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            self._open_stream(w, h)
+        pw, ph = self._size(w, h)
+        if (pw, ph) != (w, h):
+            frame_rgb = np.pad(frame_rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+        self.seconds = self.frames / self.fps if seconds is None else seconds
+        frame.pts, frame.time_base = round(self.seconds / self.TIME_BASE), self.TIME_BASE
         self._container.mux(self._stream.encode(frame))
+        if self.audio is not None:
+            self.audio.mux_until(self._container, self.seconds)
         self.frames += 1
 
     def close(self) -> None:
@@ -174,6 +198,8 @@ class VideoWriter:
             if self._stream is None:
                 raise VideoError(self.url, "no frames were written")
             self._container.mux(self._stream.encode(None))
+            if self.audio is not None:  # the sound of the last frame, then no more
+                self.audio.finish(self._container, self.seconds + 1 / self.fps)
             self._container.close()
             put_file_atomic(self._path, self.url)
         finally:
@@ -191,8 +217,8 @@ class VideoWriter:
         self.abort() if exc_type else self.close()
 
 
-def write_video(url: str, frames: Iterable[np.ndarray], fps: float) -> int:
-    with VideoWriter(url, fps) as writer:
+def write_video(url: str, frames: Iterable[np.ndarray], fps: float, audio=None) -> int:
+    with VideoWriter(url, fps, audio=audio) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.frames

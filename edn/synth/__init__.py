@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from edn.audio import SampledAudio, click_track
 from edn.pose.layout import N_KEYPOINTS
 from edn.storage import join, write_bytes_atomic
 from edn.synth.body import Appearance, random_appearance
@@ -73,9 +74,10 @@ def keypoints_table(poses: np.ndarray, width: int, height: int) -> pa.Table:
 
 
 def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], seed: int,
-               fps: float = 30.0) -> list[str]:
+               fps: float = 30.0, audio: bool = False) -> list[str]:
     """Render `dancers` videos of `frames` frames at size (W, H); return the URLs written
-    (per dancer the mp4 then its keypoints, and dancers.json last)."""
+    (per dancer the mp4 then its keypoints, and dancers.json last). With `audio`, each video
+    has music: a click on every beat of the dancer's choreography, from t=0."""
     if dancers < 1 or frames < 1:
         raise ValueError(f"need at least one dancer and one frame, got dancers={dancers} frames={frames}")
     width, height = int(size[0]), int(size[1])
@@ -84,7 +86,8 @@ def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], s
         dancer = make_dancer(seed, i, dancers, (width, height), fps)
         video_url = join(out_url, f"dancer_{i:02d}.mp4")
         poses = []
-        with VideoWriter(video_url, fps) as writer:
+        music = SampledAudio(click_track(dancer.choreography.beat, frames / fps), 44100) if audio else None
+        with VideoWriter(video_url, fps, audio=music) as writer:
             for rgb, pose in dancer.frames(frames):
                 writer.write(rgb)
                 poses.append(pose)
@@ -96,7 +99,7 @@ def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], s
         described.append({"id": f"dancer_{i:02d}", "video": f"dancer_{i:02d}.mp4",
                           "keypoints": f"dancer_{i:02d}.keypoints.parquet", "index": i,
                           "width": width, "height": height, "frames": frames, "fps": fps,
-                          "beat_hz": dancer.choreography.beat, **dancer.appearance.to_dict()})
+                          "beat_hz": dancer.choreography.beat, "audio": audio, **dancer.appearance.to_dict()})
     meta_url = join(out_url, "dancers.json")
     write_bytes_atomic(meta_url, json.dumps({"seed": seed, "dancers": described}, indent=1).encode())
     return written + [meta_url]
