@@ -80,28 +80,51 @@ class TargetModel:
 
 
 class Renderer:
-    """Renders one video's poses in order, in as many calls as wanted: with temporal smoothing
-    each frame is generated from the previous output, carried across calls."""
+    """Renders videos' poses in order, in as many calls as wanted: with temporal smoothing each
+    frame is generated from the previous output of the same stream, carried across calls.
+
+    `__call__` renders consecutive frames of one stream; `step` renders one frame of each of
+    several streams in one batch (chunks of long videos rendered side by side on one device)."""
 
     def __init__(self, model: TargetModel, use_face: bool):
         self.model, self.use_face = model, use_face
-        self.prev: torch.Tensor | None = None
+        self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
 
-    @torch.no_grad()
-    def __call__(self, poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 137, 3) poses in the model's frame size -> (pose figures, frames), both (N, H, W, 3) uint8."""
+    def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
         device = next(self.model.body.parameters()).device
-        x = torch.from_numpy(figures).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
-        y = self.model.body.sequence(x, self.prev)
-        if len(y):
-            self.prev = y[-1:]
+        return figures, torch.from_numpy(figures).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def _output(self, poses: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         if self.use_face:
             w, h = self.model.size
             boxes, valid = boxes_to_tensor([face_box(p, w, h) for p in poses])
-            y, _ = apply_face(self.model.face, x, y, boxes.to(device), valid.to(device))
-        frames = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return figures, frames
+            y, _ = apply_face(self.model.face, x, y, boxes.to(y.device), valid.to(y.device))
+        return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.no_grad()
+    def __call__(self, poses: np.ndarray, stream=0) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 137, 3) consecutive poses of `stream`, in the model's frame size -> (pose figures,
+        frames), both (N, H, W, 3) uint8."""
+        figures, x = self._input(poses)
+        y = self.model.body.sequence(x, self.prev.get(stream))
+        if len(y):
+            self.prev[stream] = y[-1:]
+        return figures, self._output(poses, x, y)
+
+    @torch.no_grad()
+    def step(self, poses: np.ndarray, streams: list) -> tuple[np.ndarray, np.ndarray]:
+        """The next frame of each of `streams` (poses (B, 137, 3), one per stream), in one batch."""
+        figures, x = self._input(poses)
+        prev = torch.cat([self.prev.get(s, torch.zeros_like(x[:1])) for s in streams]) \
+            if self.model.body.temporal else None
+        y = self.model.body(x, prev)
+        for s, frame in zip(streams, y):
+            self.prev[s] = frame[None]
+        return figures, self._output(poses, x, y)
+
+    def forget(self, stream) -> None:
+        self.prev.pop(stream, None)
 
 
 def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> TargetModel:

@@ -80,13 +80,19 @@ def _commit(out_url: str, video: dict, cfg: IngestConfig) -> dict:
         return {"error": describe_error(video["url"], e)}
 
 
-def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None) -> dict:
-    """Ingest videos into the dataset at `out_url`. Returns {"done", "skipped", "failed"} lists."""
+def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
+           video_ids: list[str] | None = None) -> dict:
+    """Ingest videos into the dataset at `out_url`. Returns {"done", "skipped", "failed"} lists.
+    Each video's id is its file name's stem, unless `video_ids` names them (one per URL, files
+    only: a cache keyed by content, say)."""
     import ray
 
     cfg = cfg or IngestConfig()
-    urls = expand_inputs(urls)
-    ids = [video_id_for(u) for u in urls]
+    if video_ids is None:
+        urls = expand_inputs(urls)
+    elif len(video_ids) != len(urls):
+        raise ValueError(f"{len(video_ids)} video ids for {len(urls)} videos")
+    ids = video_ids or [video_id_for(u) for u in urls]
     clashes = {i for i in ids if ids.count(i) > 1}
     if clashes:
         raise ValueError(f"videos share a file name, so their ids clash: {sorted(clashes)}")
