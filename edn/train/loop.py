@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import random
 import tempfile
@@ -10,6 +11,7 @@ import time
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from edn.config import from_dict
@@ -40,8 +42,7 @@ def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
     else:
         G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
     G, D = G.to(device), D.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    G, D = G.to(memory_format=step_memory_format(cfg, device)), D.to(memory_format=step_memory_format(cfg, device))
     betas = (cfg.beta1, cfg.beta2)
     fused = device.type == "cuda"
     held = {id(p) for p in G.net.global_parameters()} if isinstance(getattr(G, "net", None), LocalEnhancer) else set()
@@ -49,6 +50,25 @@ def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
               {"params": [p for p in G.parameters() if id(p) in held], "name": "global"}]
     return (G, D, torch.optim.Adam([g for g in groups if g["params"]], cfg.lr, betas=betas, fused=fused),
             torch.optim.Adam(D.parameters(), cfg.lr, betas=betas, fused=fused))
+
+
+def step_memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_format:
+    """NHWC on GPU (tensor cores want it); on CPU NCHW, oneDNN's fast path for these convolutions."""
+    return torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
+
+
+def make_step(cfg: TrainConfig, G, D, opt_G, opt_D, device: torch.device, body: BodyGenerator | None = None,
+              perceptual: nn.Module | None = None) -> GANStep:
+    """The stage's training step as the trainer runs it (also what `edn bench train` times):
+    bf16 autocast on GPU only (on CPU, bf16 convolutions are slower than fp32); `body` is the
+    frozen body generator of the face stage."""
+    if cfg.stage == "body":
+        judge = functools.partial(body_judged, G, temporal=cfg.temporal)
+    else:
+        judge = functools.partial(face_judged, body, G)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" and cfg.amp \
+        else contextlib.nullcontext
+    return GANStep(judge, D, opt_G, opt_D, cfg.loss_weights(perceptual is not None), perceptual, autocast)
 
 
 def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
@@ -130,8 +150,7 @@ def train_loop_per_worker(config: dict) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg.torch_threads or max(1, int(cfg.cpus_per_worker)))
     device = ray.train.torch.get_device()
-    gpu = device.type == "cuda"
-    memory_format = torch.channels_last if gpu and cfg.channels_last else torch.contiguous_format
+    memory_format = step_memory_format(cfg, device)
     coarse = None
     if cfg.init_global_from:
         name, ref = parse_model_ref(cfg.init_global_from, cfg.registry_name)
@@ -157,22 +176,14 @@ def train_loop_per_worker(config: dict) -> None:
                 set_rng_state(torch.load(os.path.join(d, rng_file(rank)), weights_only=False))
     if world > 1:  # every network wrapped on its own: each has its own backward per step
         G, D = DDP(G), DDP(D)
-    if cfg.stage == "body":
-        def judge(batch):
-            return body_judged(G, batch, cfg.temporal)
-        reference = None
-    else:
-        body = load_registered(cfg.registry_name, cfg.body_model, config["tracking_uri"], str(device)).body
-        body.requires_grad_(False)
-
-        def judge(batch):
-            return face_judged(body, G, batch)
-        reference = body
+    reference = None
+    if cfg.stage == "face":
+        reference = load_registered(cfg.registry_name, cfg.body_model, config["tracking_uri"], str(device)).body
+        reference.requires_grad_(False)
+        reference.to(memory_format=memory_format)
     perceptual = VGGPerceptualLoss.from_weights(cfg.vgg_weights_url or None).to(device) \
         if config["perceptual_available"] and cfg.lambda_vgg else None
-    weights = cfg.loss_weights(perceptual is not None)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if gpu and cfg.amp else contextlib.nullcontext
-    gan_step = GANStep(judge, D, opt_G, opt_D, weights, perceptual, autocast)
+    gan_step = make_step(cfg, G, D, opt_G, opt_D, device, reference, perceptual)
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
 

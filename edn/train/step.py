@@ -65,26 +65,28 @@ class GANStep:
         return {name: terms[name]() for name in self.weights}
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Returns the detached losses (no host sync here)."""
+        """Returns the detached losses (no host sync here).
+
+        The discriminator runs twice per step, on 3 batches' worth of images: once through the
+        (DDP) D on cat(detached fake, real) for D's update, whose real half's features also serve
+        G's feature matching (detached: the same D weights, as D has not stepped yet), and once
+        through the bare D, frozen, on the fake alone for G's update. D's weights and the fake
+        are the same in both, so this is the G-then-D step of pix2pixHD, with no D gradients in
+        G's backward and one DDP forward per backward."""
         with self.autocast():
             j = self.judge(batch)
-            # G step through the bare D with its parameters frozen: no D gradients, and no DDP
-            # reduction for D in this backward. Fake and real share one D forward.
+            n = len(j.d_fake)
+            d_fake, d_real = _split(self.D(torch.cat([j.d_fake.detach(), j.d_real], 0)), n)
             D = unwrap(self.D)
             D.requires_grad_(False)
             try:
-                pred_fake, pred_real = _split(D(torch.cat([j.d_fake, j.d_real], 0)), len(j.d_fake))
-                g_terms = self._generator_terms(j, pred_fake, pred_real)
+                g_terms = self._generator_terms(j, D(j.d_fake), d_real)
             finally:
                 D.requires_grad_(True)
+            d_terms = {"D_fake": self.gan(d_fake, False), "D_real": self.gan(d_real, True)}
         self.opt_G.zero_grad(set_to_none=True)
         sum(self.weights[k] * v for k, v in g_terms.items()).backward()
         self.opt_G.step()
-
-        # D step on the same fake, detached: one DDP forward per backward.
-        with self.autocast():
-            pred_fake, pred_real = _split(self.D(torch.cat([j.d_fake.detach(), j.d_real], 0)), len(j.d_fake))
-            d_terms = {"D_fake": self.gan(pred_fake, False), "D_real": self.gan(pred_real, True)}
         self.opt_D.zero_grad(set_to_none=True)
         (0.5 * sum(d_terms.values())).backward()
         self.opt_D.step()
