@@ -23,7 +23,7 @@ apt-get update -qq
 # golang-1.19: Kubernetes 1.20 does not build with bookworm's default Go 1.19+ runtime changes
 # only in reflect2 (below); reflect2 1.0.2 is the fix for Go >= 1.18.
 apt-get install -y -qq --no-install-recommends etcd-server golang-1.19-go \
-    golang-github-modern-go-reflect2-dev dpkg-dev >/dev/null
+    golang-github-modern-go-reflect2-dev dpkg-dev rsync jq make >/dev/null
 
 mkdir -p "$CACHE/src"
 cd "$CACHE/src"
@@ -38,14 +38,13 @@ cd k8s
 rm -rf vendor/github.com/modern-go/reflect2
 cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
 
-# Kubernetes 1.20 builds in GOPATH mode (as its hack/ scripts and Debian's rules do), the source
-# tree linked in as k8s.io/kubernetes, with vendor/ resolving every dependency.
+# Kubernetes' own make (as Debian's rules use it): it generates the OpenAPI definitions and other
+# zz_generated files first, then builds in GOPATH mode from vendor/.
+export GOPATH="$CACHE/src/k8s/.go" GOCACHE="$CACHE/go-build" GO111MODULE=off CGO_ENABLED=0
 mkdir -p .go/src/k8s.io
 [ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
-cd .go/src/k8s.io/kubernetes
-export GOPATH="$CACHE/src/k8s/.go" GOCACHE="$CACHE/go-build" GO111MODULE=off CGO_ENABLED=0
-"$GO" build -o "$BIN.tmp" \
-    -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v1.20.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=20" \
-    ./cmd/kube-apiserver
+env PATH="/usr/lib/go-1.19/bin:$PATH" HOME="$CACHE" KUBE_GIT_VERSION=v1.20.2 \
+    GOLDFLAGS="-s -w" make WHAT=cmd/kube-apiserver
+cp _output/bin/kube-apiserver "$BIN.tmp"
 mv "$BIN.tmp" "$BIN"
 echo "build_apiserver: built $BIN ($("$BIN" --version))"

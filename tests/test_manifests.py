@@ -1,0 +1,321 @@
+"""Every YAML file in cluster/ and infra/ is checked: Kubernetes kinds against Kubernetes' own
+schemas (kubernetes-validate, strict: unknown fields fail), KubeRay kinds against the ray.io/v1
+schema of tests/k8s/kuberay_schema.py (closed too), kustomizations against the files they name,
+TrainConfig files through edn's own loader; then what the specs must say for GKE GPU pools."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shlex
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import referencing
+import yaml
+
+from k8s import kuberay_schema
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGE = "us-central1-docker.pkg.dev/my-project/edn/edn"
+
+
+def _yaml_files() -> list[str]:
+    out = []
+    for top in ("cluster", "infra"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            out += [os.path.relpath(os.path.join(folder, f), ROOT) for f in files if f.endswith((".yaml", ".yml"))]
+    return sorted(out)
+
+
+def _docs(path: str) -> list[dict]:
+    with open(os.path.join(ROOT, path)) as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def _all_docs() -> list[tuple[str, dict]]:
+    return [(path, doc) for path in _yaml_files() for doc in _docs(path)]
+
+
+def _is_train_config(path: str) -> bool:
+    return path.startswith("cluster/configs/")
+
+
+def _is_kustomization(path: str) -> bool:
+    return os.path.basename(path) == "kustomization.yaml"
+
+
+_RAY_VALIDATORS: dict[str, jsonschema.Validator] = {}
+
+
+def validate_ray(doc: dict) -> None:
+    if not _RAY_VALIDATORS:
+        definitions = referencing.Resource.from_contents(kuberay_schema.kubernetes_definitions())
+        registry = referencing.Registry().with_resource(kuberay_schema.DEFINITIONS_ID, definitions)
+        for kind, schema in kuberay_schema.json_schemas().items():
+            _RAY_VALIDATORS[kind] = jsonschema.Draft202012Validator(schema, registry=registry)
+    if doc.get("kind") not in _RAY_VALIDATORS:
+        raise ValueError(f"unknown ray.io kind {doc.get('kind')!r}")
+    _RAY_VALIDATORS[doc["kind"]].validate(doc)
+
+
+def validate(doc: dict) -> None:
+    """Raises jsonschema.ValidationError (or ValueError) when `doc` is not a valid object."""
+    if doc.get("apiVersion") == "ray.io/v1":
+        validate_ray(doc)
+    else:
+        kubernetes_validate.validate(doc, kuberay_schema.KUBERNETES_VERSION, strict=True)
+
+
+def test_the_manifests_are_all_found():
+    files = _yaml_files()
+    for expected in ("cluster/raycluster.yaml", "cluster/rayjob-train.yaml", "cluster/rayjob-render-catalog.yaml",
+                     "infra/k8s/mlflow.yaml", "infra/k8s/rbac.yaml", "infra/k8s/kustomization.yaml"):
+        assert expected in files
+    kinds = {doc["kind"] for path, doc in _all_docs() if not _is_train_config(path)}
+    assert {"RayCluster", "RayJob", "Namespace", "ServiceAccount", "Role", "RoleBinding", "StatefulSet",
+            "Deployment", "Service", "Kustomization"} <= kinds
+
+
+@pytest.mark.parametrize("path", [p for p in _yaml_files() if not _is_train_config(p) and not _is_kustomization(p)])
+def test_manifest_is_valid(path):
+    for doc in _docs(path):
+        try:
+            validate(doc)
+        except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as e:
+            pytest.fail(f"{path}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}: "
+                        f"{'.'.join(map(str, e.absolute_path))}: {e.message}")
+
+
+def _set(doc: dict, path: str, value) -> dict:
+    doc = copy.deepcopy(doc)
+    node = doc
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[leaf] = value
+    return doc
+
+
+TYPOS = [  # (file, dotted path of a misspelt or wrongly typed field, value)
+    ("cluster/rayjob-train.yaml", "spec.shutdownAfterJobFinish", True),
+    ("cluster/rayjob-train.yaml", "spec.ttlSecondsAfterFinished", "600"),
+    ("cluster/rayjob-train.yaml", "spec.submissionMode", "K8sMode"),
+    ("cluster/rayjob-train.yaml", "spec.rayClusterSpec.enableInTreeAutoScaling", True),
+    ("cluster/raycluster.yaml", "spec.workerGroupSpecs.0.maxReplica", 4),
+    ("cluster/raycluster.yaml", "spec.headGroupSpec.template.spec.containers.0.resource", {}),
+    ("cluster/raycluster.yaml", "spec.workerGroupSpecs.1.template.spec.toleration", []),
+    ("cluster/raycluster.yaml", "spec.workerGroupSpecs.0.template.spec.volumes.0.emptyDir.medum", "Memory"),
+    ("infra/k8s/mlflow.yaml", "spec.template.spec.containers.0.readinesProbe", {}),
+    ("infra/k8s/rbac.yaml", "rules.0.verb", ["get"]),
+    ("infra/k8s/serviceaccounts.yaml", "metadata.annotation", {}),
+]
+
+
+@pytest.mark.parametrize("path,field,value", TYPOS, ids=[t[1] for t in TYPOS])
+def test_a_typo_fails_validation(path, field, value):
+    docs = _docs(path)
+    doc = docs[1] if path == "infra/k8s/mlflow.yaml" else docs[0]  # mlflow.yaml: the Deployment
+    validate(doc)
+    with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)):
+        validate(_set(doc, field, value))
+
+
+def test_kuberay_crd_is_structural():
+    crd = kuberay_schema.crd("RayJob")
+    validate(crd)  # apiextensions.k8s.io/v1 against Kubernetes' schema
+    text = yaml.safe_dump(crd)
+    assert "additionalProperties: false" not in text and "$ref" not in text
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["properties"]["rayClusterSpec"]["properties"]["workerGroupSpecs"]["items"]["required"] == \
+        ["groupName", "template"]
+
+
+# --- what the specs say ---------------------------------------------------------------------------
+
+def _ray_docs() -> dict[str, dict]:
+    return {path: doc for path, doc in _all_docs() if doc.get("apiVersion") == "ray.io/v1"}
+
+
+def _cluster_specs() -> list[tuple[str, dict]]:
+    out = []
+    for path, doc in _ray_docs().items():
+        out.append((path, doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]))
+    return out
+
+
+def _pod_specs() -> list[tuple[str, str, dict]]:
+    out = []
+    for path, spec in _cluster_specs():
+        out.append((path, "head", spec["headGroupSpec"]["template"]["spec"]))
+        out += [(path, g["groupName"], g["template"]["spec"]) for g in spec["workerGroupSpecs"]]
+    return out
+
+
+def test_rayjobs_bring_up_the_raycluster_groups_unchanged():
+    cluster = _docs("cluster/raycluster.yaml")[0]["spec"]
+    groups = {g["groupName"]: g for g in cluster["workerGroupSpecs"]}
+    used = {}
+    for path, doc in _ray_docs().items():
+        if doc["kind"] != "RayJob":
+            continue
+        spec = doc["spec"]["rayClusterSpec"]
+        assert {k: v for k, v in spec.items() if k != "workerGroupSpecs"} == \
+            {k: v for k, v in cluster.items() if k != "workerGroupSpecs"}, path
+        for group in spec["workerGroupSpecs"]:
+            assert group == groups[group["groupName"]], f"{path}: group {group['groupName']} differs from raycluster.yaml"
+            used[os.path.basename(path)] = group["groupName"]
+    assert used == {"rayjob-train.yaml": "a100", "rayjob-render-catalog.yaml": "l4-spot"}
+
+
+def test_head_is_cpu_only_and_schedules_no_tasks():
+    for path, spec in _cluster_specs():
+        head = spec["headGroupSpec"]
+        assert head["rayStartParams"]["num-cpus"] == "0", path
+        resources = head["template"]["spec"]["containers"][0]["resources"]
+        assert "nvidia.com/gpu" not in resources["limits"] and "nvidia.com/gpu" not in resources["requests"]
+        assert "nodeSelector" not in head["template"]["spec"]
+        assert spec["enableInTreeAutoscaling"] is True
+
+
+GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"
+
+
+@pytest.mark.parametrize("group,accelerator,spot", [("l4-spot", "nvidia-l4", True), ("a100", "nvidia-tesla-a100", False)])
+def test_gpu_groups_select_their_gke_pool(group, accelerator, spot):
+    specs = [pod for path, name, pod in _pod_specs() if name == group]
+    assert specs
+    for pod in specs:
+        assert pod["nodeSelector"][GKE_ACCELERATOR] == accelerator
+        assert (pod["nodeSelector"].get("cloud.google.com/gke-spot") == "true") is spot
+        keys = {t["key"] for t in pod["tolerations"]}
+        assert "nvidia.com/gpu" in keys
+        assert ("cloud.google.com/gke-spot" in keys) is spot
+        resources = pod["containers"][0]["resources"]
+        assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_gpu_groups_autoscale_from_zero():
+    for path, spec in _cluster_specs():
+        for group in spec["workerGroupSpecs"]:
+            assert group["minReplicas"] == 0 and group["maxReplicas"] > 0, (path, group["groupName"])
+
+
+def _quantity_gib(text: str) -> float:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)(Gi|Mi)", text).groups()
+    return float(number) / (1024 if unit == "Mi" else 1)
+
+
+def test_every_ray_pod_has_shared_memory_sized_for_the_object_store():
+    for path, name, pod in _pod_specs():
+        dshm = [v for v in pod["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
+        assert len(dshm) == 1, (path, name)
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts[dshm[0]["name"]] == "/dev/shm", (path, name)
+        memory = _quantity_gib(pod["containers"][0]["resources"]["limits"]["memory"])
+        shm = _quantity_gib(dshm[0]["emptyDir"]["sizeLimit"])
+        assert 0.25 * memory <= shm <= 0.5 * memory, (path, name, shm, memory)  # counts against the pod's memory
+
+
+def test_every_image_is_the_edn_image_kustomize_rewrites():
+    for path, doc in _all_docs():
+        for image in re.findall(r"image: (\S+)", yaml.safe_dump(doc)):
+            if "postgres" not in image:
+                assert image.rsplit(":", 1)[0] == IMAGE, (path, image)
+    for path in ("cluster/kustomization.yaml", "infra/k8s/kustomization.yaml"):
+        assert [i["name"] for i in _docs(path)[0]["images"]] == [IMAGE]
+
+
+def _entrypoint_commands(doc: dict) -> list[list[str]]:
+    return [shlex.split(part) for part in doc["spec"]["entrypoint"].split("&&")]
+
+
+def test_rayjobs_run_edn_job_modules_and_clean_up():
+    modules = []
+    for path, doc in _ray_docs().items():
+        if doc["kind"] != "RayJob":
+            continue
+        spec = doc["spec"]
+        assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0, path
+        assert yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]["PYTHONUNBUFFERED"] == "1"
+        for argv in _entrypoint_commands(doc):
+            assert argv[:2] == ["python", "-m"], (path, argv)
+            modules.append(argv[2])
+    assert sorted(set(modules)) == ["ray_jobs.render_catalog", "ray_jobs.train"]
+
+
+def test_training_entrypoint_runs_body_then_face_with_valid_arguments():
+    from edn.cli import parser
+    doc = _docs("cluster/rayjob-train.yaml")[0]
+    stages = []
+    for argv in _entrypoint_commands(doc):
+        args = parser().parse_args(["train", *argv[3:]])
+        stages.append(args.stage)
+        assert args.config.startswith("gs://")
+    assert stages == ["body", "face"]
+
+
+def test_train_config_files_load_as_train_configs():
+    from edn.config import load_config
+    from edn.train.config import TrainConfig
+    paths = [p for p in _yaml_files() if _is_train_config(p)]
+    assert paths
+    for path in paths:
+        cfg = load_config(TrainConfig, os.path.join(ROOT, path))
+        assert cfg.use_gpu and cfg.storage_path.startswith("gs://") and cfg.dataset_url.startswith("gs://")
+        a100 = next(g for g in _docs("cluster/raycluster.yaml")[0]["spec"]["workerGroupSpecs"] if g["groupName"] == "a100")
+        assert cfg.num_workers <= a100["maxReplicas"]  # one GPU per Ray Train worker
+        cpus = float(a100["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+        assert cfg.cpus_per_worker <= cpus
+
+
+@pytest.mark.parametrize("path", [p for p in _yaml_files() if _is_kustomization(p)])
+def test_kustomization_names_every_manifest_beside_it(path):
+    folder = os.path.dirname(path)
+    kustomization = _docs(path)[0]
+    assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
+    assert set(kustomization) <= {"apiVersion", "kind", "resources", "images", "configMapGenerator", "patches"}
+    listed = kustomization["resources"]
+    beside = sorted(f for f in os.listdir(os.path.join(ROOT, folder))
+                    if f.endswith(".yaml") and f != "kustomization.yaml"
+                    and all(d["kind"] != "RayJob" for d in _docs(os.path.join(folder, f))))
+    assert sorted(listed) == beside
+    objects = {(d["kind"], d["metadata"]["name"]): d for f in listed for d in _docs(os.path.join(folder, f))}
+    for patch in kustomization.get("patches", []):
+        target = objects[(patch["target"]["kind"], patch["target"]["name"])]
+        for op in yaml.safe_load(patch["patch"]):
+            node = target
+            for key in op["path"].strip("/").split("/"):
+                node = node[key.replace("~1", "/").replace("~0", "~")]  # the path must exist for "replace"
+    for generator in kustomization.get("configMapGenerator", []):
+        keys = {item.split("=", 1)[0] for item in generator["literals"]}
+        refs = [r for d in objects.values() for r in re.findall(r"configMapKeyRef: \{key: ([\w-]+), name: ([\w-]+)\}",
+                                                                 yaml.safe_dump(d, default_flow_style=None))]
+        assert refs and all(key in keys for key, name in refs if name == generator["name"])
+
+
+def test_workload_identity_and_no_keys_in_any_file():
+    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]): d
+                for path, d in _all_docs() if d.get("kind") == "ServiceAccount"}
+    for account in (("edn", "edn-ray"), ("edn-mlflow", "mlflow")):
+        assert accounts[account]["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(
+            ".iam.gserviceaccount.com")
+    # every pod of edn runs as a workload-identity account
+    for path, name, pod in _pod_specs():
+        assert pod["serviceAccountName"] == "edn-ray", (path, name)
+    for path, doc in _all_docs():
+        assert doc.get("kind") != "Secret", f"{path}: secrets are created by hand, never kept in a file"
+    for top in ("cluster", "infra"):
+        for folder, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                text = open(os.path.join(folder, f), errors="replace").read()
+                assert "PRIVATE KEY" not in text and '"private_key"' not in text, os.path.join(folder, f)
+                assert "google_service_account_key" not in text
+
+
+def test_submitter_role_grants_only_what_edn_cluster_uses():
+    role = next(d for p, d in _all_docs() if d.get("kind") == "Role")
+    rules = {(g, r): sorted(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert rules == {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"],
+                     ("", "pods"): ["get", "list"], ("", "pods/log"): ["get"]}
