@@ -112,6 +112,26 @@ def cmd_bench(a) -> dict:
     return importlib.import_module(f"edn.bench.{a.bench}").main(a)
 
 
+def cmd_cluster(a) -> dict:
+    from edn import cluster
+    conn = cluster.Connection(a.kubeconfig, a.context)
+    api = cluster.api_client(conn)
+    if a.action == "submit":
+        env = dict(item.split("=", 1) for item in a.env if "=" in item)
+        if len(env) != len(a.env):
+            raise ValueError(f"--env takes KEY=VALUE, not {[e for e in a.env if '=' not in e]}")
+        job = cluster.load_rayjob(a.rayjob)
+        namespace = a.namespace or job["metadata"].get("namespace") or cluster.default_namespace(conn)
+        return cluster.submit(api, cluster.apply_overrides(job, cluster.Overrides(
+            a.name, namespace, a.image, a.entrypoint, env)))
+    namespace = a.namespace or cluster.default_namespace(conn)
+    if a.action == "logs":
+        pod, text = cluster.logs(api, a.name, namespace, a.tail)
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+        return {"name": a.name, "namespace": namespace, "pod": pod}
+    return {"status": cluster.status, "stop": cluster.stop}[a.action](api, a.name, namespace)
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="ingested dataset URL")
     p.add_argument("--target", required=True, help="target video id; the model is edn-<target> unless --model")
@@ -211,6 +231,29 @@ def parser() -> argparse.ArgumentParser:
         "ingest", help="ingest fps against the detector alone; peak memory, short vs long video",
         description=bench_ingest.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  edn bench ingest --out outputs/bench\n  edn bench ingest --smoke --out /tmp/bench"))
+
+    p = verb("cluster", cmd_cluster, "RayJobs on a KubeRay cluster (Kubernetes API, kubeconfig or in-cluster): "
+             "submit a RayJob YAML, read its status or its submitter's log, stop it.",
+             "edn cluster submit cluster/rayjob-train.yaml --name edn-train-bob --image IMAGE\n"
+             "  edn cluster status edn-train-bob -n edn\n  edn cluster logs edn-train-bob -n edn --tail 100\n"
+             "  edn cluster stop edn-train-bob -n edn")
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, help_ in (("submit", "create the RayJob of a YAML file (path or URL)"),
+                          ("status", "Ray's jobStatus and KubeRay's jobDeploymentStatus"),
+                          ("logs", "the log of the job's submitter pod (else its head pod)"),
+                          ("stop", "delete the RayJob, and with it its Ray cluster")):
+        q = actions.add_parser(action, help=help_, description=help_)
+        q.add_argument("rayjob" if action == "submit" else "name", help="RayJob YAML" if action == "submit" else "RayJob name")
+        q.add_argument("-n", "--namespace", default="", help="default: the file's, else the kubeconfig context's")
+        q.add_argument("--kubeconfig", default="", help="default: $KUBECONFIG, ~/.kube/config, else in-cluster")
+        q.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
+    submit = actions.choices["submit"]
+    submit.add_argument("--name", default="", help="RayJob name (default: the file's)")
+    submit.add_argument("--image", default="", help="container image for every pod of the job")
+    submit.add_argument("--entrypoint", default="", help="replace the job's entrypoint command")
+    submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment variable for the job (runtimeEnvYAML env_vars; repeatable)")
+    actions.choices["logs"].add_argument("--tail", type=int, default=None, help="only the last N lines")
     return top
 
 
