@@ -69,6 +69,14 @@ def cmd_render(a) -> dict:
     return transfer(a.dataset, a.source, _model(a), a.out, layout=a.layout)
 
 
+def cmd_render_catalog(a) -> dict:
+    from edn.config import load_config
+    from edn.render.batch import CatalogConfig, render_catalog
+    cfg = load_config(CatalogConfig, a.config, a.set, flags={"tracking_uri": a.tracking_uri} if a.tracking_uri else {})
+    _init_ray()
+    return render_catalog(a.catalog, a.out, cfg)
+
+
 def cmd_evaluate(a) -> dict:
     from edn.eval.heldout import EvalConfig
     from edn.eval.run import evaluate_and_report
@@ -192,6 +200,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="source video id in the dataset")
     p.add_argument("--out", required=True, help="output mp4 URL")
     p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
+
+    p = verb("render-catalog", cmd_render_catalog, "Render a catalog of source -> target transfers (CSV or "
+             "Parquet, a row each) on Ray: chunked, batched per target, with the sources' sound; a manifest of "
+             "every row; a rerun skips finished rows and retries failed ones.",
+             "edn render-catalog --catalog catalog.csv --out outputs/catalog --set actors=2\n"
+             "  catalog.csv:\n    source,target,output,dataset,layout,face_gan,resolution\n"
+             "    dancer_01,edn-dancer_00@candidate,d01_on_d00.mp4,outputs/dataset,side_by_side,,\n"
+             "    gs://bucket/clips/salsa.mp4,edn-alice@production,salsa_alice.mp4,,output,true,512x512")
+    p.add_argument("--catalog", required=True, help="catalog table URL (.csv or .parquet; edn/render/catalog.py)")
+    p.add_argument("--out", required=True, help="folder URL: manifest.parquet, relative outputs, _work/")
+    p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
+    _config_args(p, "CatalogConfig", "chunk_frames=240")
 
     p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames against the "
              "nearest-neighbour baseline (SSIM, LPIPS, pose distance, stability; report; promotion gate).",

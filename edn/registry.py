@@ -149,15 +149,30 @@ def parse_model_ref(text: str, default_name: str) -> tuple[str, str]:
     return (name, ref) if sep else (default_name, text)
 
 
-def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:
-    """`ref` is an alias ("candidate", "production") or a version number."""
+def resolve_version(name: str, ref: str, tracking_uri: str):
+    """The registry's version for `ref`, an alias ("candidate", "production") or a version number."""
     client = MlflowClient(tracking_uri)
     try:
-        mv = client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+        return client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
     except MlflowException as e:
         raise ModelNotFoundError(
             f"no model {name!r} {'version' if ref.isdigit() else 'alias'} {ref!r} in the registry at "
             f"{tracking_uri} ({e.message})") from None
+
+
+def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, dict]:
+    """(version, its edn_model.json) without downloading the weights."""
+    mv = resolve_version(name, ref, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/edn_model.json", dst_path=tmp,
+                                                    tracking_uri=tracking_uri)
+        with open(local) as f:
+            return str(mv.version), json.load(f)
+
+
+def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:
+    """`ref` is an alias ("candidate", "production") or a version number."""
+    mv = resolve_version(name, ref, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=tracking_uri)
         return load_model_dir(local, str(mv.version), device)

@@ -62,3 +62,9 @@ def video_frames(dataset_url: str, video_id: str, batch_size: int = 64,
                 images = [decode_image(b) for b, k in zip(batch.column("image").to_pylist(), keep) if k]
                 poses = keypoints_array(batch.column("keypoints").to_numpy(zero_copy_only=False))[keep]
                 yield index[keep], np.stack(images), poses
+
+
+def video_timestamps(dataset_url: str, video_id: str) -> np.ndarray:
+    """(N,) seconds from the container, in frame order: a variable frame rate's real spacing."""
+    return np.concatenate([np.asarray(f.read(columns=["timestamp"])["timestamp"])
+                           for _, f in _files(dataset_url, video_id)])

@@ -1,0 +1,101 @@
+"""The Ray side of catalog rendering: actors that render chunks, and the task that joins a row's
+chunks into its video. Both are thin: the rendering is edn.render.chunks'."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from edn.registry import TargetModel, load_registered, parse_model_ref
+from edn.render.chunks import SourceChunk, compose, render_chunks
+from edn.render.output import TransferWriter
+from edn.storage import filesystem
+from edn.video import VideoWriter, read_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of one catalog row, staged as a lossless video at `staged_url`."""
+    row_id: str
+    model: str                    # "name@version": the version fixed when the catalog was validated
+    use_face: bool
+    source: SourceChunk
+    layout: str
+    resolution: tuple[int, int] | None
+    fps: float
+    staged_url: str
+
+
+class RenderWorker:
+    """A render actor. It keeps the last `models` target models it loaded, so that the driver,
+    sending each target's chunks to the actors that already hold it, loads a model once per
+    actor and reuses it across rows."""
+
+    def __init__(self, tracking_uri: str, models: int = 2):
+        self.tracking_uri, self.capacity = tracking_uri, models
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.models: OrderedDict[str, TargetModel] = OrderedDict()
+        self.loads = 0
+
+    def _model(self, ref: str) -> TargetModel:
+        if ref in self.models:
+            self.models.move_to_end(ref)
+        else:
+            name, version = parse_model_ref(ref, "")
+            self.models[ref] = load_registered(name, version, self.tracking_uri, self.device)
+            self.loads += 1
+            while len(self.models) > self.capacity:
+                self.models.popitem(last=False)
+        return self.models[ref]
+
+    def render(self, tasks: list[ChunkTask]) -> list[dict]:
+        """Render chunks of one model side by side; on a failure, each chunk alone, so that one
+        bad chunk fails only its own row. -> per task {staged_url, frames, seconds, error}."""
+        try:
+            return self._render(tasks)
+        except Exception as e:
+            if len(tasks) == 1:
+                return [{"staged_url": tasks[0].staged_url, "frames": 0, "seconds": 0.0,
+                         "error": f"{type(e).__name__}: {e}"}]
+        return [result for task in tasks for result in self.render([task])]
+
+    def _render(self, tasks: list[ChunkTask]) -> list[dict]:
+        started = time.perf_counter()
+        model = self._model(tasks[0].model)
+        renderer = model.renderer(tasks[0].use_face)
+        writers = [VideoWriter(t.staged_url, t.fps, lossless=True) for t in tasks]
+        try:
+            for i, _, image, figure, output in render_chunks(renderer, [t.source for t in tasks]):
+                writers[i].write(compose(tasks[i].layout, image, figure, output, tasks[i].resolution))
+            for w in writers:
+                w.close()
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        per_frame = (time.perf_counter() - started) / max(1, sum(w.frames for w in writers))
+        return [{"staged_url": t.staged_url, "frames": w.frames, "seconds": per_frame * w.frames, "error": ""}
+                for t, w in zip(tasks, writers)]
+
+    def stats(self) -> dict:
+        return {"loads": self.loads, "models": list(self.models)}
+
+
+def join_chunks(staged_urls: list[str], dataset_url: str, video_id: str, out_url: str, crf: int,
+                staging_dir: str) -> dict:
+    """The row's video from its staged chunks, in order, with the source's timing and sound;
+    then the chunks are removed. Safe to run again: the output is published atomically."""
+    started = time.perf_counter()
+    with TransferWriter(dataset_url, video_id, out_url, crf) as writer:
+        for url in staged_urls:
+            for _, _, frame in read_frames(url):
+                writer.write(frame)
+    fs, path = filesystem(staging_dir)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    return {"frames": writer.written, "seconds": time.perf_counter() - started, "audio": writer.audio}

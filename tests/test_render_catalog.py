@@ -1,0 +1,127 @@
+"""A catalog of transfers rendered on Ray: 3 sources x 2 targets and bad rows, chunked with
+warm-up, the sources' music carried over, a manifest, and a rerun that does no work."""
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from edn.audio import onsets, read_audio
+from edn.data.ingest import IngestConfig, ingest, video_record
+from edn.models.face import FaceGeneratorConfig, face_discriminator_config
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.registry import load_registered, register, write_model_dir
+from edn.render.batch import CatalogConfig, render_catalog
+from edn.render.chunks import Chunk, SourceChunk, plan_chunks, render_chunks
+from edn.render.manifest import read_manifest
+from edn.synth import synthesize
+from edn.tracking import experiment_id
+from edn.train.config import TrainConfig
+from edn.train.run import train
+from edn.video import probe, read_frames
+
+FRAMES, SIZE = 96, 64
+
+
+@pytest.fixture(scope="module")
+def studio(ray_cluster, mlflow_server, tmp_path_factory):
+    """Three dancers with music; two ingested; a trained temporal+face model for dancer_00 and,
+    for dancer_01, the same generators registered with dancer_01's body (floor statistics)."""
+    root = tmp_path_factory.mktemp("studio")
+    videos = synthesize(str(root / "videos"), dancers=3, frames=FRAMES, size=(SIZE, SIZE), seed=7, audio=True)
+    mp4s = sorted(v for v in videos if v.endswith(".mp4"))
+    dataset = str(root / "dataset")
+    assert len(ingest(mp4s[:2], dataset, IngestConfig(estimator="groundtruth"))["done"]) == 2
+    cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
+                      generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
+                      steps=60, batch_size=4, num_workers=1, checkpoint_every=60, log_every=30, image_every=60,
+                      lambda_l1=10.0, storage_path=str(root / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True)
+    train(cfg)
+    train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=4,
+                              face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                              face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
+    model = load_registered("edn-dancer_00", "candidate", mlflow_server)
+    meta = {**model.meta, "target": "dancer_01", "floor_stats": video_record(dataset, "dancer_01")["floor_stats"]}
+    meta.pop("format_version")
+    client = MlflowClient(mlflow_server)
+    run = client.create_run(experiment_id(client, "edn-catalog-test")).info.run_id
+    write_model_dir(str(root / "m1"), model.body.state_dict(), meta, model.face.state_dict())
+    register(client, run, str(root / "m1"), "edn-dancer_01", "production")
+    return {"root": root, "dataset": dataset, "mp4s": mp4s, "tracking_uri": mlflow_server}
+
+
+def _catalog(studio, path) -> str:
+    ds, (v0, v1, v2) = studio["dataset"], studio["mp4s"]
+    corrupt = str(studio["root"] / "corrupt.mp4")
+    with open(v2, "rb") as f:
+        data = f.read()
+    with open(corrupt, "wb") as f:  # header kept, the rest noise
+        f.write(data[:64] + bytes(np.random.default_rng(0).integers(0, 256, len(data) - 64, dtype=np.uint8)))
+    blocked = str(studio["root"] / "a_file")
+    open(blocked, "w").close()
+    rows = [
+        ("dancer_00", ds, "edn-dancer_01", "d00_on_d01.mp4", "", ""),            # default alias: production
+        ("dancer_01", ds, "edn-dancer_00@candidate", "d01_on_d00.mp4", "", ""),
+        ("dancer_01", ds, "edn-dancer_01@production", "d01_on_d01.mp4", "output", "false"),
+        ("dancer_00", ds, "edn-dancer_00@candidate", "d00_on_d00.mp4", "output", "true"),
+        (v2, "", "edn-dancer_00@candidate", "d02_on_d00.mp4", "", ""),            # a video file: poses on the fly
+        (v2, "", "edn-dancer_01@1", "d02_on_d01.mp4", "", ""),
+        ("dancer_00", ds, "edn-nobody@production", "bad_model.mp4", "", ""),
+        (corrupt, "", "edn-dancer_00@candidate", "bad_source.mp4", "", ""),
+        ("dancer_00", ds, "edn-dancer_00@candidate", f"{blocked}/under_a_file.mp4", "", ""),
+        ("dancer_00", ds, "edn-dancer_00@candidate", "bad_layout.mp4", "sideways", ""),
+    ]
+    pd.DataFrame(rows, columns=["source", "dataset", "target", "output", "layout", "face_gan"]).to_csv(path, index=False)
+    return str(path)
+
+
+def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
+    out = str(tmp_path / "out")
+    catalog = _catalog(studio, tmp_path / "catalog.csv")
+    cfg = CatalogConfig(tracking_uri=studio["tracking_uri"], chunk_frames=40, warmup_frames=16, batch_chunks=3,
+                        actors=2, ingest=IngestConfig(estimator="groundtruth"))
+    result = render_catalog(catalog, out, cfg)
+    manifest = {r["row"]: r for r in read_manifest(out)}
+    assert result["done"] == result["rendered"] == 6 and len(manifest) == 10
+    failed = {r["row"]: r for r in result["failed"]}
+    assert set(failed) == {6, 7, 8, 9}
+    assert failed[6]["stage"] == "model" and "edn-nobody" in failed[6]["error"] and "production" in failed[6]["error"]
+    assert failed[7]["stage"] == "source" and "corrupt.mp4" in failed[7]["error"]
+    assert failed[8]["stage"] == "output" and "under_a_file.mp4" in failed[8]["error"]
+    assert failed[9]["stage"] == "catalog" and "sideways" in failed[9]["error"]
+    assert manifest[0]["model_version"] == "edn-dancer_01@1" and manifest[1]["model_version"] == "edn-dancer_00@2"
+
+    # the shared video file was extracted once, under its content hash
+    sources = os.listdir(os.path.join(out, "_work", "sources", "videos"))
+    assert len(sources) == 1 and sources[0].startswith("src-")
+    # 2 actors, 2 targets: each model loaded at most once per actor
+    assert result["model_loads"] <= 4
+
+    for number, row in manifest.items():
+        if row["status"] != "done":
+            continue
+        assert row["frames"] == FRAMES and row["seconds_per_frame"] > 0 and row["audio"] == "copied"
+        info = probe(row["output"])
+        layout_width = SIZE if number in (2, 3) else 3 * SIZE
+        assert (info.width, info.height, info.frames) == (layout_width, SIZE, FRAMES)
+    # the music is intact and in sync: the same beats at the same times as in the source
+    source_beats = onsets(*read_audio(studio["mp4s"][2]))
+    for number in (4, 5):
+        beats = onsets(*read_audio(manifest[number]["output"]))
+        assert len(beats) == len(source_beats) >= 3
+        assert np.abs(beats - source_beats).max() < 0.002
+    assert not os.path.exists(os.path.join(out, "_work", "chunks", manifest[0]["row_id"]))  # staging cleaned
+
+    mtimes = {n: os.path.getmtime(r["output"]) for n, r in manifest.items() if r["status"] == "done"}
+    again = render_catalog(catalog, out, cfg)
+    assert again["done"] == 6 and again["rendered"] == 0 and again["skipped"] == 6
+    assert again["model_loads"] == 0 and again["actors"] == 0
+    assert {n: os.path.getmtime(manifest[n]["output"]) for n in mtimes} == mtimes
+    assert {r["row"] for r in again["failed"]} == {6, 7, 8, 9}  # failed rows were tried again
+    assert all(not r["ran"] for r in read_manifest(out) if r["status"] == "done")
