@@ -245,14 +245,21 @@ def test_rayjobs_run_edn_job_modules_and_clean_up():
     assert sorted(set(modules)) == ["ray_jobs.render_catalog", "ray_jobs.train"]
 
 
-def test_training_entrypoint_runs_body_then_face_with_valid_arguments():
+@pytest.mark.parametrize("path", [p for p in _yaml_files() if os.path.basename(p).startswith("rayjob-")])
+def test_entrypoints_are_edn_verbs_with_valid_arguments(path):
+    """`python -m ray_jobs.X ARGS` is `edn X ARGS` (ray_jobs/*.py): edn's own parser must accept ARGS."""
     from edn.cli import parser
-    doc = _docs("cluster/rayjob-train.yaml")[0]
-    stages = []
-    for argv in _entrypoint_commands(doc):
-        args = parser().parse_args(["train", *argv[3:]])
-        stages.append(args.stage)
-        assert args.config.startswith("gs://")
+    for argv in _entrypoint_commands(_docs(path)[0]):
+        module = argv[2].split(".")[1]
+        assert os.path.exists(os.path.join(ROOT, "ray_jobs", f"{module}.py")), argv[2]
+        args = parser().parse_args([module.replace("_", "-"), *argv[3:]])
+        assert all(str(v).startswith("gs://") for k, v in vars(args).items() if k in ("config", "catalog", "out") and v)
+
+
+def test_training_runs_body_then_face():
+    from edn.cli import parser
+    stages = [parser().parse_args(["train", *argv[3:]]).stage
+              for argv in _entrypoint_commands(_docs("cluster/rayjob-train.yaml")[0])]
     assert stages == ["body", "face"]
 
 
