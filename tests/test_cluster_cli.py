@@ -1,0 +1,195 @@
+"""`edn cluster submit|status|logs|stop` against a real Kubernetes API server on loopback
+(tests/k8s/apiserver.py: etcd + kube-apiserver 1.20 with the RayJob CRD installed), as the job
+submitter of infra/k8s/rbac.yaml; the test plays KubeRay's part (status) and the kubelet's (logs)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from edn import cluster
+from edn.cli import main
+from k8s import apiserver, kuberay_schema
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "cluster", "rayjob-train.yaml")
+
+
+# --- without a server: the file and the overrides ------------------------------------------------
+
+def test_a_file_that_is_not_a_rayjob_is_named_in_the_error(tmp_path):
+    raycluster = os.path.join(ROOT, "cluster", "raycluster.yaml")
+    with pytest.raises(cluster.ClusterError, match=r"raycluster.yaml: not a RayJob: apiVersion 'ray.io/v1', kind 'RayCluster'"):
+        cluster.load_rayjob(raycluster)
+    two = tmp_path / "two.yaml"
+    two.write_text(open(TRAIN).read() + "\n---\n" + open(TRAIN).read())
+    with pytest.raises(cluster.ClusterError, match="two.yaml: expected one RayJob document, found 2"):
+        cluster.load_rayjob(str(two))
+
+
+def test_overrides_reach_every_pod_and_the_runtime_env():
+    job = cluster.load_rayjob(TRAIN)
+    out = cluster.apply_overrides(job, cluster.Overrides(name="edn-train-bob", namespace="team-b", image="example/edn:1",
+                                                         entrypoint="python -m ray_jobs.train --target bob",
+                                                         env={"MLFLOW_EXPERIMENT_NAME": "bob"}))
+    assert out["metadata"]["name"] == "edn-train-bob" and out["metadata"]["namespace"] == "team-b"
+    assert out["spec"]["entrypoint"] == "python -m ray_jobs.train --target bob"
+    spec = out["spec"]["rayClusterSpec"]
+    images = [c["image"] for t in [spec["headGroupSpec"]] + spec["workerGroupSpecs"] for c in t["template"]["spec"]["containers"]]
+    assert images == ["example/edn:1", "example/edn:1"]
+    assert yaml.safe_load(out["spec"]["runtimeEnvYAML"])["env_vars"] == {
+        "PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "WARN", "MLFLOW_EXPERIMENT_NAME": "bob"}
+    assert job["metadata"]["name"] == "edn-train-alice"  # the loaded file is left as it was
+
+
+def test_no_kubeconfig_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["cluster", "status", "x"]) == 2
+    assert f"no kubeconfig at {tmp_path}/.kube/config" in capsys.readouterr().err
+
+
+# --- against the API server ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    why = apiserver.missing()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the API server tests: {why}")
+        pytest.skip(why)
+    from kubernetes import client, config, utils
+    srv = apiserver.LocalApiServer(str(tmp_path_factory.mktemp("apiserver"))).start()
+    admin = config.new_client_from_config(config_file=srv.kubeconfig(apiserver.ADMIN_TOKEN))
+    extensions = client.ApiextensionsV1Api(admin)
+    for kind in ("RayJob", "RayCluster"):
+        extensions.create_custom_resource_definition(kuberay_schema.crd(kind))
+    for name in ("rayjobs.ray.io", "rayclusters.ray.io"):
+        _wait(lambda: any(c.type == "Established" and c.status == "True"
+                          for c in extensions.read_custom_resource_definition(name).status.conditions or []))
+    # infra/k8s as a cluster admin would apply it (the ConfigMap is kustomize's, not in a file)
+    for name in ("namespaces.yaml", "serviceaccounts.yaml", "rbac.yaml", "mlflow-postgres.yaml", "mlflow.yaml"):
+        for doc in yaml.safe_load_all(open(os.path.join(ROOT, "infra", "k8s", name))):
+            utils.create_from_dict(admin, doc)
+    kubelet = apiserver.FakeKubelet(srv.certs, {})
+    srv.admin, srv.kubelet = admin, kubelet
+    yield srv
+    kubelet.close()
+    srv.stop()
+
+
+def _wait(check, timeout=30.0):
+    import time
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _edn(server, capsys, *argv, token=apiserver.SUBMITTER_TOKEN) -> tuple[int, dict | None, str, str]:
+    code = main(["cluster", *argv, "--kubeconfig", server.kubeconfig(token, namespace="edn")])
+    out, err = capsys.readouterr()
+    result = json.loads(out[out.index("{"):]) if code == 0 else None
+    return code, result, out, err
+
+
+def test_submit_status_logs_stop_as_the_job_submitter(server, capsys):
+    from kubernetes import client
+    custom, core = client.CustomObjectsApi(server.admin), client.CoreV1Api(server.admin)
+
+    code, result, _, err = _edn(server, capsys, "submit", TRAIN, "--name", "edn-train-t1", "--image", "example/edn:test",
+                                "--env", "MLFLOW_EXPERIMENT_NAME=t1")
+    assert code == 0, err
+    assert result["name"] == "edn-train-t1" and result["namespace"] == "edn" and result["uid"]
+    stored = custom.get_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-t1")
+    sent = cluster.apply_overrides(cluster.load_rayjob(TRAIN), cluster.Overrides(
+        "edn-train-t1", "edn", "example/edn:test", "", {"MLFLOW_EXPERIMENT_NAME": "t1"}))
+    assert stored["spec"] == sent["spec"]  # nothing pruned: every field is one the CRD schema knows
+    assert stored["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"] == "example/edn:test"
+
+    code, result, _, _ = _edn(server, capsys, "status", "edn-train-t1")
+    assert code == 0 and result["jobStatus"] == "" and result["jobDeploymentStatus"] == ""
+
+    # KubeRay's part: the operator reports through the status subresource
+    custom.patch_namespaced_custom_object_status("ray.io", "v1", "edn", "rayjobs", "edn-train-t1", {"status": {
+        "jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "rayClusterName": "edn-train-t1-x7k2p",
+        "jobId": "edn-train-t1-abcde", "startTime": "2025-06-01T10:00:00Z"}})
+    code, result, _, _ = _edn(server, capsys, "status", "edn-train-t1")
+    assert code == 0
+    assert (result["jobStatus"], result["jobDeploymentStatus"], result["rayClusterName"], result["jobId"]) == \
+        ("RUNNING", "Running", "edn-train-t1-x7k2p", "edn-train-t1-abcde")
+
+    code, _, _, err = _edn(server, capsys, "logs", "edn-train-t1")
+    assert code == 2 and "has no submitter or head pod yet (jobDeploymentStatus Running)" in err
+
+    # The Job controller's and kubelet's part: the submitter pod, on a node whose kubelet is fake
+    core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name="node-1")))
+    core.patch_node_status("node-1", {"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": server.kubelet.port}}}})
+    for name, labels in (("edn-train-t1-head-abc", {"ray.io/cluster": "edn-train-t1-x7k2p", "ray.io/node-type": "head"}),
+                         ("edn-train-t1-q8z4w", {"job-name": "edn-train-t1"}),
+                         ("other-job-zz", {"job-name": "edn-train-other"})):
+        core.create_namespaced_pod("edn", client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels=labels),
+            spec=client.V1PodSpec(node_name="node-1", containers=[client.V1Container(name="ray-job-submitter", image="x")])))
+        server.kubelet.logs[name] = f"log of {name}\nTailing logs until the job exits\nstep 100 G_gan 0.71\n"
+
+    code, result, out, err = _edn(server, capsys, "logs", "edn-train-t1", "--tail", "2")
+    assert code == 0, err
+    assert result["pod"] == "edn-train-t1-q8z4w"
+    assert out.startswith("log of edn-train-t1-q8z4w\n")
+    assert server.kubelet.requests[-1].startswith("/containerLogs/edn/edn-train-t1-q8z4w/ray-job-submitter?")
+    assert "tailLines=2" in server.kubelet.requests[-1]
+
+    code, result, _, _ = _edn(server, capsys, "stop", "edn-train-t1")
+    assert code == 0 and result == {"name": "edn-train-t1", "namespace": "edn", "deleted": True}
+    code, _, _, err = _edn(server, capsys, "status", "edn-train-t1")
+    assert code == 2 and "no RayJob edn-train-t1 in namespace edn" in err
+
+
+def test_submitting_the_same_name_twice_says_so(server, capsys):
+    assert _edn(server, capsys, "submit", TRAIN, "--name", "edn-train-t2")[0] == 0
+    code, _, _, err = _edn(server, capsys, "submit", TRAIN, "--name", "edn-train-t2")
+    assert code == 2 and "RayJob edn-train-t2 already exists in namespace edn" in err
+    assert _edn(server, capsys, "stop", "edn-train-t2")[0] == 0
+
+
+def test_the_submitter_role_is_enough_and_no_more(server, capsys):
+    """infra/k8s/rbac.yaml, evaluated by the API server's own RBAC authorizer."""
+    from kubernetes import client, config
+    submitter = config.new_client_from_config(config_file=server.kubeconfig(apiserver.SUBMITTER_TOKEN))
+    auth = client.AuthorizationV1Api(submitter)
+
+    def allowed(verb, resource, group="", namespace="edn", subresource=""):
+        review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
+            resource_attributes=client.V1ResourceAttributes(verb=verb, resource=resource, group=group,
+                                                            namespace=namespace, subresource=subresource)))
+        return auth.create_self_subject_access_review(review).status.allowed
+
+    for verb in ("create", "get", "list", "watch", "delete"):
+        assert allowed(verb, "rayjobs", "ray.io")
+    assert allowed("get", "pods", subresource="log") and allowed("list", "pods")
+    assert not allowed("create", "rayclusters", "ray.io")
+    assert not allowed("patch", "rayjobs", "ray.io", subresource="status")  # only the operator reports status
+    assert not allowed("get", "secrets")
+    assert not allowed("create", "pods", subresource="exec")
+    assert not allowed("create", "rayjobs", "ray.io", namespace="default")
+    # and edn cluster, run as the submitter in another namespace, gets the API server's refusal
+    code, _, _, err = _edn(server, capsys, "submit", TRAIN, "--name", "x", "-n", "default")
+    assert code == 2 and "403" in err and "forbidden" in err
+
+
+def test_a_rayjob_with_a_misspelt_field_is_pruned_by_the_crd(server):
+    """What the manifest tests guard against: the API server accepts a misspelt field silently and
+    drops it (structural pruning), so the job would run without the setting."""
+    from kubernetes import client
+    job = cluster.apply_overrides(cluster.load_rayjob(TRAIN), cluster.Overrides(name="edn-train-typo"))
+    job["spec"]["shutdownAfterJobFinish"] = True
+    custom = client.CustomObjectsApi(server.admin)
+    stored = custom.create_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", job)
+    assert "shutdownAfterJobFinish" not in stored["spec"] and stored["spec"]["shutdownAfterJobFinishes"] is True
+    custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-typo")
