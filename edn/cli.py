@@ -251,6 +251,12 @@ def parser() -> argparse.ArgumentParser:
         "ingest", help="ingest fps against the detector alone; peak memory, short vs long video",
         description=bench_ingest.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  edn bench ingest --out outputs/bench\n  edn bench ingest --smoke --out /tmp/bench"))
+    from edn.bench import train as bench_train
+    bench_train.add_arguments(benches.add_parser(
+        "train", help="training step images/s against a plain eager loop; input pipeline; 1 vs 2 workers",
+        description=bench_train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  edn bench train --out outputs/bench\n  edn bench train --sizes 256x128,512x256,1024x512"
+               " --stages body --no-pipeline --no-scaling\n  edn bench train --smoke --out /tmp/bench"))
 
     p = verb("cluster", cmd_cluster, "RayJobs on a KubeRay cluster (Kubernetes API, kubeconfig or in-cluster): "
              "submit a RayJob YAML, read its status or its submitter's log, stop it.",
