@@ -7,7 +7,6 @@ set -euo pipefail
 
 CACHE="${EDN_APISERVER_CACHE:-/var/cache/edn}"
 BIN="$CACHE/kube-apiserver"
-GO=/usr/lib/go-1.19/bin/go
 
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1 && command -v etcd >/dev/null; then
     echo "build_apiserver: $BIN present ($("$BIN" --version))"
@@ -20,8 +19,7 @@ if [ -f /etc/apt/sources.list.d/debian.sources ] && ! grep -q '^Types:.*deb-src'
     sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
 fi
 apt-get update -qq
-# golang-1.19: Kubernetes 1.20 does not build with bookworm's default Go 1.19+ runtime changes
-# only in reflect2 (below); reflect2 1.0.2 is the fix for Go >= 1.18.
+# golang-1.19: the oldest Go in Debian 12, nearest to the Go 1.15 Kubernetes 1.20 was made with.
 apt-get install -y -qq --no-install-recommends etcd-server golang-1.19-go \
     golang-github-modern-go-reflect2-dev dpkg-dev rsync jq make >/dev/null
 
@@ -32,9 +30,8 @@ if [ ! -d k8s ]; then
     dpkg-source -x kubernetes_*.dsc k8s
 fi
 cd k8s
-# The vendored reflect2 1.0.1 crashes at start-up on Go >= 1.18 ("unsafe.Typeof" link errors /
-# bad map iteration); Debian's 1.0.2 is API-compatible. modules.txt keeps naming 1.0.1 so that
-# `-mod=vendor` consistency checks against go.mod still pass.
+# The vendored reflect2 1.0.1 relies on Go runtime internals that changed in Go 1.18; Debian's
+# 1.0.2 is the same API with the fix. (GOPATH mode below reads vendor/ as files: no go.mod check.)
 rm -rf vendor/github.com/modern-go/reflect2
 cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
 
