@@ -5,6 +5,7 @@ import os
 import uuid
 
 import fsspec
+import pyarrow.fs
 from fsspec.core import url_to_fs
 
 
@@ -28,6 +29,19 @@ def read_bytes(url: str) -> bytes:
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def for_arrow(urls: list[str]) -> tuple[pyarrow.fs.FileSystem | None, list[str]]:
+    """URLs on one filesystem as Ray Data and Ray Train take them: (filesystem, paths in it).
+
+    Given a bare gs:// URL they would use pyarrow's own GCS client, which ignores fsspec's
+    settings (STORAGE_EMULATOR_HOST, FSSPEC_GS_TOKEN, gcsfs credentials) and so can reach a
+    different store than the rest of edn, or none; the fsspec filesystem is handed over instead.
+    Local paths are left to Ray (None)."""
+    fs, _ = filesystem(urls[0])
+    if _is_local(fs):
+        return None, list(urls)
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs)), [filesystem(u)[1] for u in urls]
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:

@@ -15,6 +15,7 @@ from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
 from edn.pose.layout import N_KEYPOINTS
+from edn.storage import for_arrow
 
 
 def split_point(frames: int, holdout_fraction: float) -> int:
@@ -69,7 +70,8 @@ def training_pairs(dataset_url: str, target: str, holdout_fraction: float, need_
     import ray
 
     record = video_record(dataset_url, target)
-    frames = ray.data.read_parquet(part_urls(dataset_url, target)).select_columns(
+    fs, paths = for_arrow(part_urls(dataset_url, target))
+    frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
         ["frame_index", "image", "keypoints", "face_box"])
     pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction),
                                                       "need_face": need_face},
