@@ -11,6 +11,7 @@ from edn.data.reader import video_poses
 from edn.pose.normalize import floor_stats
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.registry import load_registered, register, write_model_dir
+from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
 from edn.train.config import STAGES, TrainConfig
 from edn.train.data import split_point, training_pairs
@@ -73,7 +74,8 @@ def train(cfg: TrainConfig) -> dict:
     client.set_tag(run_id, "edn.dataset_version", record["committed_at"])
     perceptual = perceptual_check(cfg, client, run_id)
 
-    storage = cfg.storage_path if "://" in cfg.storage_path else os.path.abspath(cfg.storage_path)
+    storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
+                                        else os.path.abspath(cfg.storage_path)])
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
@@ -81,7 +83,7 @@ def train(cfg: TrainConfig) -> dict:
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
-            name=cfg.ray_run_name, storage_path=storage,
+            name=cfg.ray_run_name, storage_path=storage, storage_filesystem=storage_fs,
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": pairs},
