@@ -326,3 +326,44 @@ def test_submitter_role_grants_only_what_edn_cluster_uses():
     rules = {(g, r): sorted(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
     assert rules == {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"],
                      ("", "pods"): ["get", "list"], ("", "pods/log"): ["get"]}
+
+
+# --- Terraform: parsed (no terraform binary here) and consistent with the manifests ---------------
+
+def _unquote(text: str) -> str:
+    return text.strip('"')
+
+
+def test_terraform_parses_and_matches_the_kubernetes_side():
+    import hcl2
+    folder = os.path.join(ROOT, "infra", "terraform")
+    main_tf = open(os.path.join(folder, "main.tf")).read()
+    parsed = hcl2.loads(main_tf)
+    variables = {_unquote(name): body for block in hcl2.load(open(os.path.join(folder, "variables.tf")))["variable"]
+                 for name, body in block.items()}
+    assert set(re.findall(r"\bvar\.(\w+)", main_tf)) == set(variables)  # every variable declared and used
+    resources = {(_unquote(kind), _unquote(name)): body for block in parsed["resource"]
+                 for kind, named in block.items() for name, body in named.items()}
+    for kind, name in re.findall(r"\b(google_\w+)\.(\w+)\b", main_tf):
+        assert (kind, name) in resources, f"main.tf refers to undeclared {kind}.{name}"
+    assert not any(kind == "google_service_account_key" for kind, _ in resources)
+
+    # the workload-identity members are the Kubernetes accounts of infra/k8s, and the Google
+    # accounts are the ones their annotations name
+    defaults = {name: _unquote(body.get("default", "")) for name, body in variables.items()}
+    members = {}
+    for (kind, name), body in resources.items():
+        if kind == "google_service_account_iam_member":
+            member = re.search(r"\[\$\{var\.(\w+)\}/([\w-]+)\]", body["member"])
+            account = resources[("google_service_account", body["service_account_id"].split(".")[1])]
+            members[(defaults[member.group(1)], member.group(2))] = _unquote(account["account_id"])
+    annotations = {(d["metadata"]["namespace"], d["metadata"]["name"]):
+                   d["metadata"].get("annotations", {}).get("iam.gke.io/gcp-service-account", "").split("@")[0]
+                   for p, d in _all_docs() if d.get("kind") == "ServiceAccount"}
+    assert members == {k: v for k, v in annotations.items() if v}
+    # the buckets the manifests use are the ones Terraform makes (prefix "my-project")
+    suffixes = set(re.findall(r'"(\w+)"', parsed["locals"][0]["ray_buckets"])) | {"mlflow"}
+    used = set()
+    for path in _yaml_files():
+        used |= set(re.findall(r"gs://my-project-edn-(\w+)", open(os.path.join(ROOT, path)).read()))
+    assert used and used <= suffixes
