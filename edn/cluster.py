@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 
 import yaml
@@ -103,15 +104,23 @@ def apply_overrides(job: dict, o: Overrides) -> dict:
 
 
 def _api_error(e, what: str) -> ClusterError:
-    if e.status == 404 and "the server could not find the requested resource" in (e.body or ""):
-        return ClusterError(f"{what}: the API server does not serve {PLURAL}.{GROUP}/{VERSION}: "
-                            "is the KubeRay operator (its CRDs) installed?")
-    reason = e.reason
+    """The API server's refusal in one sentence. A 404 that names no object (a plain "404 page not
+    found") means the API server does not serve RayJobs at all: no KubeRay CRDs."""
     try:
-        reason = yaml.safe_load(e.body).get("message", reason)
-    except (yaml.YAMLError, AttributeError, TypeError):
-        pass
-    return ClusterError(f"{what}: {e.status} {reason}")
+        body = json.loads(e.body or "")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        if e.status == 404:
+            return ClusterError(f"{what}: the API server does not serve {PLURAL}.{GROUP}/{VERSION}: "
+                                "is the KubeRay operator (its CRDs) installed?")
+        return ClusterError(f"{what}: {e.status} {e.reason}")
+    details = body.get("details") or {}
+    if e.status == 404 and details.get("kind") == "namespaces":
+        return ClusterError(f"{what}: namespace {details.get('name')} does not exist")
+    if e.status == 404 and details.get("kind") == PLURAL:
+        return ClusterError(f"{what}: no such RayJob")
+    return ClusterError(f"{what}: {e.status} {body.get('message') or e.reason}")
 
 
 def submit(api, job: dict) -> dict:
@@ -135,9 +144,7 @@ def _get(api, name: str, namespace: str) -> dict:
     try:
         return CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as e:
-        if e.status == 404 and "not found" in (e.body or ""):
-            raise ClusterError(f"no RayJob {name} in namespace {namespace}") from None
-        raise _api_error(e, f"reading RayJob {name}") from None
+        raise _api_error(e, f"reading RayJob {name} in namespace {namespace}") from None
 
 
 STATUS_FIELDS = ("jobStatus", "jobDeploymentStatus", "rayClusterName", "jobId", "dashboardURL",
@@ -188,7 +195,5 @@ def stop(api, name: str, namespace: str) -> dict:
         CustomObjectsApi(api).delete_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, body=V1DeleteOptions(propagation_policy="Background"))
     except ApiException as e:
-        if e.status == 404 and "not found" in (e.body or ""):
-            raise ClusterError(f"no RayJob {name} in namespace {namespace}") from None
-        raise _api_error(e, f"deleting RayJob {name}") from None
+        raise _api_error(e, f"deleting RayJob {name} in namespace {namespace}") from None
     return {"name": name, "namespace": namespace, "deleted": True}

@@ -148,7 +148,7 @@ def test_submit_status_logs_stop_as_the_job_submitter(server, capsys):
     code, result, _, _ = _edn(server, capsys, "stop", "edn-train-t1")
     assert code == 0 and result == {"name": "edn-train-t1", "namespace": "edn", "deleted": True}
     code, _, _, err = _edn(server, capsys, "status", "edn-train-t1")
-    assert code == 2 and "no RayJob edn-train-t1 in namespace edn" in err
+    assert code == 2 and "RayJob edn-train-t1 in namespace edn: no such RayJob" in err
 
 
 def test_submitting_the_same_name_twice_says_so(server, capsys):
@@ -193,3 +193,21 @@ def test_a_rayjob_with_a_misspelt_field_is_pruned_by_the_crd(server):
     stored = custom.create_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", job)
     assert "shutdownAfterJobFinish" not in stored["spec"] and stored["spec"]["shutdownAfterJobFinishes"] is True
     custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-typo")
+
+
+def test_missing_namespace_and_missing_crd_are_told_apart(server, capsys):
+    from kubernetes import client
+    token = apiserver.ADMIN_TOKEN
+    code, _, _, err = _edn(server, capsys, "submit", TRAIN, "-n", "nowhere", token=token)
+    assert code == 2 and "namespace nowhere does not exist" in err
+    extensions = client.ApiextensionsV1Api(server.admin)
+    extensions.delete_custom_resource_definition("rayjobs.ray.io")
+    try:
+        _wait(lambda: "rayjobs" not in [r.name for r in client.CustomObjectsApi(server.admin).get_api_resources(
+            "ray.io", "v1").resources])
+        code, _, _, err = _edn(server, capsys, "status", "edn-train-t1", token=token)
+        assert code == 2 and "does not serve rayjobs.ray.io/v1: is the KubeRay operator (its CRDs) installed?" in err
+    finally:
+        extensions.create_custom_resource_definition(kuberay_schema.crd("RayJob"))
+        _wait(lambda: any(c.type == "Established" and c.status == "True"
+                          for c in extensions.read_custom_resource_definition("rayjobs.ray.io").status.conditions or []))
