@@ -18,10 +18,19 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 def ray_cluster():
     import ray
     # 4 logical CPUs on a 2-core machine: 2 train workers plus Ray Data's tasks must fit at once.
-    ray.init(num_cpus=4, include_dashboard=False, ignore_reinit_error=True,
+    # address="local": a cluster of its own, even while a `ray start` head runs on this machine
+    ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True,
              runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A head started with `ray start --head` (token auth on) for `ray job submit` tests
+    (tests/ray_head.py); separate from `ray_cluster`, the test process's own Ray."""
+    from tests.ray_head import start_head
+    yield from start_head(num_cpus=4)
 
 
 def _free_port() -> int:
@@ -30,16 +39,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """`mlflow server` on loopback with a SQLite backend and proxied artifacts."""
-    home = tmp_path_factory.mktemp("mlflow")
+def start_mlflow_server(home, artifacts_destination: str, env: dict | None = None):
+    """`mlflow server` on loopback with a SQLite backend in `home`, proxying artifacts to
+    `artifacts_destination` (a folder or a bucket URL): yields its URI, stops it after."""
     port = _free_port()
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
-         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", str(home / "artifacts"),
+         "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", artifacts_destination,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT)
+        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while True:
@@ -52,8 +60,53 @@ def mlflow_server(tmp_path_factory):
                 raise RuntimeError(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
     yield uri
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """`mlflow server` on loopback with a SQLite backend and proxied artifacts."""
+    home = tmp_path_factory.mktemp("mlflow")
+    yield from start_mlflow_server(home, str(home / "artifacts"))
+
+
+GCS_BUCKET = "edn-test"
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """`gcp-storage-emulator` on loopback, in memory, with the bucket GCS_BUCKET. Yields the
+    environment variables that point gcsfs (and MLflow's google-cloud-storage) at it: what a
+    process, or a Ray job's runtime_env, needs to reach it."""
+    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
+         "--port", str(port), "--in-memory", "--default-bucket", GCS_BUCKET],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/storage/v1/b/{GCS_BUCKET}", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"gcp-storage-emulator did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield {"STORAGE_EMULATOR_HOST": endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+           "FSSPEC_GS_TOKEN": "anon"}
+    _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(30)  # a loaded machine can take a while
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,49 @@
+"""`ray job submit` end to end against a head started with `ray start --head` (token auth on):
+an ingest job, a short training job registering the model in the MLflow server, the job's
+status and logs read back, and a re-submission with the same run name and storage path that
+resumes the run instead of starting over."""
+import json
+import os
+
+from mlflow import MlflowClient
+
+TINY = ["generator.ngf=8", "generator.n_downsample=2", "generator.n_blocks=1", "discriminator.ndf=8",
+        "discriminator.n_layers=2", "discriminator.num_D=1", "batch_size=2", "num_workers=1",
+        "checkpoint_every=2", "log_every=1", "image_every=100", "allow_no_vgg=true", "cpus_per_worker=1"]
+
+
+def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_server, dancers, tmp_path):
+    # a client without the cluster's token is refused
+    refused = ray_head.ray("job", "list", "--address", ray_head.dashboard_url, check=False, token=False)
+    assert refused.returncode != 0, refused.stdout
+    assert ray_head.ray("job", "list", "--address", ray_head.dashboard_url).returncode == 0
+
+    dataset = str(tmp_path / "dataset")
+    ray_head.submit("edn-ingest", ["python", "-m", "ray_jobs.ingest", dancers[0], "--out", dataset,
+                                "--estimator", "groundtruth", "--size", "64x64"])
+    status, logs = ray_head.status_and_logs("edn-ingest")
+    assert "Job 'edn-ingest' succeeded" in status and '"done": [\n  "dancer_00"\n ]' in logs
+
+    storage = str(tmp_path / "ray")
+    train = ["python", "-m", "ray_jobs.train", "--dataset", dataset, "--target", "dancer_00",
+             "--set", f"storage_path={storage}", "--set", "run_name=job-test", "--set", "model_name=edn-jobtest", *(x for s in TINY for x in ("--set", s))]
+    ray_head.submit("edn-train-1", [*train, "--set", "steps=4"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
+    status, logs = ray_head.status_and_logs("edn-train-1")
+    assert "Job 'edn-train-1' succeeded" in status, status
+    first = json.loads(logs[logs.rindex('{\n "run_id"'):])
+    assert first["steps"] == 4 and first["version"] == "1" and first["tracking_uri"] == mlflow_server
+
+    client = MlflowClient(mlflow_server)
+    mv = client.get_model_version_by_alias("edn-jobtest", "candidate")
+    assert mv.version == "1" and mv.run_id == first["run_id"]
+    assert os.path.exists(os.path.join(storage, "job-test", "checkpoint_manager_snapshot.json"))
+
+    # same run name and storage path, more steps: Ray Train restores the run's last checkpoint
+    ray_head.submit("edn-train-2", [*train, "--set", "steps=8"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
+    status, logs = ray_head.status_and_logs("edn-train-2")
+    second = json.loads(logs[logs.rindex('{\n "run_id"'):])
+    assert "Job 'edn-train-2' succeeded" in status and second["steps"] == 8 and second["version"] == "2"
+    assert second["run_id"] == first["run_id"]  # the same MLflow run continues
+    steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]
+    assert sorted(steps) == list(range(1, 9)), steps  # steps 1-4 ran once: resumed at 4, not restarted
+    assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"
