@@ -1,17 +1,15 @@
 """A training worker killed mid-run: Ray Train's FailureConfig restarts the worker group, which
 resumes from the last checkpoint (weights, optimizers, step, per-rank RNG) and finishes the run."""
-import json
 import os
 import signal
 import threading
 import time
 
-from mlflow import MlflowClient
-
 from edn.data.ingest import IngestConfig, ingest
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.train.config import TrainConfig
 from edn.train.run import train
+from tests.train_helpers import logged_steps, registered_step
 
 
 def _train_worker_pids() -> list[int]:
@@ -27,20 +25,9 @@ def _train_worker_pids() -> list[int]:
     return pids
 
 
-def _registered_step(run_dir: str) -> int:
-    """The step of the latest checkpoint Ray Train's controller has registered (it keeps its
-    checkpoint manager's state in the run folder): a checkpoint only counts once registered."""
-    try:
-        with open(os.path.join(run_dir, "checkpoint_manager_snapshot.json")) as f:
-            latest = json.load(f)["latest_checkpoint_result"]
-    except (OSError, ValueError, KeyError):
-        return 0
-    return latest["metrics"]["step"] if latest else 0
-
-
 def _kill_a_worker_after_a_checkpoint(run_dir: str, killed: list, stop: threading.Event) -> None:
     while not stop.is_set():
-        if _registered_step(run_dir) > 0:
+        if registered_step(run_dir) > 0:
             for pid in _train_worker_pids():
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -68,8 +55,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_cluster, dancers, 
     assert killed, "no training worker was found to kill"
     assert result["steps"] == 24 and result["metrics"]["step"] == 24
     assert result["metrics"]["rank_weight_spread"] == 0.0
-    steps = [m.step for m in MlflowClient(uri).get_metric_history(result["run_id"], "G_gan")]
-    repeated = sorted({s for s in steps if steps.count(s) > 1})
+    steps, repeated = logged_steps(uri, result["run_id"])
     print(f"killed worker {killed[0]}; steps run again after the restart: {repeated}; final step {max(steps)}")
     # steps after the checkpoint it resumed from were run twice; the first steps only once
     assert repeated and min(repeated) > 4 and steps.count(1) == 1, steps
