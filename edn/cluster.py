@@ -165,13 +165,13 @@ def log_pod(api, name: str, namespace: str) -> str:
     core = CoreV1Api(api)
     pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if not pods:
-        cluster = status(api, name, namespace)["rayClusterName"]
-        if cluster:
-            pods = core.list_namespaced_pod(namespace, label_selector=f"ray.io/cluster={cluster},ray.io/node-type=head").items
-    if not pods:
         state = status(api, name, namespace)
-        raise ClusterError(f"RayJob {name} has no submitter or head pod yet "
-                           f"(jobDeploymentStatus {state['jobDeploymentStatus'] or 'not set'})")
+        if state["rayClusterName"]:
+            pods = core.list_namespaced_pod(
+                namespace, label_selector=f"ray.io/cluster={state['rayClusterName']},ray.io/node-type=head").items
+        if not pods:
+            raise ClusterError(f"RayJob {name} has no submitter or head pod yet "
+                               f"(jobDeploymentStatus {state['jobDeploymentStatus'] or 'not set'})")
     return max(pods, key=lambda p: p.metadata.creation_timestamp).metadata.name
 
 

@@ -130,14 +130,21 @@ def test_submit_status_logs_stop_as_the_job_submitter(server, capsys):
     core.patch_node_status("node-1", {"status": {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": server.kubelet.port}}}})
-    for name, labels in (("edn-train-t1-head-abc", {"ray.io/cluster": "edn-train-t1-x7k2p", "ray.io/node-type": "head"}),
-                         ("edn-train-t1-q8z4w", {"job-name": "edn-train-t1"}),
-                         ("other-job-zz", {"job-name": "edn-train-other"})):
+    def pod(name, labels):
         core.create_namespaced_pod("edn", client.V1Pod(
             metadata=client.V1ObjectMeta(name=name, labels=labels),
             spec=client.V1PodSpec(node_name="node-1", containers=[client.V1Container(name="ray-job-submitter", image="x")])))
         server.kubelet.logs[name] = f"log of {name}\nTailing logs until the job exits\nstep 100 G_gan 0.71\n"
 
+    # no submitter pod yet (HTTPMode has none): the head pod of the cluster named in the status
+    pod("edn-train-t1-x7k2p-head-abc", {"ray.io/cluster": "edn-train-t1-x7k2p", "ray.io/node-type": "head"})
+    pod("edn-train-other-head-def", {"ray.io/cluster": "edn-train-other", "ray.io/node-type": "head"})
+    code, result, out, err = _edn(server, capsys, "logs", "edn-train-t1")
+    assert code == 0, err
+    assert result["pod"] == "edn-train-t1-x7k2p-head-abc" and out.startswith("log of edn-train-t1-x7k2p-head-abc\n")
+
+    pod("edn-train-t1-q8z4w", {"job-name": "edn-train-t1"})
+    pod("other-job-zz", {"job-name": "edn-train-other"})
     code, result, out, err = _edn(server, capsys, "logs", "edn-train-t1", "--tail", "2")
     assert code == 0, err
     assert result["pod"] == "edn-train-t1-q8z4w"
