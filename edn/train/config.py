@@ -48,6 +48,9 @@ class TrainConfig:
     amp: bool = True               # bf16 autocast on GPU (no effect on CPU)
     channels_last: bool = True     # NHWC tensors on GPU (no effect on CPU)
     cpus_per_worker: float = 1.0
+    # more resources each worker demands, e.g. a custom resource only one node pool's nodes
+    # offer ({"a100": 1}), or one per node to spread the workers across nodes
+    resources_per_worker: dict = field(default_factory=dict)
     torch_threads: int = 0         # 0: one per CPU given to the worker
     max_failures: int = 2          # worker/node failures survived by resuming from a checkpoint
     checkpoint_every: int = 200

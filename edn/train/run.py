@@ -81,7 +81,8 @@ def train(cfg: TrainConfig) -> dict:
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
                            "perceptual_available": perceptual},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
-                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+                                               resources_per_worker={**cfg.resources_per_worker,
+                                                                     "CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(
             name=cfg.ray_run_name, storage_path=storage, storage_filesystem=storage_fs,
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
