@@ -92,7 +92,7 @@ def _wait(check, timeout=30.0):
 def _edn(server, capsys, *argv, token=apiserver.SUBMITTER_TOKEN) -> tuple[int, dict | None, str, str]:
     code = main(["cluster", *argv, "--kubeconfig", server.kubeconfig(token, namespace="edn")])
     out, err = capsys.readouterr()
-    result = json.loads(out[out.index("{"):]) if code == 0 else None
+    result = json.loads(out[out.rfind("\n{") + 1:]) if code == 0 else None  # the JSON summary comes last
     return code, result, out, err
 
 
