@@ -36,10 +36,8 @@ rm -rf vendor/github.com/modern-go/reflect2
 cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
 
 # Kubernetes' own make (as Debian's rules use it): it generates the OpenAPI definitions and other
-# zz_generated files first, then builds in GOPATH mode from vendor/.
-export GOPATH="$CACHE/src/k8s/.go" GOCACHE="$CACHE/go-build" GO111MODULE=off CGO_ENABLED=0
-mkdir -p .go/src/k8s.io
-[ -L .go/src/k8s.io/kubernetes ] || ln -s ../../.. .go/src/k8s.io/kubernetes
+# zz_generated files first, then builds from vendor/ in GOPATH mode (its own GOPATH and build
+# cache under _output/, so a rerun after a failure is incremental).
 env PATH="/usr/lib/go-1.19/bin:$PATH" HOME="$CACHE" KUBE_GIT_VERSION=v1.20.2 \
     GOLDFLAGS="-s -w" make WHAT=cmd/kube-apiserver
 cp _output/bin/kube-apiserver "$BIN.tmp"
