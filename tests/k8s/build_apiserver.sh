@@ -2,7 +2,8 @@
 # Builds kube-apiserver 1.20 from Debian's `kubernetes` source package and installs etcd, so that
 # tests/test_cluster_cli.py can run `edn cluster` against a real API server. Idempotent: the
 # binary is cached outside the clone (EDN_APISERVER_CACHE, default /var/cache/edn), and a second
-# run only checks it. Needs root and apt (Debian 12); takes 6-10 minutes the first time on 2 cores.
+# run only checks it. Needs root and apt (Debian 12); the first build took 15 minutes here (2 cores
+# shared with other work), a rebuild from the kept sources under 2.
 set -euo pipefail
 
 CACHE="${EDN_APISERVER_CACHE:-/var/cache/edn}"
