@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
@@ -31,9 +32,21 @@ import time
 import torch
 
 from edn.bench import key_ratio, out_file, report, row
-from edn.bench.train_parts import (frozen_body, grad_bytes, interleaved, median, model_batch, optimized_side,
-                                   peak_flops, phase_profile, plain_side, step_flops, sync, synthetic_pairs,
-                                   train_config)
+from edn.bench.train_parts import (
+    frozen_body,
+    grad_bytes,
+    interleaved,
+    median,
+    model_batch,
+    optimized_side,
+    peak_flops,
+    phase_profile,
+    plain_side,
+    step_flops,
+    sync,
+    synthetic_pairs,
+    train_config,
+)
 
 BATCH = {"cpu": {256: 4, 512: 2, 1024: 1}, "cuda": {256: 16, 512: 8, 1024: 4}}  # by frame width
 
@@ -66,8 +79,8 @@ class TrainBench:
     smoke: bool = False
 
 
-SMOKE = dict(sizes=((64, 32),), batch=2, rounds=2, frames=24, pipeline_rounds=1, scaling_steps=1, allreduce_reps=2,
-             smoke=True)
+SMOKE = {"sizes": ((64, 32),), "batch": 2, "rounds": 2, "frames": 24, "pipeline_rounds": 1, "scaling_steps": 1,
+         "allreduce_reps": 2, "smoke": True}
 
 
 def _ray() -> bool:
@@ -77,7 +90,8 @@ def _ray() -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+        # address="local": a cluster of its own, not another job's that happens to run here
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False)
     return True
 
 
@@ -99,11 +113,11 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
             plain_batch = model_batch(synthetic_pairs(batch_size, size, b.seed), dataclasses.replace(
                 cfg, channels_last=False), device)
             plain, edn = plain_side(cfg, device, body), optimized_side(cfg, device, body)
-            sides = {"eager": lambda: plain(plain_batch), "edn": lambda: edn.step(batch)}
+            sides = {"eager": functools.partial(plain, plain_batch), "edn": functools.partial(edn, batch)}
             if b.compile and device.type == "cuda":
-                compiled = optimized_side(cfg, device, body, compile_networks=True)
-                sides["edn compiled"] = lambda: compiled.step(batch)
-            times = interleaved(sides, b.rounds, b.steps_per_round, device, warmup=b.warmup + 2 * ("edn compiled" in sides))
+                sides["edn compiled"] = functools.partial(optimized_side(cfg, device, body, True), batch)
+            warmup = b.warmup + 2 * ("edn compiled" in sides)  # compiling: both requires_grad variants of D
+            times = interleaved(sides, b.rounds, b.steps_per_round, device, warmup=warmup)
             label = f"{stage} {_size(size)} b{batch_size}"
             fig = {"batch": batch_size, "size": list(size), "step_s": times,
                    "flops": {"eager": step_flops(sides["eager"]), "edn": step_flops(sides["edn"])},
@@ -112,8 +126,8 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
                 s = median(ts)
                 flops = fig["flops"]["eager" if name == "eager" else "edn"]
                 mfu = f"; MFU {100 * flops / s / peak:.1f}%" if peak else ""
-                rows.append(row(f"{label}: {name}", batch_size / s, "img/s",
-                                f"{s * 1e3:.0f} ms/step, {flops / 1e9:.1f} GFLOP/step, {flops / s / 1e9:.1f} GFLOP/s{mfu}"))
+                rows.append(row(f"{label}: {name}", batch_size / s, "img/s", f"{s * 1e3:.0f} ms/step, "
+                                f"{flops / 1e9:.1f} GFLOP/step, {flops / s / 1e9:.1f} GFLOP/s{mfu}"))
                 fig.setdefault("images_per_s", {})[name] = batch_size / s
             ratio = median(times["eager"]) / median(times["edn"])
             fig["ratio"] = ratio
@@ -146,7 +160,7 @@ def make_dataset(workdir: str, frames: int, size: tuple[int, int], seed: int) ->
 
 def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: list, figures: dict) -> dict:
     from edn.train.data import training_pairs
-    from edn.train.loop import step_memory_format, to_batch
+    from edn.train.loop import epoch_batches, step_memory_format, to_batch
     t = time.perf_counter()
     url, target = (b.dataset, b.target) if b.dataset else make_dataset(workdir, b.frames, b.sizes[0], b.seed)
     made = time.perf_counter() - t
@@ -154,10 +168,10 @@ def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: li
     pairs, record = training_pairs(url, target, cfg.holdout_fraction)
     size = (record["width"], record["height"])
     cfg.batch_size = bs = b.batch or BATCH[device.type].get(size[0], 1)
-    edn, mf = optimized_side(cfg, device).step, step_memory_format(cfg, device)
+    edn, mf = optimized_side(cfg, device), step_memory_format(cfg, device)
 
-    def batches():  # the trainer's call (edn.train.loop), on this process's dataset iterator
-        return pairs.iter_torch_batches(batch_size=bs, drop_last=True, local_shuffle_buffer_size=4 * bs, device=device)
+    def batches():  # the trainer's call, on this process's iterator of the dataset instead of a Ray Train shard
+        return epoch_batches(pairs, cfg, device)
 
     in_memory = list(batches())
     edn(to_batch(in_memory[0], mf))  # warm-up
@@ -189,7 +203,8 @@ def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: li
                                                                          else url)),
              row("pipeline: body step, batches in memory", mem, "img/s", "to_batch + step"),
              row("pipeline: body step, batches from Ray Data", pipe, "img/s",
-                 f"whole epochs: read, pairs, shuffle, decode, draw, iter_torch_batches; first batch after {lead:.2f} s"),
+                 "whole epochs: read, pairs, shuffle, decode, draw, iter_torch_batches; "
+                 f"first batch after {lead:.2f} s"),
              row("pipeline: from Ray Data after the first batch", steady, "img/s", "the epoch's start-up left out"),
              row("pipeline: ratio Ray Data / memory, after the first batch", fig["ratio_steady"], "")]
     return key_ratio("step images/s, Ray Data / in memory (whole epochs)", fig["ratio"], ">= 0.95",
@@ -197,21 +212,27 @@ def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: li
 
 
 def scaling_section(b: TrainBench, device: torch.device, rows: list, figures: dict) -> dict:
+    """Workers on GPUs (NCCL) where there are enough of them, else on CPU (gloo) with the demo
+    networks (the paper's are far too slow there); the projection uses section 1's step and nets."""
     from edn.bench.train_scaling import projection, run_workers
     from edn.config import to_dict
     size = b.sizes[0]
-    cfg = train_config(b.nets, "body", b.batch or BATCH["cpu"].get(size[0], 1))
+    use_gpu = device.type == "cuda" and torch.cuda.device_count() >= max(b.workers)
+    where = "GPU, NCCL" if use_gpu else "CPU, gloo"
+    cfg = train_config(b.nets if use_gpu or device.type == "cpu" else "demo", "body",
+                       b.batch or BATCH["cuda" if use_gpu else "cpu"].get(size[0], 1))
     runs = {}
     for w in b.workers:
-        threads = b.threads
-        runs[w] = run_workers(to_dict(cfg), w, threads, size, b.scaling_steps, b.warmup, use_gpu=False,
+        runs[w] = run_workers(to_dict(cfg), w, b.threads, size, b.scaling_steps, b.warmup, use_gpu,
                               allreduce_reps=b.allreduce_reps)
-        rows.append(row(f"scaling: {w} Ray Train worker{'s' if w > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}",
+        plural = ("s" if w > 1 else "", "s" if b.threads > 1 else "")
+        rows.append(row(f"scaling: {w} Ray Train worker{plural[0]} x {b.threads} thread{plural[1]}",
                         runs[w]["images_per_s"], "img/s", f"body {_size(size)}, batch {cfg.batch_size} per worker, "
-                        f"{runs[w]['step_s'] * 1e3:.0f} ms/step (median of {b.scaling_steps}), CPU, gloo"))
+                        f"{runs[w]['step_s'] * 1e3:.0f} ms/step (median of {b.scaling_steps}), {where}"))
     nbytes = grad_bytes(cfg)
-    total = nbytes["G"] + nbytes["D"]
-    fig = {"runs": runs, "grad_bytes": nbytes, "paper_grad_bytes": grad_bytes(train_config("paper", "body", 1))}
+    total = sum(nbytes.values())
+    fig = {"where": where, "runs": runs, "grad_bytes": nbytes,
+           "paper_grad_bytes": grad_bytes(train_config("paper", "body", 1))}
     rows.append(row("scaling: gradient bytes per step", total / 2**20, "MiB", f"G {nbytes['G'] / 2**20:.2f} + D "
                     f"{nbytes['D'] / 2**20:.2f} (fp32); paper nets: "
                     f"{sum(fig['paper_grad_bytes'].values()) / 2**20:.0f} MiB"))
@@ -223,21 +244,21 @@ def scaling_section(b: TrainBench, device: torch.device, rows: list, figures: di
         share = ar / runs[hi]["step_s"]
         fig.update(allreduce_s=ar, bus_GBps=bus, allreduce_share=share)
         rows.append(row(f"scaling: all-reduce of one step's gradients, {hi} workers", ar * 1e3, "ms",
-                        f"G {runs[hi]['allreduce_G_s'] * 1e3:.1f} + D {runs[hi]['allreduce_D_s'] * 1e3:.1f} ms apart; "
-                        f"bus {bus:.2f} GB/s; {100 * share:.0f}% of the step if not overlapped"))
+                        f"G {runs[hi]['allreduce_G_s'] * 1e3:.1f} + D {runs[hi]['allreduce_D_s'] * 1e3:.1f} ms "
+                        f"apart; bus {bus:.2f} GB/s; {100 * share:.0f}% of the step if not overlapped"))
     step = figures.get(f"step_body_{_size(size)}")
-    compute = step["batch"] / step["images_per_s"]["edn"] if step else runs[lo]["step_s"]
-    batch = step["batch"] if step else cfg.batch_size
-    proj_rows, fig["projection"] = projection(compute, total, batch, bus)
-    fig["projection_compute_s"] = compute
+    compute, batch = (step["batch"] / step["images_per_s"]["edn"], step["batch"]) if step \
+        else (runs[lo]["step_s"], cfg.batch_size)
+    proj_bytes = sum(grad_bytes(train_config(b.nets, "body", 1)).values()) if step else total
+    proj_rows, fig["projection"] = projection(compute, proj_bytes, batch, bus)
+    fig.update(projection_compute_s=compute, projection_bytes=proj_bytes)
     rows.append(row("projection: step_N = compute + bytes x 2(N-1)/N / bus bandwidth", compute * 1e3, "ms compute",
-                    f"edn's body step on {device.type} (section 1), {total / 2**20:.1f} MiB; images/s = N x {batch} / "
-                    "step_N; (efficiency)"))
+                    f"edn's body step on {device.type}, {b.nets} nets, {proj_bytes / 2**20:.1f} MiB; "
+                    f"images/s = N x {batch} / step_N (efficiency)"))
     rows += proj_rows
-    ratio = runs[hi]["images_per_s"] / runs[lo]["images_per_s"]
-    fig["ratio"] = ratio
+    fig["ratio"] = runs[hi]["images_per_s"] / runs[lo]["images_per_s"]
     figures["scaling"] = fig
-    return key_ratio(f"images/s, {hi} workers / {lo} worker ({b.threads} thread each)", ratio,
+    return key_ratio(f"images/s, {hi} workers / {lo} worker ({b.threads} thread each, {where})", fig["ratio"],
                      f"none ({os.cpu_count()} cores, shared)", None, "scaling section")
 
 
@@ -303,7 +324,8 @@ def main(a: argparse.Namespace) -> dict:
         if getattr(a, field, None) is not None:
             setattr(b, field, getattr(a, field))
     b.compile, b.pipeline, b.scaling = not a.no_compile, not a.no_pipeline, not a.no_scaling
-    if b.rounds < 1 or b.threads < 1 or b.batch < 0 or set(b.stages) - {"body", "face"} or bool(b.dataset) != bool(b.target):
+    if b.rounds < 1 or b.threads < 1 or b.batch < 0 or set(b.stages) - {"body", "face"} \
+            or bool(b.dataset) != bool(b.target):
         raise ValueError("edn bench train needs --rounds >= 1, --threads >= 1, --batch >= 0, stages among body,face, "
                          "and --dataset with --target")
     result = run(b, out_file(a.out, "train"))

@@ -31,10 +31,10 @@ PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), 
 # (pix2pixHD's global generator, ngf 64, 4 downsamplings, 9 blocks). No VGG19 term on either side
 # (its weights are not on the development machine); L1 (weight 10) as the demo uses.
 NETS = {
-    "demo": dict(generator=GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
-                 discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2),
-                 face_generator=FaceGeneratorConfig(ngf=16, n_downsample=2, n_blocks=3),
-                 face_discriminator=face_discriminator_config(ndf=32, n_layers=2)),
+    "demo": {"generator": GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
+             "discriminator": DiscriminatorConfig(ndf=32, n_layers=3, num_D=2),
+             "face_generator": FaceGeneratorConfig(ngf=16, n_downsample=2, n_blocks=3),
+             "face_discriminator": face_discriminator_config(ndf=32, n_layers=2)},
     "paper": {},
 }
 
@@ -72,8 +72,9 @@ class PlainStep:
         j = self.judge(batch)
         pred_fake_pool, pred_real, pred_fake = self.D(j.d_fake.detach()), self.D(j.d_real), self.D(j.d_fake)
         loss_D = 0.5 * (self.gan(pred_fake_pool, False) + self.gan(pred_real, True))
-        loss_G = self.w.get("G_gan", 0) * self.gan(pred_fake, True) \
-            + self.w.get("G_feat", 0) * self.feat(pred_fake, pred_real) + self.w.get("G_l1", 0) * F.l1_loss(j.fake, j.real)
+        loss_G = (self.w.get("G_gan", 0) * self.gan(pred_fake, True)
+                  + self.w.get("G_feat", 0) * self.feat(pred_fake, pred_real)
+                  + self.w.get("G_l1", 0) * F.l1_loss(j.fake, j.real))
         self.opt_G.zero_grad()
         loss_G.backward()
         self.opt_G.step()
@@ -99,16 +100,8 @@ def plain_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | Non
                      {k: v for k, v in cfg.loss_weights(False).items() if v})
 
 
-@dataclasses.dataclass
-class Side:
-    """edn's step and what it trains, for the phase profile's hooks."""
-    step: GANStep
-    G: torch.nn.Module
-    D: torch.nn.Module
-
-
 def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | None = None,
-                   compile_networks: bool = False) -> Side:
+                   compile_networks: bool = False) -> GANStep:
     """edn's step as the trainer builds it (edn.train.loop.build + make_step); with
     `compile_networks`, G and D through torch.compile (a variant, to see whether it pays)."""
     G, D, opt_G, opt_D = build(cfg, device)
@@ -116,14 +109,14 @@ def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator |
         body = copy.deepcopy(body).to(memory_format=step_memory_format(cfg, device))
     if compile_networks:
         G, D = torch.compile(G), torch.compile(D)
-    return Side(make_step(cfg, G, D, opt_G, opt_D, device, body), G, D)
+    return make_step(cfg, G, D, opt_G, opt_D, device, body)
 
 
-def phase_profile(side: Side, batch: dict[str, torch.Tensor], device: torch.device, steps: int = 2) -> dict[str, float]:
+def phase_profile(step: GANStep, batch: dict[str, torch.Tensor], device: torch.device, steps: int = 2) -> dict[str, float]:
     """Seconds per step in each phase of edn's step, from hooks on G's and D's forwards and on the
     optimizers' steps (the device synced at each, so only for this breakdown): G forward (the
     judge: both frames, or the frozen body and the face crops), D forwards (both), G's losses and
-    backward (through the frozen D), G's Adam, D's backward, D's Adam."""
+    backward (through the frozen D), G's Adam, D's backward, D's Adam. `step` not DDP-wrapped."""
     marks: list[tuple[str, float]] = []
 
     def mark(name):
@@ -132,17 +125,17 @@ def phase_profile(side: Side, batch: dict[str, torch.Tensor], device: torch.devi
             marks.append((name, time.perf_counter()))
         return hook
 
-    handles = [side.G.register_forward_pre_hook(mark("G>")), side.G.register_forward_hook(mark("G<")),
-               side.D.register_forward_pre_hook(mark("D>")), side.D.register_forward_hook(mark("D<")),
-               side.step.opt_G.register_step_pre_hook(mark("oG>")), side.step.opt_G.register_step_post_hook(mark("oG<")),
-               side.step.opt_D.register_step_pre_hook(mark("oD>")), side.step.opt_D.register_step_post_hook(mark("oD<"))]
+    opt_G, opt_D = step.opt_G, step.opt_D
+    handles = [step.D.register_forward_pre_hook(mark("D>")), step.D.register_forward_hook(mark("D<")),
+               opt_G.register_step_pre_hook(mark("oG>")), opt_G.register_step_post_hook(mark("oG<")),
+               opt_D.register_step_pre_hook(mark("oD>")), opt_D.register_step_post_hook(mark("oD<"))]
     phases = dict.fromkeys(("G forward", "D forwards", "G losses + backward", "G Adam", "D backward", "D Adam"), 0.0)
     try:
         for _ in range(steps):
             marks.clear()
             sync(device)
             marks.append(("start", time.perf_counter()))
-            side.step(batch)
+            step(batch)
             t = dict(marks)  # the last mark of each name
             d_in = [m for n, m in marks if n == "D>"]
             d_out = [m for n, m in marks if n == "D<"]

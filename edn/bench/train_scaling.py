@@ -31,7 +31,7 @@ def scaling_worker(config: dict) -> None:
     import ray.train.torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from edn.bench.train_parts import model_batch, synthetic_pairs, sync
+    from edn.bench.train_parts import model_batch, sync, synthetic_pairs
     from edn.config import from_dict
     from edn.train.config import TrainConfig
     from edn.train.loop import build, make_step
