@@ -256,10 +256,28 @@ def scaling_section(b: TrainBench, device: torch.device, rows: list, figures: di
                     f"edn's body step on {device.type}, {b.nets} nets, {proj_bytes / 2**20:.1f} MiB; "
                     f"images/s = N x {batch} / step_N (efficiency)"))
     rows += proj_rows
+    rows += gpu_projection(fig)
     fig["ratio"] = runs[hi]["images_per_s"] / runs[lo]["images_per_s"]
     figures["scaling"] = fig
     return key_ratio(f"images/s, {hi} workers / {lo} worker ({b.threads} thread each, {where})", fig["ratio"],
                      f"none ({os.cpu_count()} cores, shared)", None, "scaling section")
+
+
+def gpu_projection(fig: dict) -> list[dict]:
+    """The same formula for the paper's networks on H100s, compute from their counted FLOPs at an
+    assumed MFU (train_scaling.ASSUMED_MFU), all-reduce over each link of LINKS."""
+    from edn.bench.train_parts import PEAK_BF16_TFLOPS, meta_step_flops
+    from edn.bench.train_scaling import ASSUMED_MFU, GPU_CASE, projection
+    cfg = train_config("paper", "body", GPU_CASE["batch"])
+    flops = meta_step_flops(cfg, GPU_CASE["size"])
+    compute = flops / (dict(PEAK_BF16_TFLOPS)[GPU_CASE["gpu"]] * 1e12 * ASSUMED_MFU)
+    nbytes = sum(fig["paper_grad_bytes"].values())
+    label = f"GPU projection, paper nets {_size(GPU_CASE['size'])} b{GPU_CASE['batch']}"
+    rows, fig["gpu_projection"] = projection(compute, nbytes, GPU_CASE["batch"], None, label=label)
+    fig["gpu_projection_assumptions"] = {"flops_per_step": flops, "mfu": ASSUMED_MFU, "compute_s": compute, **GPU_CASE}
+    return [row(f"{label}: compute", compute * 1e3, "ms", f"{flops / 1e12:.1f} TFLOP/step counted (meta device) / "
+                f"({GPU_CASE['gpu']} bf16 peak x {ASSUMED_MFU:.0%} MFU, assumed); "
+                f"{nbytes / 2**20:.0f} MiB gradients")] + rows
 
 
 def run(b: TrainBench, out_json: str) -> dict:

@@ -112,8 +112,9 @@ def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator |
     return make_step(cfg, G, D, opt_G, opt_D, device, body)
 
 
-def phase_profile(step: GANStep, batch: dict[str, torch.Tensor], device: torch.device, steps: int = 2) -> dict[str, float]:
-    """Seconds per step in each phase of edn's step, from hooks on G's and D's forwards and on the
+def phase_profile(step: GANStep, batch: dict[str, torch.Tensor], device: torch.device,
+                  steps: int = 2) -> dict[str, float]:
+    """Seconds per step in each phase of edn's step, from hooks on D's forwards and on the
     optimizers' steps (the device synced at each, so only for this breakdown): G forward (the
     judge: both frames, or the frozen body and the face crops), D forwards (both), G's losses and
     backward (through the frozen D), G's Adam, D's backward, D's Adam. `step` not DDP-wrapped."""
@@ -153,8 +154,22 @@ def phase_profile(step: GANStep, batch: dict[str, torch.Tensor], device: torch.d
 
 def grad_bytes(cfg: TrainConfig) -> dict[str, int]:
     """Bytes of fp32 gradients DDP all-reduces per step: every trained parameter of G and of D."""
-    G, D, _, _ = build(cfg, torch.device("cpu"))
+    with torch.device("meta"):  # shapes only: the paper's G alone is 188 M parameters
+        G, D, _, _ = build(cfg, torch.device("meta"))
     return {"G": 4 * sum(p.numel() for p in G.parameters()), "D": 4 * sum(p.numel() for p in D.parameters())}
+
+
+def meta_step_flops(cfg: TrainConfig, size: tuple[int, int]) -> int:
+    """FLOPs of one body step of `cfg`'s networks at `size`, counted on the meta device (shapes
+    only, no memory or time: fit for the paper's networks anywhere). SGD stands in for Adam, whose
+    step reads a scalar from its tensors; the counter counts no optimizer FLOPs either way."""
+    meta = torch.device("meta")
+    with meta:
+        G, D, _, _ = build(cfg, meta)
+        step = make_step(cfg, G, D, torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0),
+                         meta)
+        raw = {k: torch.empty(v.shape, dtype=v.dtype) for k, v in synthetic_pairs(cfg.batch_size, size).items()}
+        return step_flops(functools.partial(step, to_batch(raw, torch.contiguous_format)))
 
 
 def synthetic_pairs(batch: int, size: tuple[int, int], seed: int = 0) -> dict[str, torch.Tensor]:

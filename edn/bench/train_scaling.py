@@ -92,8 +92,14 @@ def run_workers(cfg_dict: dict, workers: int, threads: int, size: tuple[int, int
             return json.load(f)
 
 
+# The GPU projection's compute: the paper's body step at 1024x512, batch 4 per GPU, its FLOPs
+# counted, at this fraction of an H100's dense bf16 peak (an assumption, until a GPU run measures it).
+ASSUMED_MFU = 0.4
+GPU_CASE = {"size": (1024, 512), "batch": 4, "gpu": "H100"}
+
+
 def projection(compute_s: float, grad_bytes: int, batch: int, measured_bus_gbs: float | None,
-               ns: tuple[int, ...] = (1, 2, 8, 64)) -> tuple[list[dict], dict]:
+               ns: tuple[int, ...] = (1, 2, 8, 64), label: str = "projection") -> tuple[list[dict], dict]:
     """step_N = compute + bytes * 2(N-1)/N / bus bandwidth (ring all-reduce; no overlap with the
     backward assumed, so an upper bound on the step); images/s = N * batch / step_N."""
     links = list(LINKS) + ([("gloo here, measured", measured_bus_gbs)] if measured_bus_gbs else [])
@@ -105,7 +111,8 @@ def projection(compute_s: float, grad_bytes: int, batch: int, measured_bus_gbs: 
             per_n[n] = {"step_s": compute_s + comm, "comm_s": comm,
                         "images_per_s": n * batch / (compute_s + comm), "efficiency": compute_s / (compute_s + comm)}
         table[name] = {"bus_GBps": gbs, "per_n": per_n}
-        cells = ", ".join(f"N={n}: {v['images_per_s']:.3g} img/s ({100 * v['efficiency']:.0f}%)" for n, v in per_n.items())
-        rows.append(row(f"projection, {name} ({gbs:g} GB/s)", per_n[ns[-1]]["comm_s"] * 1e3, "ms comm",
+        cells = ", ".join(f"N={n}: {v['images_per_s']:.3g} img/s ({100 * v['efficiency']:.0f}%)"
+                          for n, v in per_n.items())
+        rows.append(row(f"{label}, {name} ({gbs:g} GB/s)", per_n[ns[-1]]["comm_s"] * 1e3, "ms comm",
                         f"at N={ns[-1]}; {cells}"))
     return rows, table
