@@ -3,13 +3,14 @@ and small synthetic dancer videos (real mp4 files)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+
+from tests.ray_head import free_port, start_head
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
@@ -29,20 +30,13 @@ def ray_cluster():
 def ray_head():
     """A head started with `ray start --head` (token auth on) for `ray job submit` tests
     (tests/ray_head.py); separate from `ray_cluster`, the test process's own Ray."""
-    from tests.ray_head import start_head
     yield from start_head(num_cpus=4)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_mlflow_server(home, artifacts_destination: str, env: dict | None = None):
     """`mlflow server` on loopback with a SQLite backend in `home`, proxying artifacts to
     `artifacts_destination` (a folder or a bucket URL): yields its URI, stops it after."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
          "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", artifacts_destination,
@@ -79,7 +73,7 @@ def gcs_emulator(tmp_path_factory):
     environment variables that point gcsfs (and MLflow's google-cloud-storage) at it: what a
     process, or a Ray job's runtime_env, needs to reach it."""
     log = tmp_path_factory.mktemp("gcs") / "emulator.log"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
          "--port", str(port), "--in-memory", "--default-bucket", GCS_BUCKET],
@@ -103,7 +97,7 @@ def gcs_emulator(tmp_path_factory):
 def _stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
-        proc.wait(30)  # a loaded machine can take a while
+        proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

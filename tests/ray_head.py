@@ -1,6 +1,5 @@
 """A real Ray head started the way a user starts one (`ray start --head`), on loopback, with
-token authentication on, for tests that talk to a cluster from outside: `ray job submit` and
-CLI drivers joining it."""
+token authentication on, for tests that talk to a cluster from outside with `ray job`."""
 from __future__ import annotations
 
 import json
@@ -35,7 +34,6 @@ def node_ports() -> list:
 
 @dataclass
 class RayHead:
-    gcs_address: str       # for drivers: RAY_ADDRESS
     dashboard_url: str     # for `ray job ...`: --address
     client_env: dict       # what a client needs besides the address: the token, the venv on PATH
 
@@ -86,7 +84,7 @@ def start_head(num_cpus: int = 4, env: dict | None = None):
          "--dashboard-host", "127.0.0.1", "--temp-dir", os.path.join(root, "t"), "--num-cpus", str(num_cpus),
          "--disable-usage-stats", "--include-dashboard", "true", *map(str, ports)],
         env={**client_env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
-    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", client_env)
+    head = RayHead(f"http://127.0.0.1:{dashboard}", client_env)
     try:
         _wait_for_jobs_api(head, proc, os.path.join(root, "head.log"))
         yield head

@@ -12,6 +12,11 @@ TINY = ["generator.ngf=8", "generator.n_downsample=2", "generator.n_blocks=1", "
         "checkpoint_every=2", "log_every=1", "image_every=100", "allow_no_vgg=true", "cpus_per_worker=1"]
 
 
+def train_result(logs: str) -> dict:
+    """The JSON summary `edn train` prints, from the job's logs (Ray's own lines may follow it)."""
+    return json.JSONDecoder().raw_decode(logs, logs.rindex('{\n "run_id"'))[0]
+
+
 def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_server, dancers, tmp_path):
     # a client without the cluster's token is refused
     refused = ray_head.ray("job", "list", "--address", ray_head.dashboard_url, check=False, token=False)
@@ -30,7 +35,7 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     ray_head.submit("edn-train-1", [*train, "--set", "steps=4"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
     status, logs = ray_head.status_and_logs("edn-train-1")
     assert "Job 'edn-train-1' succeeded" in status, status
-    first = json.loads(logs[logs.rindex('{\n "run_id"'):])
+    first = train_result(logs)
     assert first["steps"] == 4 and first["version"] == "1" and first["tracking_uri"] == mlflow_server
 
     client = MlflowClient(mlflow_server)
@@ -41,7 +46,7 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     # same run name and storage path, more steps: Ray Train restores the run's last checkpoint
     ray_head.submit("edn-train-2", [*train, "--set", "steps=8"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
     status, logs = ray_head.status_and_logs("edn-train-2")
-    second = json.loads(logs[logs.rindex('{\n "run_id"'):])
+    second = train_result(logs)
     assert "Job 'edn-train-2' succeeded" in status and second["steps"] == 8 and second["version"] == "2"
     assert second["run_id"] == first["run_id"]  # the same MLflow run continues
     steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]
