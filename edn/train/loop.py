@@ -109,6 +109,15 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (cfg.steps - step) / max(cfg.steps - start, 1))
 
 
+def epoch_batches(data, cfg: TrainConfig, device: torch.device):
+    """One epoch of raw pair batches from a Ray Dataset (or a Ray Train shard of one), on the
+    device. On GPU the batches are collated into pinned memory in Ray Data's prefetch thread, so
+    their copy to the GPU is asynchronous, overlapping the previous step's kernels."""
+    return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
+                                   local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
+                                   pin_memory=device.type == "cuda")
+
+
 def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
     """A pair batch (uint8 NHWC, [t-1, t]) -> model tensors in [-1, 1] and the face boxes of frame t."""
     out = {}
@@ -117,6 +126,35 @@ def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch
         out[name] = to_model_range(batch[key][:, 1]).contiguous(memory_format=memory_format)
     out["face_box"] = batch["face_box"]
     return out
+
+
+class LossLog:
+    """Logs a step's losses to MLflow without stalling the GPU: `add` starts their copy to the
+    host (non_blocking, into pinned memory) and logs them at the next `add` or `flush`, by when
+    the copy has long finished, so the step loop never waits for the device."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id, self.pending = client, run_id, None
+
+    def add(self, step: int, losses: dict[str, torch.Tensor], extra: dict[str, float], when: float) -> None:
+        self.flush()
+        host = {k: v.to("cpu", non_blocking=True) for k, v in losses.items()}
+        event = None
+        if any(v.is_cuda for v in losses.values()):
+            event = torch.cuda.Event()
+            event.record()
+        self.pending = (step, host, extra, int(when * 1000), event)
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        from mlflow.entities import Metric
+        step, host, extra, when, event = self.pending
+        if event is not None:
+            event.synchronize()
+        values = {**{k: float(v) for k, v in host.items()}, **extra}
+        self.client.log_batch(self.run_id, [Metric(k, v, when, step) for k, v in values.items()])
+        self.pending = None
 
 
 def weight_spread(networks, world: int) -> float:
@@ -141,7 +179,6 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     from edn.registry import load_registered, parse_model_ref
 
@@ -186,13 +223,13 @@ def train_loop_per_worker(config: dict) -> None:
     gan_step = make_step(cfg, G, D, opt_G, opt_D, device, reference, perceptual)
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
+    log = LossLog(client, run_id) if client else None
 
     shard = ray.train.get_dataset_shard("train")
     tick, images_since = time.time(), 0
     while step < cfg.steps:
         batches = 0
-        for raw in shard.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
-                                            local_shuffle_buffer_size=4 * cfg.batch_size, device=device):
+        for raw in epoch_batches(shard, cfg, device):
             batches += 1
             lr = learning_rate(cfg, step)
             for group in (*opt_G.param_groups, *opt_D.param_groups):
@@ -201,11 +238,9 @@ def train_loop_per_worker(config: dict) -> None:
             losses = gan_step(batch)
             step += 1
             images_since += cfg.batch_size * world
-            if client and step % cfg.log_every == 0:
+            if log and step % cfg.log_every == 0:
                 now = time.time()
-                values = {k: float(v) for k, v in losses.items()}  # the one host sync, every log_every steps
-                values.update(images_per_s=images_since / (now - tick), lr=lr, epoch=epoch)
-                client.log_batch(run_id, [Metric(k, v, int(now * 1000), step) for k, v in values.items()])
+                log.add(step, losses, {"images_per_s": images_since / (now - tick), "lr": lr, "epoch": epoch}, now)
                 tick, images_since = now, 0
             if client and (step % cfg.image_every == 0 or step == cfg.steps):
                 client.log_image(run_id, _samples(cfg, unwrap(G), reference, batch), key="samples", step=step)
@@ -226,6 +261,8 @@ def train_loop_per_worker(config: dict) -> None:
         if batches == 0:
             raise RuntimeError(f"{cfg.dataset_url}: target {cfg.target!r} gives no training batch of "
                                f"{cfg.batch_size} frame pairs per worker; use a longer video, fewer workers or a smaller batch")
+    if log:
+        log.flush()
 
 
 @torch.no_grad()
