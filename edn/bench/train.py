@@ -17,7 +17,10 @@ batches in memory, and 1 vs 2 Ray Train workers with the all-reduce cost and a p
    ingested with the groundtruth detector unless --dataset/--target are given.
 3. Scaling: the body step on 1 and 2 Ray Train workers (DDP over gloo, the machine's CPUs
    split between them), all-reduce time of one step's gradient bytes in the 2-worker group, and
-   the projection to N GPUs (train_scaling.projection; bandwidths assumed in train_scaling.LINKS).
+   the projection to N GPUs (train_scaling.projection; bandwidths assumed in train_scaling.LINKS),
+   also for the paper's networks on H100s (their FLOPs counted, an MFU assumed).
+
+Everything runs with --threads torch threads per process (1 by default: see TrainBench.threads).
 """
 from __future__ import annotations
 

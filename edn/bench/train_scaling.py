@@ -69,6 +69,9 @@ def scaling_worker(config: dict) -> None:
                 sync(device)
                 reps.append(time.perf_counter() - t)
             metrics[f"allreduce_{name}_s"] = statistics.median(reps[1:])  # the first sets the connections up
+    if ray.train.get_context().get_world_rank():
+        ray.train.report(metrics)
+        return
     with tempfile.TemporaryDirectory() as tmp:  # Ray Train keeps the metrics of reports with a checkpoint
         with open(os.path.join(tmp, "metrics.json"), "w") as f:
             json.dump(metrics, f)
