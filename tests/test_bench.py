@@ -38,7 +38,7 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
         assert sum(step["phases_s"].values()) > 0
     assert figures["pipeline"]["batches_per_epoch"] > 0 and figures["pipeline"]["ratio_steady"] > 0
     scaling = figures["scaling"]
-    assert set(scaling["runs"]) == {"1", "2"} or set(scaling["runs"]) == {1, 2}
+    assert set(scaling["runs"]) == {"1", "2"}  # JSON keys: worker counts
     assert scaling["grad_bytes"]["G"] > 0 and scaling["allreduce_s"] > 0 and scaling["bus_GBps"] > 0
     assert scaling["projection"]["NVLink 4, 8x H100 SXM in a node"]["per_n"]["8"]["images_per_s"] > 0
     assert result["config"]["smoke"] and result["machine"]["cpu_count"] >= 1 and "torch" in result["machine"]["packages"]

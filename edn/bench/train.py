@@ -15,8 +15,8 @@ batches in memory, and 1 vs 2 Ray Train workers with the all-reduce cost and a p
    Data (edn.train.data.training_pairs and iter_torch_batches as the trainer's loop calls it)
    against epochs on the same batches kept in memory, taking turns. A synthetic dancer is
    ingested with the groundtruth detector unless --dataset/--target are given.
-3. Scaling: the body step on 1 and 2 Ray Train workers (DDP over gloo, the machine's CPUs
-   split between them), all-reduce time of one step's gradient bytes in the 2-worker group, and
+3. Scaling: the body step on 1 and 2 Ray Train workers (DDP: gloo on CPU, --threads threads
+   each; NCCL where there are GPUs enough), all-reduce time of one step's gradient bytes in the 2-worker group, and
    the projection to N GPUs (train_scaling.projection; bandwidths assumed in train_scaling.LINKS),
    also for the paper's networks on H100s (their FLOPs counted, an MFU assumed).
 
