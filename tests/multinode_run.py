@@ -4,6 +4,8 @@ this machine, two training workers on two different nodes, one of those nodes re
 checkpoint is registered and a fresh one joined. Prints a JSON summary for the test to assert on.
 
     python -m tests.multinode_run WORK_DIR VIDEO
+
+(tests/multinode_render_run.py does the same to a catalog render.)
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from edn.train.run import train
 from tests.ray_head import node_ports
 from tests.train_helpers import logged_steps, registered_step
 
-SLOT = "edn_train_slot"  # one per worker node: at most one training worker per node
+SLOT = "edn_worker_slot"  # one per worker node: at most one training worker or render actor per node
 
 
 def add_worker_node(cluster: Cluster):
@@ -50,15 +52,15 @@ def alive_nodes() -> set[str]:
     return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
 
 
-def replace_a_node_after_a_checkpoint(cluster: Cluster, victim, run_dir: str, seen: dict,
-                                      stop: threading.Event) -> None:
+def replace_a_node(cluster: Cluster, victim, ready, seen: dict, stop: threading.Event, log_dir: str) -> None:
+    """Once ready() says what happened (a true value), remove `victim` and start a fresh node."""
     while not stop.is_set():
-        step = registered_step(run_dir)
-        if step > 0:
-            seen.update(placement=train_worker_nodes(), removed=victim.node_id, registered_step=step)
+        happened = ready()
+        if happened:
+            seen.update(removed=victim.node_id, **happened)
             before = alive_nodes() - {victim.node_id}
             cluster.remove_node(victim)
-            seen["fresh"] = join_fresh_node(cluster.address, os.path.join(os.path.dirname(run_dir), "fresh-node.log"))
+            seen["fresh"] = join_fresh_node(cluster.address, os.path.join(log_dir, "fresh-node.log"))
             while not stop.is_set() and not alive_nodes() - before:
                 time.sleep(0.5)
             seen["added"] = sorted(alive_nodes() - before)
@@ -66,10 +68,15 @@ def replace_a_node_after_a_checkpoint(cluster: Cluster, victim, run_dir: str, se
         time.sleep(0.2)
 
 
-def main(work: str, video: str) -> dict:
+def start_cluster() -> tuple[Cluster, list]:
     cluster = Cluster(initialize_head=True, connect=True, head_node_args={"num_cpus": 2})
     nodes = [add_worker_node(cluster), add_worker_node(cluster)]
     cluster.wait_for_nodes()
+    return cluster, nodes
+
+
+def main(work: str, video: str) -> dict:
+    cluster, nodes = start_cluster()
     dataset = os.path.join(work, "dataset")
     assert ingest([video], dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
     uri = f"sqlite:///{work}/mlflow.db"
@@ -80,8 +87,13 @@ def main(work: str, video: str) -> dict:
                       checkpoint_every=4, log_every=1, image_every=100, max_failures=2,
                       storage_path=os.path.join(work, "ray"), tracking_uri=uri)
     seen, stop = {"worker_nodes": [n.node_id for n in nodes]}, threading.Event()
-    watcher = threading.Thread(target=replace_a_node_after_a_checkpoint, daemon=True,
-                               args=(cluster, nodes[0], os.path.join(work, "ray", cfg.ray_run_name), seen, stop))
+    run_dir = os.path.join(work, "ray", cfg.ray_run_name)
+
+    def checkpoint_registered():
+        step = registered_step(run_dir)
+        return step > 0 and {"placement": train_worker_nodes(), "registered_step": step}
+    watcher = threading.Thread(target=replace_a_node, daemon=True,
+                               args=(cluster, nodes[0], checkpoint_registered, seen, stop, work))
     watcher.start()
     try:
         result = train(cfg)

@@ -30,3 +30,20 @@ def test_training_across_nodes_survives_losing_a_node(dancers, tmp_path):
     resumed_at = min(s["repeated_steps"]) - 1
     assert resumed_at % 4 == 0 and resumed_at >= s["registered_step"], s
     assert s["logged_steps"].count(1) == 1 and max(s["logged_steps"]) == 24
+
+
+def test_catalog_render_survives_losing_a_node(dancers, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tests.multinode_render_run", str(tmp_path), *dancers], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert done.returncode == 0 and lines, done.stderr[-6000:]
+    s = json.loads(lines[-1][len("SUMMARY "):])
+    print(s)
+    # a render actor on each worker node, one of them removed mid-catalog, a fresh node joined
+    assert s["placement"] == sorted(s["worker_nodes"]) and len(s["added"]) == 1
+    assert s["removed"] == s["worker_nodes"][0] and s["actor_restarts"] >= 1  # Ray restarted the lost actor
+    # every row rendered, whole, once
+    assert s["result"]["done"] == s["result"]["rendered"] == 4 and not s["result"]["failed"]
+    assert s["manifest_rows"] == [0, 1, 2, 3] and s["statuses"] == ["done"] * 4
+    assert s["frames"] == s["expected_frames"]
+    assert s["rows_finished"] == [0, 1, 2, 3]

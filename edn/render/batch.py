@@ -42,6 +42,7 @@ class CatalogConfig:
     actors: int = 2
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0      # fractions share a GPU between actors
+    resources_per_actor: dict = field(default_factory=dict)  # custom Ray resources, e.g. a node pool's label
     models_per_actor: int = 2        # target models an actor keeps loaded
     worker_restarts: int = 3         # a dead render actor is restarted and its batch retried this often
     join_cpus: float = 0.5
@@ -168,6 +169,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
             row_rendered(row_id)
 
     Worker = ray.remote(RenderWorker).options(num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
+                                              resources=cfg.resources_per_actor or None,
                                               max_restarts=cfg.worker_restarts, max_task_retries=cfg.worker_restarts)
     n_actors = max(0, min(cfg.actors, sum(len(q) for q in pending.values())))
     actors = [Worker.remote(tracking_uri, cfg.models_per_actor) for _ in range(n_actors)]
