@@ -33,6 +33,20 @@ def ray_head():
     yield from start_head(num_cpus=4)
 
 
+def _wait_until_up(proc: subprocess.Popen, url: str, log, name: str, seconds: float) -> None:
+    """Until `url` answers; a server that exits or stays silent is killed, with its log's end."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+
+
 def start_mlflow_server(home, artifacts_destination: str, env: dict | None = None):
     """`mlflow server` on loopback with a SQLite backend in `home`, proxying artifacts to
     `artifacts_destination` (a folder or a bucket URL): yields its URI, stops it after."""
@@ -43,16 +57,7 @@ def start_mlflow_server(home, artifacts_destination: str, env: dict | None = Non
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    _wait_until_up(proc, f"{uri}/health", home / "server.log", "mlflow server", 90)
     yield uri
     _stop(proc)
 
@@ -79,16 +84,7 @@ def gcs_emulator(tmp_path_factory):
          "--port", str(port), "--in-memory", "--default-bucket", GCS_BUCKET],
         stdout=open(log, "w"), stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/storage/v1/b/{GCS_BUCKET}", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"gcp-storage-emulator did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    _wait_until_up(proc, f"{endpoint}/storage/v1/b/{GCS_BUCKET}", log, "gcp-storage-emulator", 30)
     yield {"STORAGE_EMULATOR_HOST": endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
            "FSSPEC_GS_TOKEN": "anon"}
     _stop(proc)

@@ -27,7 +27,7 @@ from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
 from edn.tracking import experiment_id
 from edn.video import probe
-from tests.multinode_run import SLOT, replace_a_node, start_cluster
+from tests.multinode_run import SLOT, replace_a_node, shut_down, start_cluster
 
 
 def register_untrained(uri: str, dataset: str, target: str) -> None:
@@ -89,11 +89,7 @@ def main(work: str, *videos: str) -> dict:
         seen["actor_restarts"] = sum(int(a.get("NumRestarts", 0)) for a in ray._private.state.actors().values()
                                      if a["ActorClassName"] == "RenderWorker")
     finally:
-        stop.set()
-        if "fresh" in seen:
-            seen.pop("fresh").terminate()
-        ray.shutdown()
-        cluster.shutdown()
+        shut_down(cluster, seen, stop)
     manifest = read_manifest(out)
     return {**seen, "result": {k: v for k, v in result.items() if k != "manifest"},
             "manifest_rows": [m["row"] for m in manifest], "statuses": [m["status"] for m in manifest],

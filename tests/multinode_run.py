@@ -75,6 +75,15 @@ def start_cluster() -> tuple[Cluster, list]:
     return cluster, nodes
 
 
+def shut_down(cluster: Cluster, seen: dict, stop: threading.Event) -> None:
+    """The watcher, the fresh node it started, this process's Ray connection, the cluster."""
+    stop.set()
+    if "fresh" in seen:
+        seen.pop("fresh").terminate()
+    ray.shutdown()
+    cluster.shutdown()
+
+
 def main(work: str, video: str) -> dict:
     cluster, nodes = start_cluster()
     dataset = os.path.join(work, "dataset")
@@ -100,11 +109,7 @@ def main(work: str, video: str) -> dict:
         steps, repeated = logged_steps(uri, result["run_id"])
         seen["hosts"] = train_worker_nodes(alive=False)
     finally:
-        stop.set()
-        if "fresh" in seen:
-            seen.pop("fresh").terminate()
-        ray.shutdown()
-        cluster.shutdown()
+        shut_down(cluster, seen, stop)
     return {**seen, "steps": result["steps"], "final_step": result["metrics"]["step"],
             "rank_weight_spread": result["metrics"]["rank_weight_spread"], "logged_steps": steps,
             "repeated_steps": repeated}

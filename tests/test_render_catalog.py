@@ -1,14 +1,11 @@
 """A catalog of transfers rendered on Ray: 3 sources x 2 targets and bad rows, chunked with
 warm-up, the sources' music carried over, a manifest, and a rerun that does no work."""
 import dataclasses
-import json
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from mlflow import MlflowClient
 
 from edn.audio import onsets, read_audio
@@ -23,7 +20,6 @@ from edn.synth import synthesize
 from edn.tracking import experiment_id
 from edn.train.config import TrainConfig
 from edn.train.run import train
-from edn.data.schema import decode_image, encode_image
 from edn.video import probe
 
 FRAMES, SIZE = 96, 64
@@ -58,7 +54,7 @@ def studio(ray_cluster, mlflow_server, tmp_path_factory):
 
 
 def _catalog(studio, path) -> str:
-    ds, (v0, v1, v2) = studio["dataset"], studio["mp4s"]
+    ds, v2 = studio["dataset"], studio["mp4s"][2]
     corrupt = str(studio["root"] / "corrupt.mp4")
     with open(v2, "rb") as f:
         data = f.read()
