@@ -257,6 +257,12 @@ def parser() -> argparse.ArgumentParser:
         description=bench_train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  edn bench train --out outputs/bench\n  edn bench train --sizes 256x128,512x256,1024x512"
                " --stages body --no-pipeline --no-scaling\n  edn bench train --smoke --out /tmp/bench"))
+    from edn.bench import render as bench_render
+    bench_render.add_arguments(benches.add_parser(
+        "render", help="catalog job fps against the bare generator forward pass; 1 vs 2 render actors",
+        description=bench_render.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  edn bench render --out outputs/bench\n  edn bench render --size 256x128 --ngf 32"
+               "\n  edn bench render --smoke --out /tmp/bench"))
 
     p = verb("cluster", cmd_cluster, "RayJobs on a KubeRay cluster (Kubernetes API, kubeconfig or in-cluster): "
              "submit a RayJob YAML, read its status or its submitter's log, stop it.",

@@ -42,3 +42,22 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
     assert scaling["grad_bytes"]["G"] > 0 and scaling["allreduce_s"] > 0 and scaling["bus_GBps"] > 0
     assert scaling["projection"]["NVLink 4, 8x H100 SXM in a node"]["per_n"]["8"]["images_per_s"] > 0
     assert result["config"]["smoke"] and result["machine"]["cpu_count"] >= 1 and "torch" in result["machine"]["packages"]
+
+
+def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
+    """The seconds-long version of `edn bench render` (64x64, a tiny generator) renders its catalog
+    with 1 and 2 actors and writes its figures; speeds are not judged, only that they are positive."""
+    assert main(["bench", "render", "--smoke", "--out", str(tmp_path)]) == 0
+    assert "KEY RATIO" in capsys.readouterr().out
+    result = json.loads((tmp_path / "render.json").read_text())
+    names = [k["name"] for k in result["key_ratios"]]
+    assert names[0].startswith("catalog job fps / (2 x bare generator fps)") and len(names) == 2
+    for k in result["key_ratios"]:
+        assert isinstance(k["value"], float) and k["value"] > 0, k
+    figures = result["figures"]
+    assert figures["bare"]["fps"] > 0 and figures["rendered_frames"] > figures["output_frames"] > 0
+    for actors in ("1", "2"):  # JSON keys: actor counts
+        job = figures["jobs"][actors]
+        assert job["frames"] == figures["output_frames"] and job["fps"] > 0 and job["audio"] == ["copied"]
+    assert figures["scaling"] > 0 and figures["profile"]["phases_s"]["generator"] > 0
+    assert result["config"]["smoke"] and "torch" in result["machine"]["packages"]

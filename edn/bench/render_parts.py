@@ -1,0 +1,184 @@
+"""Parts of `edn bench render`: the studio it renders (synthetic dancers, an untrained registered
+model), the bare generator pass it is compared with, and the render actor's profile."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from collections import defaultdict
+
+import pandas as pd
+import torch
+
+from edn.models.networks import GeneratorConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Studio:
+    dataset: str
+    tracking_uri: str
+    catalog: str
+    targets: list[str]   # registered model refs, name@alias
+    rows: list[tuple[str, str]]  # (source video id, target ref)
+
+
+def model_meta(dataset: str, target: str, record: dict, generator: GeneratorConfig, run_id: str) -> dict:
+    """The keys the trainer registers for a body-stage model (edn/train/run.py), for a generator
+    that was never trained: the ingest's floor statistics of the whole video (no holdout), no
+    steps, no perceptual loss."""
+    return {"target": target, "width": record["width"], "height": record["height"], "fps": record["fps"],
+            "generator": dataclasses.asdict(generator), "temporal": True, "face_generator": None,
+            "floor_stats": record["floor_stats"], "dataset_url": dataset, "holdout_start": record["frames"],
+            "body_run_id": run_id, "body_steps": 0, "perceptual_loss": False, "stage": "body"}
+
+
+def make_studio(workdir: str, rows: int, targets: int, frames: int, size: tuple[int, int],
+                generator: GeneratorConfig, layout: str, seed: int) -> Studio:
+    """`rows` synthetic dancers with music, ingested with their ground-truth keypoints; the first
+    `targets` of them registered as models (the same deterministic initial generator, each with
+    its own floor statistics) in an MLflow registry on SQLite under `workdir`; a catalog with
+    dancer i rendered onto target i mod `targets`."""
+    from mlflow import MlflowClient
+
+    from edn.data.ingest import IngestConfig, ingest, video_record
+    from edn.models.body import BodyGenerator
+    from edn.registry import register, write_model_dir
+    from edn.synth import synthesize
+    from edn.tracking import experiment_id
+    videos = synthesize(os.path.join(workdir, "videos"), rows, frames, size, seed, audio=True)
+    dataset = os.path.join(workdir, "dataset")
+    done = ingest(sorted(v for v in videos if v.endswith(".mp4")), dataset, IngestConfig(estimator="groundtruth"))
+    if len(done["done"]) != rows:
+        raise RuntimeError(f"ingest of the benchmark's dancers failed: {done['failed']}")
+    uri = f"sqlite:///{os.path.join(workdir, 'mlflow', 'mlflow.db')}"
+    os.makedirs(os.path.join(workdir, "mlflow"), exist_ok=True)
+    client = MlflowClient(uri)
+    run_id = client.create_run(experiment_id(client, "edn-bench-render")).info.run_id
+    torch.manual_seed(seed)
+    state = BodyGenerator(generator, temporal=True).state_dict()
+    refs = []
+    for t in range(targets):
+        target = f"dancer_{t:02d}"
+        model_dir = os.path.join(workdir, "models", target)
+        write_model_dir(model_dir, state, model_meta(dataset, target, video_record(dataset, target), generator, run_id))
+        register(client, run_id, model_dir, f"edn-bench-{target}", "production")
+        refs.append(f"edn-bench-{target}@production")
+    pairs = [(f"dancer_{i:02d}", refs[i % targets]) for i in range(rows)]
+    catalog = os.path.join(workdir, "catalog.csv")
+    pd.DataFrame([(s, dataset, t, f"{s}_on_{t.split('@')[0]}.mp4", layout) for s, t in pairs],
+                 columns=["source", "dataset", "target", "output", "layout"]).to_csv(catalog, index=False)
+    return Studio(dataset, uri, catalog, refs, pairs)
+
+
+def bare_pass(body: torch.nn.Module, streams: int, frames: int, size: tuple[int, int], seed: int) -> float:
+    """Seconds of `body(x, prev)` for `frames` output frames, `streams` frames per forward (the
+    job's batch: its chunks side by side), each output fed back as the next previous frame as
+    Renderer.step does. The inputs are random figures: a convolution's cost does not depend on
+    the values. Nothing else: no decode, drawing, encode or Ray."""
+    w, h = size
+    x = torch.rand(streams, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    prev = torch.zeros_like(x)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(math.ceil(frames / streams)):
+            prev = body(x, prev)
+    return time.perf_counter() - started
+
+
+def actor_threads(cpus: float) -> int:
+    """torch's thread count in a Ray worker given `cpus` CPUs (Ray sets OMP_NUM_THREADS from it)."""
+    import ray
+    return ray.get(ray.remote(num_cpus=cpus)(lambda: __import__("torch").get_num_threads()).remote())
+
+
+class PhaseTimer:
+    """Seconds spent in named functions while patched in: `patch(owner, attr, phase)` replaces
+    owner.attr with a wrapper adding its time to the phase (a generator function's time is that of
+    each step of its iteration)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._stack = contextlib.ExitStack()
+
+    def patch(self, owner, attr: str, phase: str, generator: bool = False) -> None:
+        original = getattr(owner, attr)
+        seconds = self.seconds
+
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                seconds[phase] += time.perf_counter() - t
+
+        def timed_iter(*args, **kwargs):
+            it = original(*args, **kwargs)
+            while True:
+                t = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    seconds[phase] += time.perf_counter() - t
+                yield item
+
+        setattr(owner, attr, timed_iter if generator else timed)
+        self._stack.callback(setattr, owner, attr, original)
+
+    def __enter__(self) -> PhaseTimer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+
+def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, batch_chunks: int) -> dict:
+    """One catalog row rendered in this process the way a render actor and the join task do it
+    (RenderWorker._render on batches of the row's chunks, then join_chunks), with its phases
+    timed: model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator,
+    tensor to image, compose, lossless staging encode; the join as a whole."""
+    import edn.render.chunks as chunks
+    from edn.data.ingest import video_record
+    from edn.data.reader import video_floor_stats
+    from edn.models.body import BodyGenerator
+    from edn.registry import Renderer, TargetModel, parse_model_ref, resolve_version
+    from edn.render import worker
+    from edn.render.chunks import SourceChunk, plan_chunks
+    from edn.render.worker import ChunkTask, RenderWorker, join_chunks
+    source, ref = studio.rows[0]
+    name, alias = parse_model_ref(ref, "")
+    model = f"{name}@{resolve_version(name, alias, studio.tracking_uri).version}"
+    record = video_record(studio.dataset, source)
+    floor = video_floor_stats(studio.dataset, source).to_dict()
+    staging = os.path.join(workdir, "profile", "chunks")
+    tasks = [ChunkTask("profile", model, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
+                       record["fps"], os.path.join(staging, f"chunk-{c.start:09d}.mp4"))
+             for c in plan_chunks(record["frames"], chunk_frames, warmup)]
+    actor = RenderWorker(studio.tracking_uri)
+    t = time.perf_counter()
+    actor._model(model)
+    load_s = time.perf_counter() - t
+    with PhaseTimer() as timer:
+        timer.patch(chunks, "video_frames", "Parquet read + JPEG decode", generator=True)
+        timer.patch(chunks, "normalize_poses", "pose normalization")
+        timer.patch(TargetModel, "figures", "figure drawing")
+        timer.patch(BodyGenerator, "forward", "generator")
+        timer.patch(Renderer, "_output", "tensor to image")
+        timer.patch(worker, "compose", "compose (side by side)")
+        timer.patch(worker.VideoWriter, "write", "lossless staging encode")
+        t = time.perf_counter()
+        for i in range(0, len(tasks), batch_chunks):
+            actor._render(tasks[i:i + batch_chunks])
+        render_s = time.perf_counter() - t
+    phases = dict(timer.seconds)
+    phases["the rest of the actor's loop"] = render_s - sum(phases.values())
+    t = time.perf_counter()
+    joined = join_chunks([task.staged_url for task in tasks], studio.dataset, source,
+                         os.path.join(workdir, "profile", "out.mp4"), 18, staging)
+    phases["join (decode staged, H.264 encode, audio)"] = time.perf_counter() - t
+    rendered = sum(c.source.chunk.stop - c.source.chunk.render_from for c in tasks)
+    return {"frames": joined["frames"], "rendered_frames": rendered, "model_load_s": load_s,
+            "render_s": render_s, "phases_s": phases}
