@@ -68,7 +68,7 @@ def _catalog(studio, path) -> str:
         ("dancer_01", ds, "edn-dancer_01@production", "d01_on_d01.mp4", "output", "false"),
         ("dancer_00", ds, "edn-dancer_00@candidate", "d00_on_d00.mp4", "output", "true"),
         (v2, "", "edn-dancer_00@candidate", "d02_on_d00.mp4", "", ""),            # a video file: poses on the fly
-        (v2, "", "edn-dancer_01@1", "d02_on_d01.mp4", "", ""),
+        (v2, "", "edn-dancer_01@production", "d02_on_d01.mp4", "", ""),
         ("dancer_00", ds, "edn-nobody@production", "bad_model.mp4", "", ""),
         (corrupt, "", "edn-dancer_00@candidate", "bad_source.mp4", "", ""),
         ("dancer_00", ds, "edn-dancer_00@candidate", f"{blocked}/under_a_file.mp4", "", ""),
@@ -92,7 +92,9 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
     assert failed[7]["stage"] == "source" and "corrupt.mp4" in failed[7]["error"]
     assert failed[8]["stage"] == "output" and "under_a_file.mp4" in failed[8]["error"]
     assert failed[9]["stage"] == "catalog" and "sideways" in failed[9]["error"]
-    assert manifest[0]["model_version"] == "edn-dancer_01@1" and manifest[1]["model_version"] == "edn-dancer_00@2"
+    client = MlflowClient(studio["tracking_uri"])  # the session's server: other tests register versions too
+    assert manifest[0]["model_version"] == f"edn-dancer_01@{client.get_model_version_by_alias('edn-dancer_01', 'production').version}"
+    assert manifest[1]["model_version"] == f"edn-dancer_00@{client.get_model_version_by_alias('edn-dancer_00', 'candidate').version}"
 
     # the shared video file was extracted once, under its content hash
     sources = os.listdir(os.path.join(out, "_work", "sources", "videos"))

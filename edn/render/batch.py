@@ -174,7 +174,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     n_actors = max(0, min(cfg.actors, sum(len(q) for q in pending.values())))
     actors = [Worker.remote(tracking_uri, cfg.models_per_actor) for _ in range(n_actors)]
     holds = {a: deque(maxlen=cfg.models_per_actor) for a in range(n_actors)}
-    idle, running = list(range(n_actors)), {}
+    idle, running, stats = list(range(n_actors)), {}, []
     while running or joins or any(pending.values()):
         while idle and (choice := _pick(idle, holds, pending)):
             actor, key = choice
@@ -204,7 +204,11 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
             p["error"] = p["error"] or result["error"]
             if not p["left"]:
                 row_rendered(task.row_id)
-    stats = ray.get([a.stats.remote() for a in actors])
+        if not any(pending.values()):  # free the idle actors' CPUs/GPUs for the joins
+            for a in idle:
+                stats.append(ray.get(actors[a].stats.remote()))
+                ray.kill(actors[a])
+            idle = []
     manifest = write_manifest(out_url, list(entries.values()))
     done = [e for e in entries.values() if e["status"] == "done"]
     return {"manifest": manifest, "rows": len(entries), "done": len(done),
