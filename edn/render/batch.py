@@ -50,9 +50,14 @@ class CatalogConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)  # how source videos' poses are extracted
 
 
-def _failed(row: CatalogRow, stage: str, error: str, **extra) -> dict:
+def _entry(row: CatalogRow, **fields) -> dict:
+    """The row's manifest entry: who it is, then what became of it in this run."""
     return {"row": row.number, "row_id": row.row_id, "source": row.source, "target": row.target,
-            "output": row.output, "status": "failed", "stage": stage, "ran": True, "error": error, **extra}
+            "output": row.output, "ran": True, **fields}
+
+
+def _failed(row: CatalogRow, stage: str, error: str, **extra) -> dict:
+    return _entry(row, status="failed", stage=stage, error=error, **extra)
 
 
 def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
@@ -229,9 +234,7 @@ def _joined(ref, row_id: str, plan: dict, entries: dict, work: str, fail) -> Non
         fail(row, "join", f"{type(cause).__name__}: {cause}", model_version=p["model"])
         return
     frames = result["frames"]
-    entries[row.number] = finished(work, {
-        "row": row.number, "row_id": row.row_id, "source": row.source, "target": row.target,
-        "model_version": p["model"], "output": row.output, "status": "done", "stage": "", "ran": True,
-        "frames": frames, "seconds_per_frame": (p["seconds"] + result["seconds"]) / max(1, frames),
-        "audio": result["audio"], "error": ""})
+    entries[row.number] = finished(work, _entry(
+        row, model_version=p["model"], status="done", stage="", frames=frames,
+        seconds_per_frame=(p["seconds"] + result["seconds"]) / max(1, frames), audio=result["audio"], error=""))
     log.info("row %d done: %s (%d frames)", row.number, row.output, frames)
