@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from edn.eval import lpips_metric, pose_distance as pd, stability as st
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, LpipsWeightsInvalid, LpipsWeightsMissing
 from edn.eval.nearest_neighbour import NearestNeighbour
+from edn.eval.promote import decide
 from edn.pose.estimator import PoseEstimator, make_estimator
 from edn.pose.layout import N_KEYPOINTS, B, body_height
 
@@ -411,3 +412,21 @@ def test_nearest_neighbour_scale():
     index = NearestNeighbour().fit(train).query(train[picks])
     print(f"10k training poses x 100 queries: {time.perf_counter() - start:.2f} s")
     np.testing.assert_array_equal(index, picks)
+
+
+def _gate_metrics(model: dict, nn: dict) -> dict:
+    return {"heldout_frames": 50, "methods": {"model": model, "nearest_neighbour": nn}}
+
+
+def test_promotion_gate_needs_ssim_pose_and_as_many_frames_found():
+    nn = {"body_ssim": 0.80, "pose_distance": 0.030, "pose_missed": 0.0}
+    good = {"body_ssim": 0.85, "pose_distance": 0.020, "pose_missed": 0.02}
+    ok, reason = decide(_gate_metrics(good, nn))
+    assert ok and reason.startswith("promoted") and "0.8500" in reason and "missed in 2% vs 0% of frames" in reason
+    assert not decide(_gate_metrics({**good, "body_ssim": 0.79}, nn))[0]
+    assert not decide(_gate_metrics({**good, "pose_distance": 0.031}, nn))[0]
+    assert not decide(_gate_metrics({**good, "pose_distance": float("nan")}, nn))[0]
+    # closer on the frames it finds, but the detector misses the dancer in half of them
+    ok, reason = decide(_gate_metrics({**good, "pose_missed": 0.5}, nn))
+    assert not ok and reason.startswith("not promoted") and "missed in 50% vs 0%" in reason
+    assert decide(_gate_metrics({**good, "pose_missed": 0.5}, {**nn, "pose_missed": 0.5}))[0]
