@@ -137,7 +137,9 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> Ta
         module.load_state_dict(torch.load(os.path.join(path, name), map_location=device, weights_only=True))
         return module.to(device).eval()
 
-    body = load(BodyGenerator(GeneratorConfig(**meta["generator"]), meta["temporal"]), "generator.pt")
+    # models registered before position channels existed were trained without them
+    generator = GeneratorConfig(**{"position_channels": False, **meta["generator"]})
+    body = load(BodyGenerator(generator, meta["temporal"]), "generator.pt")
     face = load(FaceGenerator(FaceGeneratorConfig(**meta["face_generator"])), "face_generator.pt") \
         if meta.get("face_generator") else None
     return TargetModel(body, face, meta, version)

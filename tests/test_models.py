@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -111,3 +113,23 @@ def test_local_enhancer_is_coarse_to_fine():
     half = torch.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
     assert torch.equal(G.global_net(half), coarse.model[:-3](half))
     assert len(G.global_parameters()) == len(list(coarse.parameters())) - 2  # its output conv dropped
+
+
+def test_position_channels_carry_x_and_y(tmp_path):
+    from edn.models.body import _positions
+    from edn.registry import load_model_dir, write_model_dir
+    pos = _positions(torch.zeros(2, 3, 4, 5))
+    assert pos.shape == (2, 2, 4, 5)
+    assert torch.equal(pos[1, 0, 3], torch.linspace(-1, 1, 5))
+    assert torch.equal(pos[0, 1, :, 2], torch.linspace(-1, 1, 4))
+    cfg = GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1)
+    assert BodyGenerator(cfg, temporal=True).net.model[1].in_channels == 8      # pose, previous frame, x, y
+    assert BodyGenerator(cfg, temporal=False).net.model[1].in_channels == 5
+    # a model registered before the setting existed: its config lacks the key and loads without them
+    old = BodyGenerator(dataclasses.replace(cfg, position_channels=False), temporal=True)
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "position_channels"}
+    write_model_dir(str(tmp_path), old.state_dict(), {"generator": config, "temporal": True, "face_generator": None})
+    loaded = load_model_dir(str(tmp_path)).body
+    assert not loaded.positions and loaded.net.model[1].in_channels == 6
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert torch.equal(loaded(x), old.eval()(x))

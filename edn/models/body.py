@@ -1,6 +1,15 @@
 """The body generator with the paper's temporal smoothing: frame t is generated from pose t and
 the generator's own frame t-1 (zeros before the first frame). One module for training and
-rendering, so both feed the previous frame the same way."""
+rendering, so both feed the previous frame the same way.
+
+Position channels (not in the paper): a pose figure is drawn on black, and pix2pixHD pads by
+reflection, so wherever the figure is not, the network's input is the same constant at every
+position and it cannot tell one part of the frame from another. A fixed camera's background is a
+function of position alone; without knowing the position the generator can only guess it from
+where the figure is, and paints a blotchy average (measured: held-out SSIM below that of the mean
+training frame). With `position_channels` the input also carries each pixel's x and y in [-1, 1]
+(CoordConv, Liu et al. 2018), from which the background is learned as it is. Models registered
+without the setting load with it off (edn.registry)."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +23,9 @@ from edn.models.networks import GeneratorConfig, make_generator
 class BodyGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, temporal: bool):
         super().__init__()
-        self.temporal = temporal
-        self.net = make_generator(dataclasses.replace(cfg, in_channels=6 if temporal else 3))
+        self.temporal, self.positions = temporal, cfg.position_channels
+        channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0)
+        self.net = make_generator(dataclasses.replace(cfg, in_channels=channels))
 
     @property
     def stride(self) -> int:
@@ -23,9 +33,12 @@ class BodyGenerator(nn.Module):
 
     def forward(self, pose: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
         """pose, prev: (B, 3, H, W) in [-1, 1]; prev is ignored frame by frame, zeros if None."""
-        if not self.temporal:
-            return self.net(pose)
-        return self.net(torch.cat([pose, torch.zeros_like(pose) if prev is None else prev], 1))
+        inputs = [pose]
+        if self.temporal:
+            inputs.append(torch.zeros_like(pose) if prev is None else prev)
+        if self.positions:
+            inputs.append(_positions(pose))
+        return self.net(torch.cat(inputs, 1))
 
     def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
         """Frame t of a consecutive pair, as in training: from the frame generated for t-1 (from
@@ -43,3 +56,11 @@ class BodyGenerator(nn.Module):
             prev = self(pose[None], prev)
             out.append(prev)
         return torch.cat(out) if out else poses.new_zeros((0, 3, *poses.shape[2:]))
+
+
+def _positions(like: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W): x and y of every pixel, each from -1 to 1 across the frame."""
+    b, _, h, w = like.shape
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h, device=like.device, dtype=like.dtype),
+                          torch.linspace(-1, 1, w, device=like.device, dtype=like.dtype), indexing="ij")
+    return torch.stack([x, y]).expand(b, 2, h, w)

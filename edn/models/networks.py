@@ -36,6 +36,8 @@ class GeneratorConfig:
     n_blocks: int = 9
     n_local_enhancers: int = 0  # pix2pixHD's local enhancer for high resolution (1 for 1024x512)
     n_blocks_local: int = 3
+    # body generator: two more input channels holding each pixel's x and y (edn.models.body)
+    position_channels: bool = True
 
 
 class GlobalGenerator(nn.Module):
