@@ -8,10 +8,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from edn.config import load_config
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.run import evaluate_and_report
-from edn.models.face import FaceGeneratorConfig, face_discriminator_config
-from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import load_registered
 from edn.render.transfer import transfer
 from edn.storage import join
@@ -23,16 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _demo_train() -> TrainConfig:
-    return TrainConfig(
-        generator=GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
-        discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2),
-        face_generator=FaceGeneratorConfig(ngf=16, n_downsample=2, n_blocks=3),
-        face_discriminator=face_discriminator_config(ndf=32, n_layers=2),
-        # VGG19 weights are used when torchvision's cache has them; offline they are not there,
-        # so the run says so and L1 stands in for the perceptual loss.
-        allow_no_vgg=True, lambda_l1=10.0,
-        steps=1500, batch_size=4, cpus_per_worker=1, torch_threads=2,
-        checkpoint_every=500, image_every=250, storage_path="outputs/ray")
+    return load_config(TrainConfig, "cpu_small")
 
 
 @dataclass
