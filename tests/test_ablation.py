@@ -11,7 +11,7 @@ def test_ablation_table_has_every_row(ray_cluster, dancers, tmp_path, capsys):
     assert ingest(dancers[:1], dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
     out = tmp_path / "ablation"
     code = main(["ablate", "--dataset", dataset, "--target", "dancer_00", "--out", str(out), "--face-steps", "2",
-                 "--set", "steps=3", "--set", "batch_size=2", "--set", "allow_no_vgg=true",
+                 "--set", "steps=3", "--set", "batch_size=2", "--set", "log_every=1", "--set", "allow_no_vgg=true",
                  "--set", f"storage_path={tmp_path / 'ray'}", "--set", f"tracking_uri=sqlite:///{tmp_path}/m.db",
                  "--set", "generator.ngf=4", "--set", "generator.n_downsample=2", "--set", "generator.n_blocks=1",
                  "--set", "discriminator.ndf=4", "--set", "discriminator.num_D=1", "--set", "discriminator.n_layers=2",
@@ -25,4 +25,9 @@ def test_ablation_table_has_every_row(ray_cluster, dancers, tmp_path, capsys):
     result = json.loads((out / "ablation.json").read_text())
     assert list(result["methods"]) == rows and result["budget"] == {"body_steps": 3, "face_steps": 2}
     assert result["methods"]["temporal+face"]["face_ssim"] is not None
-    assert (out / "ablation.html").read_text().count("<tr>") == len(rows) + 1
+    report = (out / "ablation.html").read_text()
+    assert report.count("<tr>") == len(rows) + 1
+    # every variant's own training losses: the body stage for two, the face stage for the third
+    assert [c for c in ("frame_by_frame: body losses", "temporal: body losses", "temporal+face: face losses",
+                        "temporal+face: body losses") if f'alt="{c}"' in report] == \
+        ["frame_by_frame: body losses", "temporal: body losses", "temporal+face: face losses"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from mlflow import MlflowClient
+
 from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.report import format_table, write_metrics, write_report
+from edn.eval.run import loss_curves
 from edn.registry import load_registered
 from edn.storage import join
 from edn.train.config import TrainConfig
@@ -17,8 +20,9 @@ ROWS = (("frame_by_frame", "fbf", False, False), ("temporal", "ts", True, False)
 
 def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: EvalConfig | None = None) -> dict:
     """Trains each variant as its own registered model (edn-<target>-fbf, edn-<target>-ts) and
-    returns {"methods": {row: metrics}} with the baselines, as the report's table."""
-    rows, strips, first = {}, [], None
+    returns {"methods": {row: metrics}} with the baselines, as the report's table. The report's
+    strips are the full model's (the last row); its loss curves every row's own stage."""
+    rows, curves, first = {}, {}, None
     for row, suffix, temporal, face in ROWS:
         cfg = dataclasses.replace(base, temporal=temporal, model_name=f"edn-{base.target}-{suffix}", run_name="")
         if face:
@@ -27,8 +31,10 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
         model = load_registered(trained["model_name"], str(trained["version"]), trained["tracking_uri"])
         metrics = evaluate_heldout(base.dataset_url, model, eval_cfg)
         rows[row] = metrics["methods"]["model"]
-        if first is None:
-            first, strips = metrics, metrics["strips"]
+        stage_curves = loss_curves(MlflowClient(trained["tracking_uri"]), model.meta)
+        curves.update({f"{row}: {stage}": c for stage, c in stage_curves.items() if stage.startswith(cfg.stage)})
+        first = first or metrics
+        strips = metrics["strips"]
     rows["nearest_neighbour"] = first["methods"]["nearest_neighbour"]
     rows["mean_frame"] = first["methods"]["mean_frame"]
     result = {k: v for k, v in first.items() if k not in ("methods", "strips")}
@@ -36,5 +42,5 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
                   budget={"body_steps": base.steps, "face_steps": face_steps})
     print(format_table(rows))
     write_metrics(join(out_url, "ablation.json"), result)
-    write_report(join(out_url, "ablation.html"), f"edn ablation: {base.target}", result, strips)
+    write_report(join(out_url, "ablation.html"), f"edn ablation: {base.target}", result, strips, curves=curves)
     return result
