@@ -23,7 +23,7 @@ RENDER = """
 import sys, numpy as np
 from edn.registry import load_registered
 from edn.data.reader import video_poses
-m = load_registered("edn-dancer_00", "candidate", sys.argv[1])
+m = load_registered("edn-e2e", "candidate", sys.argv[1])
 _, poses = video_poses(sys.argv[2], "dancer_00")
 np.save(sys.argv[3], m.renderer()(poses[38:42])[1])
 """
@@ -36,20 +36,21 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                       discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2),
                       steps=6, batch_size=2, num_workers=2, checkpoint_every=3, log_every=2, image_every=3,
-                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True)
+                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True,
+                      model_name="edn-e2e")  # its own name: the session's MLflow server holds other tests' models
     result = train(cfg)
     assert result["steps"] == 6 and result["version"] == "1"
     assert result["metrics"]["rank_weight_spread"] == 0.0  # DDP kept both ranks' G and D identical
 
     client = MlflowClient(mlflow_server)
-    mv = client.get_model_version_by_alias("edn-dancer_00", "candidate")
+    mv = client.get_model_version_by_alias("edn-e2e", "candidate")
     assert mv.version == "1" and mv.run_id == result["run_id"]
     history = client.get_metric_history(result["run_id"], "G_gan")
     assert [m.step for m in history] == [2, 4, 6]
     assert "config.json" in {a.path for a in client.list_artifacts(result["run_id"])}
 
     assert client.get_run(result["run_id"]).data.tags["edn.perceptual_loss"] == "unavailable"
-    body_only = load_registered("edn-dancer_00", "candidate", mlflow_server)
+    body_only = load_registered("edn-e2e", "candidate", mlflow_server)
     assert body_only.face is None and body_only.body.temporal
 
     # the face stage on the frozen body generator: a new version holding both generators
@@ -58,7 +59,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
                                      face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
     assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
     assert {m.step for m in client.get_metric_history(face["run_id"], "G_feat")} == {2, 4}
-    model = load_registered("edn-dancer_00", "candidate", mlflow_server)
+    model = load_registered("edn-e2e", "candidate", mlflow_server)
     assert model.face is not None and model.meta["body_version"] == "1"
     assert all(torch.equal(a, b) for a, b in zip(model.body.state_dict().values(),
                                                    body_only.body.state_dict().values()))  # body frozen
@@ -83,7 +84,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert (probe(video).width, probe(video).height) == (192, 64)  # source | pose | output
     assert sum(1 for _ in read_frames(video)) == 48
 
-    metrics = evaluate_and_report(dataset, model, "edn-dancer_00", str(tmp_path / "eval"), mlflow_server, gate=True,
+    metrics = evaluate_and_report(dataset, model, "edn-e2e", str(tmp_path / "eval"), mlflow_server, gate=True,
                                   sources=["dancer_01"])
     cross = metrics["transfers"][0]
     assert (cross["source"], cross["frames"]) == ("dancer_01", 48) and 0 <= cross["pose_missed"] <= 1
@@ -98,9 +99,9 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     # the nearest neighbour is a real training frame: the mean frame is not
     assert methods["nearest_neighbour"]["body_ssim"] > methods["mean_frame"]["body_ssim"]
     promoted = metrics["promotion"]["promoted"]
-    version = client.get_model_version("edn-dancer_00", model.version)
+    version = client.get_model_version("edn-e2e", model.version)
     assert version.tags["edn.promotion"] == metrics["promotion"]["reason"]
-    assert ("production" in client.get_registered_model("edn-dancer_00").aliases) == promoted
+    assert ("production" in client.get_registered_model("edn-e2e").aliases) == promoted
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["methods"]["model"]["body_ssim"] == methods["model"]["body_ssim"]
     report = (tmp_path / "eval" / "report.html").read_text()
