@@ -158,6 +158,11 @@ def run(b: RenderBench, out_json: str) -> dict:
                 label = f"job, {actors} actor{'s' if actors > 1 else ''}"
                 rows += [row(f"{label}", job["fps"], "fps", f"wall {job['wall_s']:.1f} s, {job['model_loads']} "
                              f"model load(s), audio {', '.join(job['audio'])}"),
+                         # with one actor its render calls run one after another: the wall less their
+                         # time (and the joins', which mostly overlap them) is the job's fixed cost
+                         row(f"{label}: in render calls (with model loads) + joins", job["actor_and_join_s"], "s",
+                             f"the rest of the wall {job['wall_s'] - job['actor_and_join_s'] / actors:.1f} s: actor "
+                             "start, validation, scheduling, the last join"),
                          row(f"{label}: job fps / ({actors} x bare fps)", ratio, "",
                              f"generator share of the wall: {rendered / bare_fps / actors / job['wall_s']:.2f}")]
                 keys.insert(0, key_ratio(f"catalog job fps / ({actors} x bare generator fps), {actors} actor(s)",
