@@ -12,13 +12,28 @@ from edn.train.run import train
 from tests.train_helpers import logged_steps, registered_step
 
 
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _ours(pid: int) -> bool:
+    """Whether the process descends from this one (the test's local Ray cluster's raylet is a
+    child of it): another Ray cluster's training on the same machine is not the test's to kill."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def _train_worker_pids() -> list[int]:
     """Ray names its worker processes after the actor: ray::RayTrainWorker..."""
     pids = []
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if b"RayTrainWorker" in f.read():
+                if b"RayTrainWorker" in f.read() and int(entry) != os.getpid() and _ours(int(entry)):
                     pids.append(int(entry))
         except (OSError, ValueError):
             continue
