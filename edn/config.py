@@ -18,17 +18,29 @@ def to_dict(cfg: Any) -> dict:
 
 
 def from_dict(cls: type[T], data: dict) -> T:
-    """Build `cls` from a dict, recursing into dataclass fields; unknown keys are an error."""
+    """Build `cls` from a dict, recursing into dataclass fields; unknown keys are an error. A
+    nested dataclass given in part keeps the rest of the field's own default, not its class's
+    (TrainConfig.face_discriminator is a DiscriminatorConfig with one scale, where the class has
+    two: `face_discriminator.ndf=32` must not bring the second back)."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(names)}")
+        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
-        kwargs[key] = from_dict(hint, value) if dataclasses.is_dataclass(hint) and isinstance(value, dict) else value
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            default = _field_default(fields[key])
+            value = from_dict(hint, _merge(to_dict(default), value) if dataclasses.is_dataclass(default) else value)
+        kwargs[key] = value
     return cls(**kwargs)
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None if field.default is dataclasses.MISSING else field.default
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -27,3 +27,13 @@ def test_ablation_presets():
     fbf, ts, face = (load_config(TrainConfig, name) for name in ("frame_by_frame", "temporal", "face"))
     assert (fbf.stage, fbf.temporal) == ("body", False) and (ts.stage, ts.temporal) == ("body", True)
     assert face.stage == "face" and face.body_model == "candidate"
+
+
+def test_a_nested_setting_keeps_the_fields_own_defaults():
+    # the face discriminator's default has one scale, its class two: setting ndf keeps one
+    cfg = load_config(TrainConfig, None, ["face_discriminator.ndf=32"])
+    assert (cfg.face_discriminator.ndf, cfg.face_discriminator.num_D, cfg.face_discriminator.in_channels) == (32, 1, 6)
+    assert TrainConfig().face_discriminator.num_D == 1 and TrainConfig().discriminator.num_D == 2
+    small = load_config(TrainConfig, "cpu_small")
+    face = small.face_discriminator
+    assert (face.ndf, face.n_layers, face.num_D) == (32, 2, 1)
