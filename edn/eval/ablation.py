@@ -31,8 +31,8 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
         model = load_registered(trained["model_name"], str(trained["version"]), trained["tracking_uri"])
         metrics = evaluate_heldout(base.dataset_url, model, eval_cfg)
         rows[row] = metrics["methods"]["model"]
-        stage_curves = loss_curves(MlflowClient(trained["tracking_uri"]), model.meta)
-        curves.update({f"{row}: {stage}": c for stage, c in stage_curves.items() if stage.startswith(cfg.stage)})
+        stage_curves = loss_curves(MlflowClient(trained["tracking_uri"]), model.meta, (cfg.stage,))
+        curves.update({f"{row}: {stage}": c for stage, c in stage_curves.items()})
         first = first or metrics
         strips = metrics["strips"]
     rows["nearest_neighbour"] = first["methods"]["nearest_neighbour"]

@@ -14,10 +14,11 @@ from edn.storage import join, read_bytes
 LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")
 
 
-def loss_curves(client: MlflowClient, meta: dict) -> dict:
-    """{"body losses": {term: (steps, values)}, "face losses": ...} from the model's training runs."""
+def loss_curves(client: MlflowClient, meta: dict, stages: tuple[str, ...] = ("body", "face")) -> dict:
+    """{"body losses": {term: (steps, values)}, "face losses": ...} from the model's training runs
+    of `stages`."""
     curves = {}
-    for stage in ("body", "face"):
+    for stage in stages:
         run_id = meta.get(f"{stage}_run_id")
         if run_id:
             history = {k: client.get_metric_history(run_id, k) for k in LOSS_TERMS}
