@@ -5,6 +5,8 @@ import signal
 import threading
 import time
 
+from mlflow import MlflowClient
+
 from edn.data.ingest import IngestConfig, ingest
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.train.config import TrainConfig
@@ -40,9 +42,21 @@ def _train_worker_pids() -> list[int]:
     return pids
 
 
-def _kill_a_worker_after_a_checkpoint(run_dir: str, killed: list, stop: threading.Event) -> None:
+def _last_logged_step(uri: str) -> int:
+    client = MlflowClient(uri)
+    try:
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    except Exception:  # the run's database is not created yet
+        return 0
+    return max((m.step for r in runs for m in client.get_metric_history(r.info.run_id, "G_gan")), default=0)
+
+
+def _kill_a_worker_after_a_checkpoint(run_dir: str, uri: str, killed: list, stop: threading.Event) -> None:
     while not stop.is_set():
-        if registered_step(run_dir) > 0:
+        # once a checkpoint is registered and a later step logged (losses are logged a step late):
+        # then the steps the restart repeats are sure to show in the log twice
+        step = registered_step(run_dir)
+        if step > 0 and _last_logged_step(uri) > step:
             for pid in _train_worker_pids():
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
@@ -61,7 +75,7 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint(ray_cluster, dancers, 
                       max_failures=2, storage_path=str(tmp_path / "ray"), tracking_uri=uri)
     killed, stop = [], threading.Event()
     killer = threading.Thread(target=_kill_a_worker_after_a_checkpoint,
-                              args=(str(tmp_path / "ray" / cfg.ray_run_name), killed, stop), daemon=True)
+                              args=(str(tmp_path / "ray" / cfg.ray_run_name), uri, killed, stop), daemon=True)
     killer.start()
     try:
         result = train(cfg)
