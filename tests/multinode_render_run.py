@@ -19,7 +19,8 @@ import pandas as pd
 import ray
 from mlflow import MlflowClient
 
-from edn.data.ingest import IngestConfig, ingest, video_id_for, video_record
+from edn.data.ingest import IngestConfig, ingest, video_id_for
+from edn.data.reader import video_record
 from edn.models.body import BodyGenerator
 from edn.models.networks import GeneratorConfig
 from edn.registry import register, write_model_dir

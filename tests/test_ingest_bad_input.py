@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import badvideos as bv
-from edn.data.ingest import IngestConfig, ingest, video_record
-from edn.data.reader import video_frames, video_poses
+from edn.data.ingest import IngestConfig, ingest
+from edn.data.reader import video_frames, video_poses, video_record
 from edn.pose.layout import B, body_height
 
 REASONS = {  # video id -> what its error must say

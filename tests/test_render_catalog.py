@@ -9,7 +9,8 @@ import pytest
 from mlflow import MlflowClient
 
 from edn.audio import onsets, read_audio
-from edn.data.ingest import IngestConfig, ingest, video_record
+from edn.data.ingest import IngestConfig, ingest
+from edn.data.reader import video_record
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import load_registered, register, write_model_dir

@@ -42,7 +42,8 @@ def make_studio(workdir: str, rows: int, targets: int, frames: int, size: tuple[
     dancer i rendered onto target i mod `targets`."""
     from mlflow import MlflowClient
 
-    from edn.data.ingest import IngestConfig, ingest, video_record
+    from edn.data.ingest import IngestConfig, ingest
+    from edn.data.reader import video_record
     from edn.models.body import BodyGenerator
     from edn.registry import register, write_model_dir
     from edn.synth import synthesize
@@ -141,8 +142,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     timed: model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator,
     tensor to image, compose, lossless staging encode; the join as a whole."""
     import edn.render.chunks as chunks
-    from edn.data.ingest import video_record
-    from edn.data.reader import video_floor_stats
+    from edn.data.reader import video_floor_stats, video_record
     from edn.models.body import BodyGenerator
     from edn.registry import Renderer, TargetModel, parse_model_ref, resolve_version
     from edn.render import worker

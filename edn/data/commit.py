@@ -18,10 +18,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from edn.data.schema import FRAMES_SCHEMA
+from edn.data.schema import FRAMES_SCHEMA, LAYOUT
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, clean_keypoints
 from edn.pose.face import face_box, face_box_size
-from edn.pose.layout import N_KEYPOINTS
+from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.pose.normalize import floor_stats
 from edn.pose.track import DancerTracker, TrackConfig
 from edn.storage import filesystem, join, put_file_atomic, write_bytes_atomic
@@ -90,7 +90,8 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
     counts = {name: int((flags == value).sum()) for name, value in
               (("detected", DETECTED), ("interpolated", INTERPOLATED), ("dropped", DROPPED))}
     record = {
-        "video_id": vid, "source_url": video["url"], "frames": len(poses), "detected_frames": int(found.sum()),
+        "video_id": vid, "layout": LAYOUT, "source_url": video["url"], "frames": len(poses),
+        "detected_frames": int(found.sum()), "frames_without_pose": int((~has_pose(poses)).sum()),
         "fps": video["fps"], "source_width": video["source_width"], "source_height": video["source_height"],
         "rotation": video["rotation"], "width": w, "height": h,
         "transform": {k: t[k] for k in ("scale", "offset_x", "offset_y")},

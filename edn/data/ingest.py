@@ -21,7 +21,7 @@ from edn.data.commit import commit_video
 from edn.data.segments import ExtractPoses, describe_error, plan_video
 from edn.pose.cleanup import CleanupConfig
 from edn.pose.track import TrackConfig
-from edn.storage import exists, filesystem, join, read_bytes, write_bytes_atomic
+from edn.storage import exists, filesystem, join, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,3 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
             fs.rm(path)
     return {"done": sorted(done), "skipped": skipped,
             "failed": [{"video_id": vid, "url": todo[vid], "error": error} for vid, error in sorted(failed.items())]}
-
-
-def video_record(dataset_url: str, video_id: str) -> dict:
-    url = join(dataset_url, "videos", f"{video_id}.json")
-    if not exists(url):
-        raise FileNotFoundError(f"{dataset_url}: video {video_id!r} is not in the dataset (no {url})")
-    return json.loads(read_bytes(url))

@@ -1,15 +1,35 @@
-"""Reading one video's rows back from the dataset without Ray (rendering, evaluation)."""
+"""Reading one video's record and rows back from the dataset without Ray (training's driver,
+rendering, evaluation)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from edn.data.ingest import video_record
-from edn.data.schema import decode_image, keypoints_array
+from edn.data.schema import LAYOUT, decode_image, keypoints_array
 from edn.pose.normalize import FloorStats
-from edn.storage import filesystem, join
+from edn.storage import exists, filesystem, join, read_bytes
+
+
+class DatasetLayoutError(ValueError):
+    pass
+
+
+def video_record(dataset_url: str, video_id: str) -> dict:
+    """The video's record (schema.VIDEO_FIELDS); an error naming the rewrite command for a video
+    written in an older layout."""
+    url = join(dataset_url, "videos", f"{video_id}.json")
+    if not exists(url):
+        raise FileNotFoundError(f"{dataset_url}: video {video_id!r} is not in the dataset (no {url})")
+    record = json.loads(read_bytes(url))
+    if record.get("layout", 1) != LAYOUT:
+        raise DatasetLayoutError(
+            f"{url}: video {video_id!r} was written in dataset layout {record.get('layout', 1)}, this edn reads "
+            f"layout {LAYOUT} (layout 1's face_box column cannot be read back once a frame has no face); "
+            f"rewrite it in place with: edn upgrade-dataset {dataset_url}")
+    return record
 
 
 def part_urls(dataset_url: str, video_id: str) -> list[str]:

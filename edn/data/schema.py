@@ -33,9 +33,15 @@ FRAMES_SCHEMA = pa.schema([
     pa.field("people_detected", pa.int16(), nullable=False),   # everybody the detector found
     # per keypoint: edn.pose.cleanup.FLAGS (0 not detected, 1 detected, 2 interpolated, 3 dropped)
     pa.field("keypoint_flags", pa.list_(pa.uint8(), N_KEYPOINTS), nullable=False),
-    # face crop box x0, y0, x1, y1 in the stored image (edn.pose.face); null without a nose
-    pa.field("face_box", pa.list_(pa.int32(), 4), nullable=True),
+    # face crop box x0, y0, x1, y1 in the stored image (edn.pose.face); null without a nose. A
+    # variable-size list: a null fixed-size list is written by pyarrow but cannot be read back
+    # (by pyarrow, pandas or Ray Data) once a frame has no face box; layout 1 stored it so.
+    pa.field("face_box", pa.list_(pa.int32()), nullable=True),
 ])
+
+# The frame dataset's layout, recorded in every video's record ("layout"; absent = 1). Readers
+# refuse older layouts with the command that rewrites them (edn.data.upgrade).
+LAYOUT = 2
 
 STAGING_SCHEMA = pa.schema([
     *(FRAMES_SCHEMA.field(name) for name in ("video_id", "frame_index", "timestamp", "width", "height", "image")),
@@ -49,8 +55,10 @@ STAGING_SCHEMA = pa.schema([
 # options, parts (file names under frames/<id>/, in order), segments, keypoints (tracking and
 # cleanup settings and counts), face_box_size, floor_stats (edn.pose.normalize.FloorStats, or
 # null with floor_stats_error when the ankles are never seen), seconds, committed_at (UTC; the
-# version of the video's entry, recorded by training runs).
-VIDEO_FIELDS = ("video_id", "source_url", "frames", "detected_frames", "fps", "source_width", "source_height",
+# version of the video's entry, recorded by training runs), layout (LAYOUT), frames_without_pose
+# (frames where the dancer's pose is missing even after gap filling: edn.pose.layout.has_pose).
+VIDEO_FIELDS = ("video_id", "layout", "source_url", "frames", "detected_frames", "frames_without_pose", "fps",
+                "source_width", "source_height",
                 "rotation", "width", "height", "transform", "estimator", "estimator_options", "parts",
                 "segments", "keypoints", "face_box_size", "floor_stats", "floor_stats_error", "seconds",
                 "committed_at")

@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from edn.data.ingest import video_record
-from edn.data.reader import video_frames, video_poses
+from edn.data.reader import video_frames, video_poses, video_record
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.pose_distance import detected_pose_distance, summarize

@@ -77,3 +77,13 @@ def ankle_y(pose: np.ndarray, min_conf: float = 0.1) -> float:
     """Lowest visible ankle's y (the paper's floor position of the body); nan if none."""
     ys = [pose[B[k], 1] for k in ("RAnkle", "LAnkle") if pose[B[k], 2] >= min_conf]
     return float(max(ys)) if ys else float("nan")
+
+
+MIN_BODY_KEYPOINTS = 2  # fewer body keypoints draw no figure worth training or rendering from
+
+
+def has_pose(poses: np.ndarray) -> np.ndarray:
+    """(N, 137, 3) poses -> (N,) bool: the frame has the dancer's pose (at least
+    MIN_BODY_KEYPOINTS body keypoints). Frames without one (the dancer not found, out of the
+    frame, turned away from the detector) cannot teach or drive the generator."""
+    return (np.asarray(poses)[:, BODY, 2] > 0).sum(1) >= MIN_BODY_KEYPOINTS

@@ -4,8 +4,7 @@ from __future__ import annotations
 import logging
 
 from edn.audio import SourceAudio
-from edn.data.ingest import video_record
-from edn.data.reader import video_timestamps
+from edn.data.reader import video_record, video_timestamps
 from edn.video import VideoError, VideoWriter
 
 log = logging.getLogger(__name__)

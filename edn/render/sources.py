@@ -8,8 +8,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from edn.data.ingest import IngestConfig, ingest, video_record
-from edn.data.reader import video_floor_stats
+from edn.data.ingest import IngestConfig, ingest
+from edn.data.reader import video_floor_stats, video_record
 from edn.storage import filesystem
 
 log = logging.getLogger(__name__)

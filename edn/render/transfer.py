@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from edn.data.ingest import video_record
-from edn.data.reader import video_floor_stats
+from edn.data.reader import video_floor_stats, video_record
 from edn.registry import TargetModel
 from edn.render.chunks import Chunk, SourceChunk, compose, render_chunks
 from edn.render.output import TransferWriter

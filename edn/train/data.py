@@ -9,8 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edn.data.ingest import video_record
-from edn.data.reader import part_urls
+from edn.data.reader import part_urls, video_record
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
