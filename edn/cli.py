@@ -42,6 +42,11 @@ def cmd_ingest(a) -> dict:
     return result
 
 
+def cmd_upgrade_dataset(a) -> dict:
+    from edn.data.upgrade import upgrade_dataset
+    return upgrade_dataset(a.dataset)
+
+
 def _train_config(a):
     from edn.config import load_config
     from edn.train.config import TrainConfig
@@ -184,6 +189,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
+
+    p = verb("upgrade-dataset", cmd_upgrade_dataset, "Rewrite a dataset's videos written in an older layout, "
+             "in place (face boxes recomputed from the stored keypoints; other columns copied).",
+             "edn upgrade-dataset outputs/dataset")
+    p.add_argument("dataset", help="dataset URL")
 
     p = verb("train", cmd_train, "Train a target's body GAN (then, --stage face, its face GAN) on Ray Train; register edn-<target> in MLflow.",
              "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2\n"
