@@ -4,8 +4,11 @@ A version's artifacts are a folder that needs no training code's state to use:
     generator.pt       the body generator's state_dict (tensors only; loaded with weights_only=True)
     face_generator.pt  the face generator's, once the face stage has run
     edn_model.json     what rendering needs: the generators' configs and whether the body is
-                       temporal, frame size, the target's floor statistics (pose normalization),
-                       the dataset and runs it came from
+                       temporal, frame size, the target's floor statistics (pose normalization;
+                       null when its feet were never seen), the dataset and runs it came from,
+                       what training used of the video (training_data)
+    background.png     the target's empty scene (edn.data.plate), shown where a source has no
+                       pose; models registered before it render those frames with the generator
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
+import cv2
 import mlflow
 import numpy as np
 import torch
@@ -25,6 +29,7 @@ from edn.models.face import FaceGenerator, FaceGeneratorConfig, apply_face, boxe
 from edn.models.networks import GeneratorConfig
 from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
+from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats
 
 FORMAT_VERSION = 2
@@ -34,11 +39,17 @@ class ModelNotFoundError(LookupError):
     pass
 
 
-def write_model_dir(path: str, body_state: dict, meta: dict, face_state: dict | None = None) -> None:
+BACKGROUND = "background.png"
+
+
+def write_model_dir(path: str, body_state: dict, meta: dict, face_state: dict | None = None,
+                    background: np.ndarray | None = None) -> None:
     os.makedirs(path, exist_ok=True)
     torch.save(body_state, os.path.join(path, "generator.pt"))
     if face_state is not None:
         torch.save(face_state, os.path.join(path, "face_generator.pt"))
+    if background is not None:
+        cv2.imwrite(os.path.join(path, BACKGROUND), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
     with open(os.path.join(path, "edn_model.json"), "w") as f:
         json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=1)
 
@@ -62,14 +73,16 @@ class TargetModel:
     face: FaceGenerator | None
     meta: dict
     version: str
+    background: np.ndarray | None = None  # (H, W, 3) uint8: the target's empty scene
 
     @property
     def size(self) -> tuple[int, int]:
         return self.meta["width"], self.meta["height"]
 
     @property
-    def floor(self) -> FloorStats:
-        return FloorStats.from_dict(self.meta["floor_stats"])
+    def floor(self) -> FloorStats | None:
+        """The target's floor statistics; None when its feet were never seen (no normalization)."""
+        return FloorStats.from_dict(self.meta["floor_stats"]) if self.meta.get("floor_stats") else None
 
     def figures(self, poses: np.ndarray) -> np.ndarray:
         w, h = self.size
@@ -89,11 +102,22 @@ class Renderer:
     def __init__(self, model: TargetModel, use_face: bool):
         self.model, self.use_face = model, use_face
         self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
+        self.device = next(model.body.parameters()).device
+        self.plate = None if model.background is None else \
+            torch.from_numpy(model.background).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
 
     def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
-        device = next(self.model.body.parameters()).device
-        return figures, torch.from_numpy(figures).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return figures, torch.from_numpy(figures).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def _generate(self, poses: np.ndarray, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """The body generator's frames; the target's empty scene where a pose is missing (the
+        source's dancer out of the frame), which is also what the next frame is generated from."""
+        y = self.model.body(x, prev)
+        missing = ~has_pose(poses)
+        if self.plate is not None and missing.any():
+            y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)
+        return y
 
     def _output(self, poses: np.ndarray, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         if self.use_face:
@@ -107,7 +131,14 @@ class Renderer:
         """(N, 137, 3) consecutive poses of `stream`, in the model's frame size -> (pose figures,
         frames), both (N, H, W, 3) uint8."""
         figures, x = self._input(poses)
-        y = self.model.body.sequence(x, self.prev.get(stream))
+        if self.model.body.temporal:  # each frame from the one before: one at a time
+            out, prev = [], self.prev.get(stream)
+            for i in range(len(x)):
+                prev = self._generate(poses[i:i + 1], x[i:i + 1], prev)
+                out.append(prev)
+            y = torch.cat(out) if out else x.new_zeros((0, 3, *x.shape[2:]))
+        else:
+            y = self._generate(poses, x, None)
         if len(y):
             self.prev[stream] = y[-1:]
         return figures, self._output(poses, x, y)
@@ -118,7 +149,7 @@ class Renderer:
         figures, x = self._input(poses)
         prev = torch.cat([self.prev.get(s, torch.zeros_like(x[:1])) for s in streams]) \
             if self.model.body.temporal else None
-        y = self.model.body(x, prev)
+        y = self._generate(poses, x, prev)
         for s, frame in zip(streams, y):
             self.prev[s] = frame[None]
         return figures, self._output(poses, x, y)
@@ -142,7 +173,9 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> Ta
     body = load(BodyGenerator(generator, meta["temporal"]), "generator.pt")
     face = load(FaceGenerator(FaceGeneratorConfig(**meta["face_generator"])), "face_generator.pt") \
         if meta.get("face_generator") else None
-    return TargetModel(body, face, meta, version)
+    plate = os.path.join(path, BACKGROUND)
+    background = cv2.cvtColor(cv2.imread(plate), cv2.COLOR_BGR2RGB) if os.path.exists(plate) else None
+    return TargetModel(body, face, meta, version, background)
 
 
 def parse_model_ref(text: str, default_name: str) -> tuple[str, str]:

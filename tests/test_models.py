@@ -1,11 +1,13 @@
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
 from edn.models.body import BodyGenerator
+from edn.registry import TargetModel
 from edn.train.step import GANStep, body_judged
 
 
@@ -56,21 +58,58 @@ def test_gan_step_updates_both_networks_and_leaves_d_trainable(temporal):
     assert all(p.requires_grad for p in D.parameters())
 
 
+def _poses(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    poses = np.zeros((n, 137, 3), np.float32)
+    poses[:, :25, :2] = rng.uniform(2, size - 2, (n, 25, 2))
+    poses[:, :25, 2] = 1.0
+    return poses
+
+
+def _tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def _image(y: torch.Tensor) -> np.ndarray:
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 def test_temporal_generator_feeds_back_its_previous_frame():
     torch.manual_seed(0)
     G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal=True).eval()
-    poses = torch.rand(5, 3, 16, 16) * 2 - 1
-    seq = G.sequence(poses)
-    assert seq.shape == (5, 3, 16, 16)
+    model = TargetModel(G, None, {"width": 16, "height": 16}, "test")
+    poses = _poses(5)
+    figures, seq = model.renderer()(poses)
+    assert seq.shape == (5, 16, 16, 3)
+    x = _tensor(figures)
     with torch.no_grad():
-        first = G(poses[:1])                          # blank previous frame
-        second = G(poses[1:2], first)
-        assert torch.allclose(seq[0], first[0]) and torch.allclose(seq[1], second[0])
-        assert not torch.allclose(seq[1], G(poses[1:2])[0])  # the previous frame matters
-        # rendering in two calls, carrying the last frame, equals one call
-        assert torch.allclose(torch.cat([G.sequence(poses[:2]), G.sequence(poses[2:], seq[1:2])]), seq)
+        first = G(x[:1])                          # blank previous frame
+        second = G(x[1:2], first)
+        assert np.array_equal(seq[0], _image(first)[0]) and np.array_equal(seq[1], _image(second)[0])
+        assert not np.array_equal(seq[1], _image(G(x[1:2]))[0])  # the previous frame matters
+    # rendering in two calls of one stream, carrying the last frame, equals one call
+    render = model.renderer()
+    assert np.array_equal(np.concatenate([render(poses[:2])[1], render(poses[2:])[1]]), seq)
     judged = body_judged(G, _batch(), temporal=True)
     assert judged.d_fake.shape == (2, 12, 32, 32) and judged.fake.shape == (4, 3, 32, 32)
+
+
+def test_frames_without_a_pose_show_the_empty_scene_and_feed_it_forward():
+    torch.manual_seed(0)
+    G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal=True).eval()
+    plate = np.random.default_rng(1).integers(0, 255, (16, 16, 3), np.uint8)
+    poses = _poses(4)
+    poses[1:3] = 0  # the source's dancer left the frame
+    _, out = TargetModel(G, None, {"width": 16, "height": 16}, "test", plate).renderer()(poses)
+    assert np.array_equal(out[1], plate) and np.array_equal(out[2], plate)
+    # frame 3 comes from the plate, as if the video had shown the empty scene before it
+    figures, _ = TargetModel(G, None, {"width": 16, "height": 16}, "test").renderer()(poses[3:])
+    with torch.no_grad():
+        y = G(_tensor(figures), _tensor(plate[None]))
+    assert np.array_equal(out[3], _image(y)[0])
+    # a model registered before plates renders those frames with the generator, as it did
+    _, old = TargetModel(G, None, {"width": 16, "height": 16}, "test").renderer()(poses)
+    assert not np.array_equal(old[1], plate)
 
 
 def test_generator_fits_a_mapping():

@@ -1,7 +1,8 @@
 import numpy as np
 
 from edn.data.schema import decode_image, encode_image
-from edn.train.data import make_pairs, render_pairs, split_point
+from edn.pose.face import boxes_array
+from edn.train.data import make_pairs, pair_counts, render_pairs, split_point
 
 
 def test_pairs_are_consecutive_frames_before_the_holdout():
@@ -22,6 +23,23 @@ def test_pairs_are_consecutive_frames_before_the_holdout():
     # pair (4, 5) -> rows 3 and 4 of the batch; images survive the JPEG round trip closely
     assert np.abs(out["image"][2, 0].astype(int) - decode_image(batch["image"][3]).astype(int)).max() == 0
     assert out["pose"].max() > 0
+
+
+def test_frames_without_the_dancer_form_no_pair_and_are_counted():
+    rng = np.random.default_rng(1)
+    index = np.arange(10)
+    poses = rng.uniform(1, 15, (10, 137, 3)).astype(np.float32)
+    poses[4] = 0                # the dancer not found: neither (3, 4) nor (4, 5) may train
+    poses[7, :, 2] = 0
+    poses[7, 2, 2] = 1.0        # one body keypoint draws no figure: as good as none
+    boxes = np.array([[2, 2, 10, 10]] * 9 + [None], dtype=object)  # frame 9: no face box
+    batch = {"frame_index": index, "image": np.array([b"jpg"] * 10, dtype=object),
+             "keypoints": poses.reshape(10, -1), "face_box": boxes}
+    assert list(make_pairs(batch, max_index=10)["frame_index"]) == [1, 2, 3, 6, 9]
+    assert list(make_pairs(batch, max_index=10, need_face=True)["frame_index"]) == [1, 2, 3, 6]
+    counts = pair_counts(index, poses, boxes_array(boxes), max_index=10, need_face=True)
+    assert counts == {"frames": 10, "frames_without_pose": 2, "pairs": 4, "pairs_without_pose": 4,
+                      "pairs_without_face_box": 1}
 
 
 def test_a_block_without_pairs_renders_to_an_empty_batch():

@@ -23,6 +23,7 @@ from edn.eval.pose_distance import detected_pose_distance, summarize
 from edn.eval.stability import stability
 from edn.pose.estimator import make_estimator
 from edn.pose.face import face_box
+from edn.pose.layout import has_pose
 from edn.registry import TargetModel
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,15 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     cfg = cfg or EvalConfig()
     w, h = model.size
     index, reals, poses, methods = _heldout(dataset_url, model)
+    # rendered in order (the temporal generator needs every frame), scored where the target's
+    # pose exists: a frame without the dancer has nothing to transfer
+    scored = has_pose(poses)
+    if not scored.any():
+        raise ValueError(f"{dataset_url}: target {model.meta['target']!r} has no pose in any of its {len(index)} "
+                         f"held-out frames (from index {index[0]}): nothing to score")
+    without_pose = int((~scored).sum())
+    index, reals, poses = index[scored], reals[scored], poses[scored]
+    methods = {name: frames[scored] for name, frames in methods.items()}
     figures = methods.pop("figures")
 
     record = video_record(dataset_url, model.meta["target"])
@@ -139,5 +149,6 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],
                                               reals[c]], axis=1)) for c in chosen]
     return {"target": model.meta["target"], "model_version": model.version, "heldout_frames": len(index),
+            "heldout_frames_without_pose": without_pose,
             "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,
             "pose_detector": cfg.detector, "methods": results, "strips": strips}

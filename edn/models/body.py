@@ -45,18 +45,6 @@ class BodyGenerator(nn.Module):
         a blank previous frame) with temporal smoothing, from pose t alone frame by frame."""
         return self(pose, self(pose_prev) if self.temporal else None)
 
-    @torch.no_grad()
-    def sequence(self, poses: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
-        """Render (N, 3, H, W) consecutive poses, each frame fed back into the next; `prev` is
-        the frame before the first (None: the start of a video). Frame by frame, one batch."""
-        if not self.temporal:
-            return self(poses)
-        out = []
-        for pose in poses:
-            prev = self(pose[None], prev)
-            out.append(prev)
-        return torch.cat(out) if out else poses.new_zeros((0, 3, *poses.shape[2:]))
-
 
 def _positions(like: torch.Tensor) -> torch.Tensor:
     """(B, 2, H, W): x and y of every pixel, each from -1 to 1 across the frame."""

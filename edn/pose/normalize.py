@@ -34,10 +34,11 @@ class FloorStats:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
-def _fill_nan(values: np.ndarray) -> np.ndarray:
-    """Frames with no visible ankle take values interpolated from their neighbours."""
+def _fill_nan(values: np.ndarray, default: float) -> np.ndarray:
+    """Frames with no visible ankle take values interpolated from their neighbours; with none
+    anywhere (the feet out of the frame, or no dancer), `default`."""
     if np.isnan(values).all():
-        raise ValueError("no frame has a visible ankle")
+        return np.full_like(values, default)
     return pd.Series(values).interpolate(limit_direction="both").to_numpy()
 
 
@@ -75,7 +76,7 @@ def normalize_poses(poses: np.ndarray, source: FloorStats, target: FloorStats) -
     """
     out = poses.astype(np.float32, copy=True)
     out[:, :, 0] *= target.width / source.width
-    ys = _fill_nan(np.array([ankle_y(p) for p in poses]))
+    ys = _fill_nan(np.array([ankle_y(p) for p in poses]), source.close)
     span = source.close - source.far
     r = (ys - source.far) / span if span > 1e-6 else np.ones_like(ys)
     c_close = target.height_close / source.height_close
@@ -96,3 +97,16 @@ def _ankle_x(pose: np.ndarray) -> float:
     ankles = pose[[B["RAnkle"], B["LAnkle"]]]
     seen = ankles[ankles[:, 2] > 0.1] if (ankles[:, 2] > 0.1).any() else pose[pose[:, 2] > 0]
     return float(seen[:, 0].mean()) if len(seen) else 0.0
+
+
+def transfer_poses(poses: np.ndarray, source: FloorStats | None, target: FloorStats | None,
+                   source_size: tuple[int, int], target_size: tuple[int, int]) -> np.ndarray:
+    """Source poses (N, 137, 3) in the target's frame: normalized (normalize_poses) when both
+    videos have floor statistics; else, when either video never showed the dancer's feet (an
+    upper-body shot, say), only carried over in proportion to the frame sizes."""
+    if source is not None and target is not None:
+        return normalize_poses(poses, source, target)
+    out = poses.astype(np.float32, copy=True)
+    out[:, :, :2] *= (target_size[0] / source_size[0], target_size[1] / source_size[1])
+    out[out[:, :, 2] <= 0] = 0.0
+    return out

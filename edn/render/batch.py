@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from edn.data.ingest import IngestConfig
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
-from edn.render.chunks import SourceChunk, plan_chunks
+from edn.render.chunks import SourceChunk, normalization, plan_chunks
 from edn.render.manifest import finished, load_state, write_manifest
 from edn.render.sources import Source, describe, prepare_sources
 from edn.render.worker import ChunkTask, RenderWorker, join_chunks
@@ -151,6 +151,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
                            row.layout, row.resolution, source.fps, join(staging, f"chunk-{c.start:09d}.mp4"))
                  for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
         plan[row.row_id] = {"row": row, "model": model, "source": source, "staging": staging, "tasks": tasks,
+                            "normalization": normalization(source.floor, meta.get("floor_stats")),
                             "left": 0, "seconds": 0.0, "error": ""}
         for task in tasks:
             if exists(task.staged_url):  # staged by an interrupted run
@@ -236,5 +237,6 @@ def _joined(ref, row_id: str, plan: dict, entries: dict, work: str, fail) -> Non
     frames = result["frames"]
     entries[row.number] = finished(work, _entry(
         row, model_version=p["model"], status="done", stage="", frames=frames,
+        frames_without_pose=p["source"].frames_without_pose, normalization=p["normalization"],
         seconds_per_frame=(p["seconds"] + result["seconds"]) / max(1, frames), audio=result["audio"], error=""))
     log.info("row %d done: %s (%d frames)", row.number, row.output, frames)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edn.data.reader import video_frames
-from edn.pose.normalize import FloorStats, normalize_poses
+from edn.pose.normalize import FloorStats, transfer_poses
 from edn.registry import Renderer
 
 LAYOUTS = ("side_by_side", "output")
@@ -42,7 +42,7 @@ class SourceChunk:
     """What a render needs of one chunk of one source video."""
     dataset_url: str
     video_id: str
-    floor: dict          # the source's floor statistics (FloorStats.to_dict)
+    floor: dict | None   # the source's floor statistics (FloorStats.to_dict); None: feet never seen
     chunk: Chunk
 
 
@@ -63,19 +63,29 @@ def compose(layout: str, image: np.ndarray, figure: np.ndarray, output: np.ndarr
     return np.concatenate([fit(image), fit(figure), output], axis=1)
 
 
-def _frames(source: SourceChunk, target: FloorStats, batch: int = 32) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _frames(source: SourceChunk, target: FloorStats | None, target_size: tuple[int, int],
+            batch: int = 32) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame index, source image, pose normalized to the target) for the chunk's frames, warm-up included."""
-    floor = FloorStats.from_dict(source.floor)
+    floor = FloorStats.from_dict(source.floor) if source.floor else None
     for index, images, poses in video_frames(source.dataset_url, source.video_id, batch,
                                              source.chunk.render_from, source.chunk.stop):
-        yield from zip(index.tolist(), images, normalize_poses(poses, floor, target))
+        size = (images.shape[2], images.shape[1])
+        yield from zip(index.tolist(), images, transfer_poses(poses, floor, target, size, target_size))
+
+
+def normalization(source_floor: dict | None, target_floor: dict | None) -> str:
+    """How the source's poses meet the target (transfer_poses, in _frames): said in every transfer's result."""
+    if source_floor and target_floor:
+        return "global pose normalization"
+    whose = "the source's" if not source_floor else "the target's"
+    return f"none ({whose} feet were never seen): poses carried over in proportion to the frame sizes"
 
 
 def render_chunks(renderer: Renderer, sources: list[SourceChunk]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """Render chunks side by side, one frame of each per batch; yield (chunk number, frame
     index, source image, pose figure, output) for the frames each chunk keeps, in order."""
     target = renderer.model.floor
-    streams = {i: _frames(s, target) for i, s in enumerate(sources)}
+    streams = {i: _frames(s, target, renderer.model.size) for i, s in enumerate(sources)}
     try:
         while streams:
             batch = [(i, next(it, None)) for i, it in streams.items()]

@@ -26,6 +26,8 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("stage", pa.string()),              # where a failure happened: catalog, model, output, source, render, join
     pa.field("ran", pa.bool_()),                 # rendered by this run (false: done by an earlier one)
     pa.field("frames", pa.int64()),
+    pa.field("frames_without_pose", pa.int64()),  # source frames with no dancer: the target's empty scene
+    pa.field("normalization", pa.string()),      # global pose normalization, or why none (feet never seen)
     pa.field("seconds_per_frame", pa.float64()), # render + join time of the row's frames, all workers
     pa.field("audio", pa.string()),              # copied, or why not
     pa.field("error", pa.string()),

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.data.reader import video_floor_stats, video_record
+from edn.data.reader import video_record
 from edn.storage import filesystem
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ class Source:
     video_id: str
     frames: int
     fps: float
-    floor: dict
+    floor: dict | None        # FloorStats.to_dict; None when the source's feet were never seen
+    frames_without_pose: int  # frames where the dancer was not found: rendered as the target's empty scene
 
 
 def content_id(url: str, block: int = 1 << 22) -> str:
@@ -39,8 +40,8 @@ def describe(dataset_url: str, video_id: str) -> Source:
     record = video_record(dataset_url, video_id)
     if not record.get("detected_frames"):
         raise ValueError(f"{record['source_url']}: no person was detected in the source video")
-    return Source(dataset_url, video_id, record["frames"], record["fps"] or 30.0,
-                  video_floor_stats(dataset_url, video_id).to_dict())
+    return Source(dataset_url, video_id, record["frames"], record["fps"] or 30.0, record.get("floor_stats"),
+                  record["frames_without_pose"])
 
 
 def prepare_sources(video_urls: list[str], cache_url: str, cfg: IngestConfig) -> dict[str, Source | str]:

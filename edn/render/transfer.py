@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from edn.data.reader import video_floor_stats, video_record
+from edn.data.reader import video_record
 from edn.registry import TargetModel
-from edn.render.chunks import Chunk, SourceChunk, compose, render_chunks
+from edn.render.chunks import Chunk, SourceChunk, compose, normalization, render_chunks
 from edn.render.output import TransferWriter
 
 log = logging.getLogger(__name__)
@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str, layout: str = "side_by_side",
              use_face: bool = True, resolution: tuple[int, int] | None = None) -> dict:
     """Render source video `source` (ingested in `dataset_url`) onto `model`'s target."""
-    frames = video_record(dataset_url, source)["frames"]
-    whole = SourceChunk(dataset_url, source, video_floor_stats(dataset_url, source).to_dict(), Chunk(0, frames, 0))
+    record = video_record(dataset_url, source)
+    frames = record["frames"]
+    whole = SourceChunk(dataset_url, source, record.get("floor_stats"), Chunk(0, frames, 0))
     render = model.renderer(use_face)
     with TransferWriter(dataset_url, source, out_url) as writer:
         for _, index, image, figure, output in render_chunks(render, [whole]):
@@ -24,4 +25,8 @@ def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str, la
             if (index + 1) % 100 == 0:
                 log.info("transfer %s -> %s: %d/%d frames", source, model.meta["target"], index + 1, frames)
     return {"source": source, "target": model.meta["target"], "model_version": model.version,
-            "frames": writer.written, "face_gan": render.use_face, "audio": writer.audio, "output": out_url}
+            "frames": writer.written, "frames_without_pose": record.get("frames_without_pose"),
+            "normalization": normalization(record.get("floor_stats"), model.meta.get("floor_stats")),
+            "face_gan": render.use_face, "audio": writer.audio,
+            "output": out_url}
+

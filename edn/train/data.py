@@ -13,7 +13,7 @@ from edn.data.reader import part_urls, video_record
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
-from edn.pose.layout import N_KEYPOINTS
+from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.storage import for_arrow
 
 
@@ -22,16 +22,37 @@ def split_point(frames: int, holdout_fraction: float) -> int:
     return max(2, int(round(frames * (1.0 - holdout_fraction))))
 
 
+def pair_mask(index: np.ndarray, poses: np.ndarray, boxes: np.ndarray, max_index: int,
+              need_face: bool = False) -> dict[str, np.ndarray]:
+    """For frames in file order, which frames t (1..N-1) start a training pair (t-1, t), and why
+    the others do not: {"pair": t and t-1 are consecutive and before max_index, "pose": both have
+    the dancer's pose (a figure without a dancer would teach the generator to paint one from
+    nothing), "face": t has a face box}. `keep` is what training uses."""
+    pose = has_pose(poses)
+    masks = {"pair": (index[1:] == index[:-1] + 1) & (index[1:] < max_index), "pose": pose[1:] & pose[:-1],
+             "face": boxes[1:, 0] >= 0}
+    masks["keep"] = masks["pair"] & masks["pose"] & (masks["face"] if need_face else True)
+    return masks
+
+
+def pair_counts(index: np.ndarray, poses: np.ndarray, boxes: np.ndarray, max_index: int,
+                need_face: bool = False) -> dict[str, int]:
+    """What training pairs a video gives (reported by the training run and in the model)."""
+    m = pair_mask(index, poses, boxes, max_index, need_face)
+    return {"frames": int((index < max_index).sum()),
+            "frames_without_pose": int(((index < max_index) & ~has_pose(poses)).sum()),
+            "pairs": int(m["keep"].sum()),
+            "pairs_without_pose": int((m["pair"] & ~m["pose"]).sum()),
+            "pairs_without_face_box": int((m["pair"] & m["pose"] & ~m["face"]).sum()) if need_face else 0}
+
+
 def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = False) -> dict[str, np.ndarray]:
     """Frame rows in file order -> compact pair rows (JPEG bytes, keypoints of t-1 and t, and
-    t's face box); with `need_face`, only pairs whose frame t has a face box."""
+    t's face box), for the pairs pair_mask keeps."""
     index = np.asarray(batch["frame_index"])
     boxes = boxes_array(batch["face_box"])
-    keep = (index[1:] == index[:-1] + 1) & (index[1:] < max_index)
-    if need_face:
-        keep &= boxes[1:, 0] >= 0
-    t = np.flatnonzero(keep) + 1
     poses = keypoints_array(batch["keypoints"])
+    t = np.flatnonzero(pair_mask(index, poses, boxes, max_index, need_face)["keep"]) + 1
     return {"frame_index": index[t].astype(np.int32),
             "image_prev": batch["image"][t - 1], "image": batch["image"][t],
             "keypoints_prev": poses[t - 1].reshape(len(t), N_KEYPOINTS * 3),

@@ -7,14 +7,16 @@ import tempfile
 
 
 from edn.config import to_dict
+from edn.data.plate import background_plate
 from edn.data.reader import video_poses
-from edn.pose.normalize import floor_stats
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
+from edn.pose.face import boxes_array, face_box
+from edn.pose.normalize import floor_stats
 from edn.registry import load_registered, register, write_model_dir
 from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
 from edn.train.config import STAGES, TrainConfig
-from edn.train.data import split_point, training_pairs
+from edn.train.data import pair_counts, split_point, training_pairs
 from edn.train.loop import load_state, train_loop_per_worker
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,27 @@ def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
     return False
 
 
+def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, str | None]:
+    """What the target's video gives training, checked before any worker starts: pair counts
+    (frames without the dancer's pose are left out; reported by the run and kept in the model)
+    and the floor statistics of its training frames (None, with the reason, when the feet are
+    never seen: the model then renders sources without normalization)."""
+    holdout_start = split_point(record["frames"], cfg.holdout_fraction)
+    index, poses = video_poses(cfg.dataset_url, cfg.target)
+    boxes = boxes_array([face_box(p, record["width"], record["height"]) for p in poses])
+    counts = pair_counts(index, poses, boxes, holdout_start, need_face=cfg.stage == "face")
+    if not counts["pairs"]:
+        raise ValueError(f"{cfg.dataset_url}: target {cfg.target!r} has no training pairs for the {cfg.stage} stage "
+                         f"among its {counts['frames']} frames before the held-out tail: {counts}")
+    try:
+        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
+        return counts, stats.scaled(1 / cfg.downscale).to_dict(), None
+    except ValueError as e:
+        log.warning("%s: no floor statistics (%s): sources will be rendered onto it without normalization",
+                    cfg.target, e)
+        return counts, None, str(e)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train one stage of a target's model and register the result: the body stage registers the
     body generator; the face stage, the frozen body generator it started from with the new face
@@ -62,6 +85,10 @@ def train(cfg: TrainConfig) -> dict:
     pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction,
                                    need_face=cfg.stage == "face", downscale=cfg.downscale)
     check_config(cfg, record)
+    counts, floor, floor_error = training_data(cfg, record)
+    log.info("%s: %d training pairs; left out: %d without the dancer's pose, %d without a face box "
+             "(%d of %d frames have no pose)", cfg.target, counts["pairs"], counts["pairs_without_pose"],
+             counts["pairs_without_face_box"], counts["frames_without_pose"], counts["frames"])
     body = load_registered(cfg.registry_name, cfg.body_model, uri) if cfg.stage == "face" else None
     run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target, "edn.stage": cfg.stage})
     for key, value in _flatten(to_dict(cfg)).items():
@@ -72,6 +99,9 @@ def train(cfg: TrainConfig) -> dict:
     client.log_dict(run_id, to_dict(cfg), "config.json")
     client.set_tag(run_id, "edn.dataset_url", cfg.dataset_url)
     client.set_tag(run_id, "edn.dataset_version", record["committed_at"])
+    client.log_dict(run_id, counts, "training_data.json")
+    for key, value in counts.items():
+        client.log_metric(run_id, f"data_{key}", value)
     perceptual = perceptual_check(cfg, client, run_id)
 
     storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
@@ -96,24 +126,26 @@ def train(cfg: TrainConfig) -> dict:
         state = load_state(d, "cpu")
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
     if body is None:
-        index, poses = video_poses(cfg.dataset_url, cfg.target)
-        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"]).scaled(1 / cfg.downscale)
-        meta = {"target": cfg.target, "width": stats.width, "height": stats.height, "fps": record["fps"],
+        size = (record["width"] // cfg.downscale, record["height"] // cfg.downscale)
+        meta = {"target": cfg.target, "width": size[0], "height": size[1], "fps": record["fps"],
                 "generator": to_dict(cfg)["generator"], "temporal": cfg.temporal, "face_generator": None,
-                "floor_stats": stats.to_dict(), "dataset_url": cfg.dataset_url, "holdout_start": holdout_start,
-                "body_run_id": run_id, "body_steps": state["step"], "perceptual_loss": perceptual}
+                "floor_stats": floor, "floor_stats_error": floor_error, "dataset_url": cfg.dataset_url,
+                "holdout_start": holdout_start, "body_run_id": run_id, "body_steps": state["step"],
+                "perceptual_loss": perceptual, "training_data": {"body": counts}}
         body_state, face_state = state["G"], None
+        background = background_plate(cfg.dataset_url, cfg.target, holdout_start, size)
     else:
         meta = {**body.meta, "face_generator": to_dict(cfg)["face_generator"], "face_run_id": run_id,
-                "face_steps": state["step"], "face_perceptual_loss": perceptual, "body_version": body.version}
-        body_state, face_state = body.body.state_dict(), state["G"]
+                "face_steps": state["step"], "face_perceptual_loss": perceptual, "body_version": body.version,
+                "training_data": {**body.meta.get("training_data", {}), "face": counts}}
+        body_state, face_state, background = body.body.state_dict(), state["G"], body.background
     meta.pop("format_version", None)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        write_model_dir(tmp, body_state, {**meta, "stage": cfg.stage}, face_state)
+        write_model_dir(tmp, body_state, {**meta, "stage": cfg.stage}, face_state, background)
         version = register(client, run_id, tmp, cfg.registry_name, cfg.alias)
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],
-            "metrics": result.metrics, "tracking_uri": uri}
+            "training_data": counts, "metrics": result.metrics, "tracking_uri": uri}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
