@@ -54,8 +54,8 @@ def _assert_features_equal(features, state):
 
 
 def test_filename_comes_from_torchvision():
-    assert perceptual.VGG19_FILENAME == FILENAME
-    assert perceptual.VGG19_WEIGHTS_URL == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
+    assert perceptual.VGG19.filename == FILENAME
+    assert perceptual.VGG19.url == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
 
 
 def test_loads_a_local_file(saved_vgg):
@@ -91,7 +91,7 @@ def test_finds_torchvisions_cache(saved_vgg, hub_dir):
     assert status == {"available": True, "source": cached, "reason": status["reason"]}
     _assert_features_equal(load_vgg19_features(), state)
     # torchvision itself looks at the same file: found there, nothing is downloaded
-    tv = torch.hub.load_state_dict_from_url(perceptual.VGG19_WEIGHTS_URL, weights_only=True, progress=False)
+    tv = torch.hub.load_state_dict_from_url(perceptual.VGG19.url, weights_only=True, progress=False)
     assert torch.equal(tv["features.0.weight"], state["features.0.weight"])
 
 
@@ -100,7 +100,7 @@ def test_missing_cache_raises_naming_the_path(hub_dir):
     with pytest.raises(PerceptualWeightsMissing) as info:
         load_vgg19_features()
     msg = str(info.value)
-    assert cached in msg and perceptual.VGG19_WEIGHTS_URL in msg and "vgg_weights_url" in msg
+    assert cached in msg and perceptual.VGG19.url in msg and "vgg_weights_url" in msg
     status = perceptual_status()
     assert status["available"] is False and status["source"] == cached and cached in status["reason"]
     with pytest.raises(PerceptualWeightsMissing):

@@ -4,7 +4,7 @@ LPIPS has two parts. The linear layers ship inside the `lpips` wheel (`lpips/wei
 and `lpips.LPIPS(pretrained=True)` loads them. The backbone is torchvision's ImageNet network
 (AlexNet for net="alex"), which `lpips` would fetch from the internet through torchvision. Here it
 is built with `pnet_rand=True` (torchvision's architecture, random weights, no download) and its
-weights are then loaded from a file, strictly: torchvision's cache
+weights are then loaded from a file (found by edn.weights), strictly: torchvision's cache
 (`torch.hub.get_dir()/checkpoints/<file name from torchvision's weights URL>`) or a caller-given
 fsspec URL (local path, gs://, memory://). Without that file the metric is *unavailable* (the
 exception and `lpips_status` say where it looked and how to supply it): an LPIPS computed from a
@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
-from urllib.parse import urlparse
-
 import lpips
 import numpy as np
 import torch
 from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 
-from edn.storage import filesystem
+from edn.weights import PretrainedWeights
 
 # lpips' net name -> the torchvision weights its backbone was trained with (what lpips downloads).
 BACKBONE_WEIGHTS = {"alex": AlexNet_Weights.IMAGENET1K_V1, "vgg": VGG16_Weights.IMAGENET1K_V1,
@@ -41,70 +38,34 @@ class LpipsWeightsInvalid(LpipsUnavailable):
     """The weights file exists but is not the backbone's torchvision state_dict; names the file."""
 
 
+def backbone(net: str = "alex") -> PretrainedWeights:
+    """Where LPIPS' `net` backbone's weights are found (edn.weights)."""
+    return PretrainedWeights(f"LPIPS unavailable: {net} backbone weights (torchvision's ImageNet {net!r})",
+                             BACKBONE_WEIGHTS[net].url, "the LPIPS weights URL (--lpips-weights)",
+                             LpipsWeightsMissing, LpipsWeightsInvalid)
+
+
 def backbone_filename(net: str = "alex") -> str:
     """torchvision's file name for the backbone weights, e.g. alexnet-owt-7be5be79.pth."""
-    return os.path.basename(urlparse(BACKBONE_WEIGHTS[net].url).path)
+    return backbone(net).filename
 
 
 def default_weights_path(net: str = "alex") -> str:
     """Where torchvision caches the backbone (follows $TORCH_HOME / torch.hub.set_dir)."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", backbone_filename(net))
-
-
-def _how_to_supply(net: str) -> str:
-    return (f"Supply them by downloading {BACKBONE_WEIGHTS[net].url} (torchvision's ImageNet weights of "
-            f"LPIPS' {net!r} backbone) to {default_weights_path(net)} (torchvision's cache; $TORCH_HOME "
-            f"moves it), or by giving its location (local path, gs://, memory://) as the LPIPS weights URL.")
-
-
-def _resolve(weights_url: str | None, net: str) -> str:
-    """The file to load, or LpipsWeightsMissing naming where it looked."""
-    if weights_url:
-        fs, path = filesystem(weights_url)
-        if not fs.isfile(path):
-            raise LpipsWeightsMissing(f"LPIPS unavailable: backbone weights not found at {weights_url!r}. "
-                                      + _how_to_supply(net))
-        return weights_url
-    path = default_weights_path(net)
-    if not os.path.isfile(path):
-        raise LpipsWeightsMissing(f"LPIPS unavailable: no weights URL given and no backbone weights in "
-                                  f"torchvision's cache at {path}. " + _how_to_supply(net))
-    return path
+    return backbone(net).cache_path()
 
 
 def lpips_status(weights_url: str | None = None, net: str = "alex") -> dict:
     """{"available", "source", "reason"} for reports, checking only that the file exists (cheap);
     a corrupt file is reported when `LpipsMetric.load` reads it."""
-    source = weights_url or default_weights_path(net)
-    try:
-        resolved = _resolve(weights_url, net)
-    except LpipsUnavailable as exc:
-        return {"available": False, "source": source, "reason": str(exc)}
-    except Exception as exc:  # e.g. gs:// without credentials
-        return {"available": False, "source": source, "reason": f"LPIPS unavailable: could not check "
-                f"{source}: {type(exc).__name__}: {exc}"}
-    return {"available": True, "source": resolved,
-            "reason": f"{net} backbone weights found ({'weights URL' if weights_url else 'torchvision cache'})"}
+    return backbone(net).status(weights_url)
 
 
-def _read_state(url: str) -> Mapping[str, torch.Tensor]:
-    fs, path = filesystem(url)
-    try:
-        with fs.open(path, "rb") as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise LpipsWeightsInvalid(f"LPIPS unavailable: weights file {url} could not be read as a torch "
-                                  f"state_dict: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(state, Mapping):
-        raise LpipsWeightsInvalid(f"LPIPS unavailable: weights file {url} holds a {type(state).__name__}, "
-                                  f"not a state_dict")
-    return state
-
-
-def _load_backbone(model: lpips.LPIPS, url: str) -> None:
+def _load_backbone(model: lpips.LPIPS, weights_url: str | None, net: str) -> str:
     """Copy torchvision's `features.<i>.*` tensors into lpips' `slice<s>.<i>.*` modules, strictly:
-    every backbone parameter must come from the file, with its shape; `classifier.*` is unused."""
-    state = _read_state(url)
+    every backbone parameter must come from the file, with its shape; `classifier.*` is unused.
+    Returns the file."""
+    url, state = backbone(net).read_state(weights_url)
     wanted = {name: "features." + name.split(".", 1)[1] for name in model.net.state_dict()}
     missing = sorted(v for v in wanted.values() if v not in state)
     extra = sorted(k for k in state if not k.startswith("classifier.") and k not in wanted.values())
@@ -117,6 +78,7 @@ def _load_backbone(model: lpips.LPIPS, url: str) -> None:
     except RuntimeError as exc:
         raise LpipsWeightsInvalid(f"LPIPS unavailable: weights file {url} does not fit lpips' "
                                   f"{model.pnet_type} backbone: {exc}") from exc
+    return url
 
 
 def _check_linear_layers(model: lpips.LPIPS, net: str) -> None:
@@ -140,13 +102,12 @@ class LpipsMetric:
         """Raises LpipsWeightsMissing / LpipsWeightsInvalid (both LpipsUnavailable) with the reason."""
         if net not in BACKBONE_WEIGHTS:
             raise ValueError(f"unknown LPIPS net {net!r}; choose one of {sorted(BACKBONE_WEIGHTS)}")
-        url = _resolve(weights_url, net)
+        backbone(net).resolve(weights_url)  # missing weights: said before lpips builds anything
         with warnings.catch_warnings():  # lpips passes torchvision the deprecated pretrained=False
             warnings.simplefilter("ignore", UserWarning)
             model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
         _check_linear_layers(model, net)
-        _load_backbone(model, url)
-        return cls(model, url, device)
+        return cls(model, _load_backbone(model, weights_url, net), device)
 
     @torch.no_grad()
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

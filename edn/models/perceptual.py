@@ -1,8 +1,7 @@
 """pix2pixHD's VGG19 perceptual loss, with ImageNet weights loaded from a file: never a random VGG.
 
-The weights are torchvision's ImageNet VGG19 (`vgg19-dcbb9e9d.pth`), read from a URL given by the
-caller (any fsspec URL: local path, gs://, memory://) or from torchvision's own cache
-(`torch.hub.get_dir()/checkpoints/`). Nothing is downloaded here. When neither holds them,
+The weights are torchvision's ImageNet VGG19 (`vgg19-dcbb9e9d.pth`), found by edn.weights: a URL
+given by the caller (any fsspec URL) or torchvision's own cache. Nothing is downloaded here. When neither holds them,
 `load_vgg19_features` raises `PerceptualWeightsMissing`; whether training goes on without the
 perceptual loss is the trainer's decision (`perceptual_status` tells it, and what to log).
 
@@ -11,20 +10,13 @@ that it is neither optimized, nor checkpointed, nor wrapped in DDP with the gene
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from urllib.parse import urlparse
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.models import VGG19_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
-from edn.storage import filesystem
-
-VGG19_WEIGHTS_URL = VGG19_Weights.IMAGENET1K_V1.url  # where torchvision downloads them from
-VGG19_FILENAME = os.path.basename(urlparse(VGG19_WEIGHTS_URL).path)  # vgg19-dcbb9e9d.pth
+from edn.weights import PretrainedWeights
 
 # pix2pixHD (models/networks.py, Vgg19/VGGLoss): relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 VGG_SLICES = ((0, 2), (2, 7), (7, 12), (12, 21), (21, 30))
@@ -45,37 +37,13 @@ class PerceptualWeightsInvalid(RuntimeError):
     """The VGG19 weights file exists but is not a (torchvision VGG19) state_dict; names the file."""
 
 
+VGG19 = PretrainedWeights("VGG19 weights for the perceptual loss", VGG19_Weights.IMAGENET1K_V1.url,
+                          "vgg_weights_url", PerceptualWeightsMissing, PerceptualWeightsInvalid)
+
+
 def default_weights_path() -> str:
     """torchvision's cache file for the VGG19 ImageNet weights (follows $TORCH_HOME / torch.hub.set_dir)."""
-    return os.path.join(torch.hub.get_dir(), "checkpoints", VGG19_FILENAME)
-
-
-def _how_to_supply() -> str:
-    return (f"Supply them in one of these ways: download {VGG19_WEIGHTS_URL} (torchvision's VGG19 "
-            f"IMAGENET1K_V1 weights) and place it at {default_weights_path()} (torchvision's cache; "
-            f"$TORCH_HOME moves it), or give its location (local path, gs://, memory://) as "
-            f"vgg_weights_url.")
-
-
-def _exists(url: str) -> bool:
-    fs, path = filesystem(url)
-    return fs.isfile(path)
-
-
-def _resolve(weights_url: str | None) -> str:
-    """The location to load from, or PerceptualWeightsMissing naming where it looked."""
-    if weights_url:
-        if not _exists(weights_url):
-            raise PerceptualWeightsMissing(
-                f"VGG19 weights for the perceptual loss not found at vgg_weights_url={weights_url!r}. "
-                + _how_to_supply())
-        return weights_url
-    path = default_weights_path()
-    if not os.path.isfile(path):
-        raise PerceptualWeightsMissing(
-            f"VGG19 weights for the perceptual loss not found: no vgg_weights_url given and no file "
-            f"in torchvision's cache at {path}. " + _how_to_supply())
-    return path
+    return VGG19.cache_path()
 
 
 def perceptual_status(weights_url: str | None = None) -> dict:
@@ -84,16 +52,7 @@ def perceptual_status(weights_url: str | None = None) -> dict:
     {"available": bool, "source": the URL or cache path looked at, "reason": str}. Only checks that
     the file exists (no read of ~550 MB); a corrupt file is reported by `load_vgg19_features`.
     """
-    source = weights_url or default_weights_path()
-    try:
-        resolved = _resolve(weights_url)
-    except PerceptualWeightsMissing as exc:
-        return {"available": False, "source": source, "reason": str(exc)}
-    except Exception as exc:  # e.g. gs:// without credentials: unavailable, and why
-        return {"available": False, "source": source,
-                "reason": f"could not check {source}: {type(exc).__name__}: {exc}"}
-    where = "vgg_weights_url" if weights_url else "torchvision's cache"
-    return {"available": True, "source": resolved, "reason": f"VGG19 weights found ({where})"}
+    return VGG19.status(weights_url)
 
 
 def _vgg19_features() -> nn.Sequential:
@@ -110,18 +69,7 @@ def load_vgg19_features(weights_url: str | None = None) -> nn.Sequential:
     (`default_weights_path()`). Raises PerceptualWeightsMissing when there is no file, and
     PerceptualWeightsInvalid, naming the file, when it is not such a state_dict (strict loading).
     """
-    url = _resolve(weights_url)
-    fs, path = filesystem(url)
-    try:
-        with fs.open(path, "rb") as f:
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PerceptualWeightsInvalid(
-            f"VGG19 weights file {url} could not be read as a torch state_dict: "
-            f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(state, Mapping):
-        raise PerceptualWeightsInvalid(
-            f"VGG19 weights file {url} holds a {type(state).__name__}, not a state_dict")
+    url, state = VGG19.read_state(weights_url)
     features_state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     unexpected = sorted(k for k in state if not k.startswith("features.") and k not in _CLASSIFIER_KEYS)
     if unexpected or not features_state:
