@@ -19,8 +19,8 @@ from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.face import face_box_size
 from edn.train.config import TrainConfig
-from edn.train.loop import build, face_judged, make_step, step_memory_format, to_batch
-from edn.train.step import GANStep, body_judged
+from edn.train.loop import build, make_step, step_memory_format, to_batch
+from edn.train.step import GANStep, body_judged, face_judged
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's datasheets; matched in this
 # order against torch.cuda.get_device_name ("H100" alone is the SXM part).

@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
 import random
 import tempfile
 import time
@@ -16,19 +15,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from edn.config import from_dict
 from edn.models.body import BodyGenerator
-from edn.models.face import FaceGenerator, apply_face, crop
+from edn.models.face import FaceGenerator, apply_face
 from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator
 from edn.models.perceptual import VGGPerceptualLoss
+from edn.train.checkpoint import restore, write
 from edn.train.config import TrainConfig
 from edn.train.data import to_model_range
-from edn.train.step import GANStep, Judged, body_judged, unwrap
-
-STATE_FILE = "state.pt"
-
-
-def rng_file(rank: int) -> str:
-    return f"rng-rank{rank}.pt"
-
+from edn.train.step import GANStep, body_judged, face_judged, unwrap
 
 def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
     """The stage's trained generator and discriminator, identical on every rank, and their
@@ -69,37 +62,6 @@ def make_step(cfg: TrainConfig, G, D, opt_G, opt_D, device: torch.device, body: 
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" and cfg.amp \
         else contextlib.nullcontext
     return GANStep(judge, D, opt_G, opt_D, cfg.loss_weights(perceptual is not None), perceptual, autocast)
-
-
-def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
-    """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
-    with torch.no_grad():
-        body_out = body.frame_t(batch["pose_prev"], batch["pose"])
-    _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
-    real = crop(batch["image"], batch["face_box"])
-    return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
-                  crops["pasted"], real)
-
-
-def save_state(path: str, state: dict) -> None:
-    torch.save(state, os.path.join(path, STATE_FILE))
-
-
-def load_state(path: str, device: torch.device | str) -> dict:
-    return torch.load(os.path.join(path, STATE_FILE), map_location=device, weights_only=True)
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -197,20 +159,9 @@ def train_loop_per_worker(config: dict) -> None:
     np.random.seed(cfg.seed + 1 + rank)
     random.seed(cfg.seed + 1 + rank)
     step = epoch = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
+    if checkpoint := ray.train.get_checkpoint():  # a resumed run: where it stopped, every rank's RNG too
         with checkpoint.as_directory() as d:
-            state = load_state(d, device)
-            try:
-                G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
-                opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
-            except (RuntimeError, ValueError, KeyError) as e:
-                raise RuntimeError(
-                    f"run {cfg.ray_run_name!r} in {cfg.storage_path} holds a checkpoint of other networks than this "
-                    f"config's (a run of the same name resumes it): choose another run_name ({e})") from None
-            step, epoch = state["step"], state["epoch"]
-            if os.path.exists(os.path.join(d, rng_file(rank))):
-                set_rng_state(torch.load(os.path.join(d, rng_file(rank)), weights_only=False))
+            step, epoch = restore(d, rank, device, G, D, opt_G, opt_D, f"{cfg.ray_run_name!r} in {cfg.storage_path}")
     if world > 1:  # every network wrapped on its own: each has its own backward per step
         G, D = DDP(G), DDP(D)
     reference = None
@@ -249,11 +200,7 @@ def train_loop_per_worker(config: dict) -> None:
                 metrics = {"step": step, "epoch": epoch, "rank_weight_spread": spread,
                            **{k: float(v) for k, v in losses.items()}}
                 with tempfile.TemporaryDirectory() as tmp:
-                    torch.save(rng_state(), os.path.join(tmp, rng_file(rank)))
-                    if rank == 0:
-                        save_state(tmp, {"step": step, "epoch": epoch, "G": unwrap(G).state_dict(),
-                                         "D": unwrap(D).state_dict(), "opt_G": opt_G.state_dict(),
-                                         "opt_D": opt_D.state_dict(), "stage": cfg.stage})
+                    write(tmp, rank, step, epoch, cfg.stage, G, D, opt_G, opt_D)
                     ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             if step >= cfg.steps:
                 break

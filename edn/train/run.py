@@ -15,9 +15,10 @@ from edn.pose.normalize import floor_stats
 from edn.registry import load_registered, register, write_model_dir
 from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
+from edn.train.checkpoint import load_state
 from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, split_point, training_pairs
-from edn.train.loop import load_state, train_loop_per_worker
+from edn.train.loop import train_loop_per_worker
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edn.models.body import BodyGenerator
+from edn.models.face import apply_face, crop
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 
 
@@ -42,6 +44,16 @@ def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) ->
     cond = torch.cat([batch["pose_prev"], batch["pose"]], 1)
     return Judged(torch.cat([cond, fake_prev, fake], 1), torch.cat([cond, batch["image_prev"], batch["image"]], 1),
                   torch.cat([fake_prev, fake]), torch.cat([batch["image_prev"], batch["image"]]))
+
+
+def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
+    """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
+    with torch.no_grad():
+        body_out = body.frame_t(batch["pose_prev"], batch["pose"])
+    _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
+    real = crop(batch["image"], batch["face_box"])
+    return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
+                  crops["pasted"], real)
 
 
 class GANStep:
