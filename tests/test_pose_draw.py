@@ -1,5 +1,4 @@
 """OpenPose-style stick figures."""
-import time
 
 import cv2
 import numpy as np
@@ -121,12 +120,11 @@ def test_thickness_and_non_square_images():
     assert (thick.max(2) > 0).sum() > 2 * (thin.max(2) > 0).sum()
 
 
-def test_draw_pose_is_fast():
+def test_draw_pose_draws_face_and_hands():
+    # (its speed, ~1 ms a frame, is the render benchmark's business: edn bench render)
     pose = star_pose(2.0)
     pose[FACE] = np.stack([128 + 20 * np.cos(np.arange(70)), 40 + 25 * np.sin(np.arange(70)), np.ones(70)], 1)
     pose[LHAND] = pose[RHAND] = np.stack([np.full(21, 128.0), np.linspace(60, 100, 21), np.ones(21)], 1)
-    draw_pose(pose, 256, 256)
-    start = time.perf_counter()
-    for _ in range(100):
-        draw_pose(pose, 256, 256)
-    assert (time.perf_counter() - start) / 100 < 0.005  # ~1 ms here; per-frame data prep
+    image = draw_pose(pose, 256, 256)
+    for x, y in np.round(np.concatenate([pose[FACE, :2], pose[LHAND, :2]])).astype(int):
+        assert image[y - 1:y + 2, x - 1:x + 2].max() > 0, (x, y)
