@@ -39,6 +39,7 @@ class IngestConfig:
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
     rows_per_group: int = 64   # Parquet row group: frames buffered before a write
+    actor_start_timeout_s: int = 600  # detector actors that cannot start by then: fail, saying why
     track: TrackConfig = field(default_factory=TrackConfig)
     cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
@@ -117,13 +118,16 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
     commit_task = ray.remote(num_cpus=0.5)(_commit)
     commits = {vid: commit_task.remote(out_url, v, cfg) for vid, v in videos.items() if not remaining[vid]}
     if pending:
-        results = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
+        items = ray.data.from_items(pending, override_num_blocks=len(pending))
+        # a cluster whose CPUs something else holds would otherwise leave the pool waiting forever
+        items.context.wait_for_min_actors_s = cfg.actor_start_timeout_s
+        results = items.map_batches(
             ExtractPoses, fn_constructor_args=(cfg.estimator, cfg.estimator_options, cfg.rows_per_group),
             batch_size=1, num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
             # one segment in flight per actor: otherwise the first actor up queues the others' work
             compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.concurrency, len(pending))),
                                                max_tasks_in_flight_per_actor=1))
-        for r in results.iter_rows():
+        for r in _rows(results, cfg):
             vid = r["video_id"]
             if r["error"]:
                 failed.setdefault(vid, r["error"])
@@ -148,3 +152,17 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
             fs.rm(path)
     return {"done": sorted(done), "skipped": skipped,
             "failed": [{"video_id": vid, "url": todo[vid], "error": error} for vid, error in sorted(failed.items())]}
+
+
+def _rows(results, cfg: IngestConfig):
+    """The extraction's result rows; a detector pool that cannot start is an error naming what it
+    asked for and what the cluster had free, not a wait without end."""
+    import ray
+    try:
+        yield from results.iter_rows()
+    except ray.exceptions.GetTimeoutError as e:
+        raise RuntimeError(
+            f"ingest: the Ray cluster could not start {cfg.concurrency} pose-detector actor(s) of "
+            f"{cfg.cpus_per_actor} CPU and {cfg.gpus_per_actor} GPU within {cfg.actor_start_timeout_s} s "
+            f"(actor_start_timeout_s): free now {ray.available_resources()} of {ray.cluster_resources()}; "
+            f"something else holds them (see `ray status`), or ask for less ({e})") from None
