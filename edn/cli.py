@@ -25,7 +25,15 @@ def _init_ray() -> None:
 
 def cmd_synth(a) -> dict:
     from edn.synth import synthesize
-    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio)}
+    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard)}
+
+
+def _hard(text: str):
+    from edn.synth.hard import HardOptions
+    try:
+        return HardOptions.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_ingest(a) -> dict:
@@ -179,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--audio", action="store_true", help="add music: a click on every beat of each dance")
+    p.add_argument("--hard", type=_hard, default="", metavar="OPTIONS",
+                   help="harder footage, a comma list of turn, exit, occluder, passerby, shake, light, blur, "
+                   "compression, or all; adds per-frame ground truth to the keypoints files")
 
     p = verb("ingest", cmd_ingest, "Decode videos and detect poses into a Parquet frame/pose dataset (Ray Data).",
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")

@@ -2,7 +2,10 @@
 
 For `.../dancer_00.mp4` the poses are `.../dancer_00.keypoints.parquet` (edn.synth writes both):
 columns frame_index (int32) and keypoints (137*3 float32, the flattened pose in the video's
-pixels); the video's size is in the file's metadata, else probed from the video.
+pixels); the video's size is in the file's metadata, else probed from the video. Hard footage
+(edn.synth.hard) also has `others` (list of 137*3 lists: everyone else in the frame); every
+person is reported, ordered by the mean x of their visible points (so not always the dancer
+first, as with a real detector), and people with no visible point are left out.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class GroundTruthPoses(PoseEstimator):
     name = "groundtruth"
 
     def __init__(self):
-        self._poses: dict[int, np.ndarray] = {}
+        self._poses: dict[int, list[np.ndarray]] = {}
         self._size: tuple[int, int] | None = None
         self._url = ""
 
@@ -39,10 +42,13 @@ class GroundTruthPoses(PoseEstimator):
             table = pq.read_table(io.BytesIO(read_bytes(url)))
             index = table["frame_index"].to_numpy()
             flat = np.asarray(table["keypoints"].combine_chunks().flatten(), np.float32)
-            poses = flat.reshape(len(index), N_KEYPOINTS, 3)
+            people = [[pose] for pose in flat.reshape(len(index), N_KEYPOINTS, 3)]
+            if "others" in table.column_names:
+                for frame, others in zip(people, table["others"].to_pylist()):
+                    frame += [np.asarray(p, np.float32).reshape(N_KEYPOINTS, 3) for p in others]
         except Exception as e:
             raise ValueError(f"{url}: not a keypoints table (frame_index, keypoints[{N_KEYPOINTS * 3}]): {e}") from e
-        self._poses = dict(zip(index.tolist(), poses))
+        self._poses = dict(zip(index.tolist(), people))
         self._size = self._video_size(table.schema.metadata or {}, video_url)
         self._url = url
 
@@ -58,11 +64,17 @@ class GroundTruthPoses(PoseEstimator):
         if self._size is None:
             raise RuntimeError("GroundTruthPoses.estimate called before begin(video_url)")
         try:
-            pose = self._poses[int(frame_index)].copy()
+            people = [pose.copy() for pose in self._poses[int(frame_index)]]
         except KeyError:
             raise KeyError(f"{self._url} has no keypoints for frame {frame_index}") from None
         h, w = frame_rgb.shape[:2]
         if (w, h) != self._size:  # a resized copy of the video: follow the frame
-            pose[:, 0] *= w / self._size[0]
-            pose[:, 1] *= h / self._size[1]
-        return people_array([pose])
+            for pose in people:
+                pose[:, 0] *= w / self._size[0]
+                pose[:, 1] *= h / self._size[1]
+        return people_array(sorted(people, key=_mean_x))
+
+
+def _mean_x(pose: np.ndarray) -> float:
+    seen = pose[:, 2] > 0
+    return float(pose[seen, 0].mean()) if seen.any() else np.inf

@@ -24,17 +24,22 @@ def _fx(points) -> np.ndarray:
     return np.round(np.asarray(points, float) * ONE).astype(np.int32)
 
 
+def _ink(img, color):
+    # On an RGBA sheet (a layer, edn.synth.hard) the alpha channel gathers each stroke's coverage.
+    return (*color, 255) if img.ndim == 3 and img.shape[2] == 4 else color
+
+
 def fill(img, points, color) -> None:
-    cv2.fillPoly(img, [_fx(points).reshape(-1, 2)], color, AA, SHIFT)
+    cv2.fillPoly(img, [_fx(points).reshape(-1, 2)], _ink(img, color), AA, SHIFT)
 
 
 def disc(img, centre, radius, color) -> None:
-    cv2.circle(img, tuple(_fx(centre)), max(1, int(round(radius * ONE))), color, -1, AA, SHIFT)
+    cv2.circle(img, tuple(_fx(centre)), max(1, int(round(radius * ONE))), _ink(img, color), -1, AA, SHIFT)
 
 
 def ellipse(img, centre, half_axes, angle_deg, color) -> None:
     axes = tuple(max(1, int(round(v * ONE))) for v in half_axes)
-    cv2.ellipse(img, tuple(_fx(centre)), axes, float(angle_deg), 0, 360, color, -1, AA, SHIFT)
+    cv2.ellipse(img, tuple(_fx(centre)), axes, float(angle_deg), 0, 360, _ink(img, color), -1, AA, SHIFT)
 
 
 def capsule(img, p, q, r0, r1, color) -> None:
@@ -142,15 +147,18 @@ class Girth:
 
 def render_dancer(img: np.ndarray, app: Appearance, geo: Geometry) -> np.ndarray:
     """Draw the dancer over `img` (in place) and return the keypoints with their visibility:
-    confidence 0 for points outside the frame and for face points hidden behind an arm."""
+    confidence 0 for points outside the frame, for face points hidden behind an arm and, in back
+    view, for the face. `img` may be an RGBA sheet, whose alpha then gathers what was drawn."""
     g, j, S = Girth(app), geo.joints, app.stature_px
     _shadow(img, app, geo)
-    if app.hair_style == "long":
-        _head_fill(img, geo, [(-1.08, -0.3), (1.08, -0.3), (1.2, 1.55), (-1.2, 1.55)], shade(app.hair, 0.8))
+    if app.hair_style == "long" and not geo.back:
+        _long_hair(img, app, geo)
     _legs(img, app, geo, g)
     _torso(img, app, geo, g)
     neck_top = j["Chin"] - 0.25 * geo.head_size[1] * geo.head_axes[1]
     capsule(img, j["Neck"] + geo.torso_up * 0.01 * S, neck_top, g.neck, g.neck * 0.9, shade(app.skin, 0.8))
+    if app.hair_style == "long" and geo.back:  # seen from behind it falls over the neck and shoulders
+        _long_hair(img, app, geo)
     _head(img, app, geo)
     for side, _ in SIDES:
         _arm(img, app, geo, g, side)
@@ -168,7 +176,10 @@ def _shadow(img, app: Appearance, geo: Geometry) -> None:
     roi = img[y0:y1, x0:x1]
     mask = np.zeros(roi.shape[:2], np.uint8)
     ellipse(mask, (x - x0, y - y0), (ax, ay), 0, 255)
-    roi[:] = (roi * (1 - 0.4 * mask[:, :, None] / 255.0)).astype(np.uint8)
+    keep = 1 - 0.4 * mask[:, :, None] / 255.0
+    if roi.shape[2] == 4:  # on a layer the shadow is black paint of that coverage
+        roi[:, :, 3:] = 255 - ((255 - roi[:, :, 3:]) * keep).astype(np.uint8)
+    roi[:, :, :3] = (roi[:, :, :3] * keep).astype(np.uint8)
 
 
 def _legs(img, app: Appearance, geo: Geometry, g: Girth) -> None:
@@ -221,6 +232,10 @@ def _torso(img, app: Appearance, geo: Geometry, g: Girth) -> None:
         shaded_polygon(img, skirt, app.bottom)
 
 
+def _long_hair(img, app: Appearance, geo: Geometry) -> None:
+    _head_fill(img, geo, [(-1.08, -0.3), (1.08, -0.3), (1.2, 1.55), (-1.2, 1.55)], shade(app.hair, 0.8))
+
+
 def _head_fill(img, geo: Geometry, points_n, color) -> None:
     pts = np.asarray(points_n, float) * geo.head_size
     fill(img, geo.head_center + pts @ geo.head_axes, color)
@@ -235,10 +250,14 @@ def _head(img, app: Appearance, geo: Geometry) -> None:
     roll = np.degrees(np.arctan2(geo.head_axes[0, 1], geo.head_axes[0, 0]))
     face = geo.keypoints[FACE, :2]
     ellipse(img, _head_point(geo, 0, -0.06), (1.07 * a, 1.05 * b), roll, app.hair)  # hair behind
-    for ear in geo.ears:
-        ellipse(img, ear, (0.16 * a, 0.24 * b), roll, shade(app.skin, 0.85))
+    _ears(img, app, geo, roll, front=False)
     if app.hair_style == "bun":
         disc(img, _head_point(geo, 0.1 * geo.yaw, -1.08), 0.42 * a, app.hair)
+    if geo.back:  # the back of the head: hair all over, shaded like the rest
+        ellipse(img, geo.head_center, (a, b), roll, shade(app.hair, 0.8))
+        ellipse(img, _head_point(geo, -0.1, -0.05), (0.86 * a, 0.9 * b), roll, app.hair)
+        _ears(img, app, geo, roll, front=True)
+        return
     ellipse(img, geo.head_center, (a, b), roll, shade(app.skin, 0.85))
     ellipse(img, _head_point(geo, -0.1, -0.05), (0.86 * a, 0.9 * b), roll, app.skin)
     # Fringe: the top of the head above a hairline that follows the head's turn.
@@ -267,6 +286,14 @@ def _head(img, app: Appearance, geo: Geometry) -> None:
     if geo.mouth_open > 0.15:
         fill(img, face[60:68], (70, 20, 25))
     _line(img, face[[60, 61, 62, 63, 64]], shade(app.lips, 0.6), 0.02 * b)
+    _ears(img, app, geo, roll, front=True)
+
+
+def _ears(img, app: Appearance, geo: Geometry, roll: float, front: bool) -> None:
+    a, b = geo.head_size
+    for ear, forward in zip(geo.ears, geo.front_ears):
+        if forward == front:
+            ellipse(img, ear, (0.16 * a, 0.24 * b), roll, shade(app.skin, 0.85))
 
 
 def _line(img, points, color, half_width) -> None:
@@ -323,6 +350,8 @@ def _visibility(geo: Geometry, g: Girth, width: int, height: int) -> np.ndarray:
         hull = cv2.convexHull(hand.astype(np.float32))
         hidden |= np.array([cv2.pointPolygonTest(hull, (float(a), float(b)), True) > -1.0 for a, b in pts])
     kp[face_rows[hidden], 2] = 0.0
+    if geo.back:  # the face is on the far side of the head
+        kp[np.r_[FACE.start:FACE.stop, B["Nose"], B["REye"], B["LEye"]], 2] = 0.0
     kp[kp[:, 2] == 0, :2] = 0.0  # OpenPose writes missing points as (0, 0, 0)
     return kp.astype(np.float32)
 

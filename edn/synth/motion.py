@@ -184,6 +184,8 @@ class Geometry:
     torso_up: np.ndarray    # unit vector
     feet: dict              # side -> dict of shoe outline points
     mouth_open: float
+    back: bool = False      # turned away from the camera: the back of the head, no face
+    front_ears: tuple[bool, bool] = (False, False)  # (right, left) turned towards the camera, over the head
 
 
 def _face_points(yaw: float, mouth: float, gaze: float) -> np.ndarray:
@@ -282,6 +284,51 @@ def pose_geometry(app: Appearance, a: dict[str, float]) -> Geometry:
         kp[RHAND if side == "R" else LHAND, :2] = _hand_points(app, j, side, s, a)
     kp[:, 2] = 1.0
     return Geometry(kp, j, centre, axes, half, float(a["head_yaw"]), ears, up, feet, float(a["mouth"]))
+
+
+SIDE_ON_WIDTH = 0.3  # seen side-on a body is still about this fraction of its frontal width
+
+
+def turn_geometry(geo: Geometry, a: dict[str, float], yaw: float) -> Geometry:
+    """The same pose with the body turned by `yaw` about its vertical centre line (0 faces the
+    camera, pi shows its back): x shrinks towards the line by cos(yaw), which past pi/2 mirrors
+    the figure, so the person's right lands on the image's right, as a detector reports it.
+    The head keeps its width (it is about as deep as wide): its features slide round with the
+    turn and the back view has none."""
+    c = np.cos(yaw)
+    s = float(np.copysign(max(abs(c), SIDE_ON_WIDTH), c))
+    cx = geo.joints["MidHip"][0]
+
+    def mirror(p: np.ndarray) -> np.ndarray:
+        p = np.array(p, float)
+        p[..., 0] = cx + (p[..., 0] - cx) * s
+        return p
+
+    def direction(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, float) * [s, 1.0]
+        return v / (np.hypot(*v) + 1e-9)
+
+    joints = {k: direction(v) if k.endswith("Dir") else mirror(v) for k, v in geo.joints.items()}
+    feet = {side: {k: mirror(v) for k, v in foot.items()} for side, foot in geo.feet.items()}
+    centre, half, axes = mirror(geo.head_center), geo.head_size, geo.head_axes
+    face_yaw = a["head_yaw"] + float(np.clip(yaw, -np.pi / 2, np.pi / 2))
+    face = centre + (_face_points(face_yaw, a["mouth"], a["gaze"]) * half) @ axes
+    ear_n = EAR_TEMPLATE * [np.cos(0.5 * a["head_yaw"]) * c, 1] + [0.1 * np.sin(a["head_yaw"]), 0]
+    ears = centre + (ear_n * half) @ axes
+    # Turning with the face sliding to +x brings the right ear forward and the left one round
+    # the back; inside the head's outline the one is drawn over the head, the other hidden by it.
+    inside = np.abs(ear_n[:, 0]) < 1.0
+    forward = -np.sign(EAR_TEMPLATE[:, 0]) * np.sin(yaw) > 0
+    kp = geo.keypoints.copy()
+    kp[:, :2] = mirror(kp[:, :2])
+    kp[B["Nose"], :2] = face[30]
+    kp[B["REye"], :2], kp[B["LEye"], :2] = face[68], face[69]
+    kp[B["REar"], :2], kp[B["LEar"], :2] = ears
+    kp[FACE, :2] = face
+    kp[[B["REar"], B["LEar"]], 2] = np.where(inside & ~forward, 0.0, kp[[B["REar"], B["LEar"]], 2])
+    return Geometry(kp, joints, centre, axes, half, face_yaw, ears, direction(geo.torso_up), feet,
+                    geo.mouth_open, back=abs(yaw) > np.pi / 2,
+                    front_ears=(bool(inside[0] and forward[0]), bool(inside[1] and forward[1])))
 
 
 def _hand_points(app: Appearance, j: dict, side: str, s: float, a: dict) -> np.ndarray:
