@@ -5,7 +5,7 @@ import pytest
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, MISSING, CleanupConfig, clean_keypoints
 from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import BODY, N_KEYPOINTS, B
-from edn.pose.track import TrackConfig, track_dancer
+from edn.pose.track import DancerTracker, TrackConfig, torso_colour
 
 
 def person(cx, cy, size, conf=1.0):
@@ -16,6 +16,14 @@ def person(cx, cy, size, conf=1.0):
     p[BODY, 1] = cy + size * offsets
     p[BODY, 2] = conf
     return p
+
+
+def track_dancer(frames, width, height, cfg=None, images=None):
+    """The dancer's pose in each frame (None where not found) and the number of acquisitions."""
+    tracker = DancerTracker(width, height, cfg)
+    looks = [None] * len(frames) if images is None else \
+        [[torso_colour(image, p) for p in people] for people, image in zip(frames, images)]
+    return [tracker(people, look) for people, look in zip(frames, looks)], tracker.acquisitions
 
 
 def test_the_dancer_is_followed_not_the_bigger_bystander_walking_in():
@@ -50,6 +58,33 @@ def test_a_lost_dancer_is_acquired_afresh_after_the_limit():
     chosen, acquisitions = track_dancer(frames, 400, 400, TrackConfig(reacquire_after=10))
     assert acquisitions == 2
     assert all(p is None for p in chosen[5:16]) and chosen[16] is not None
+
+
+def test_a_dancer_who_leaves_is_not_swapped_for_a_passer_by_of_another_size():
+    # the dancer (150 px) leaves for 40 frames while a passer-by (240 px, nearer the camera) is in view
+    frames = [np.stack([person(200, 200, 150)])] * 10 + [np.stack([person(100 + 4 * i, 210, 240)]) for i in range(40)]
+    frames += [np.stack([person(205, 200, 150)])] * 5
+    chosen, acquisitions = track_dancer(frames, 400, 400, TrackConfig(reacquire_after=10))
+    assert all(p is None for p in chosen[10:50]) and acquisitions == 2
+    assert chosen[50][B["Nose"], 0] == pytest.approx(person(205, 200, 150)[B["Nose"], 0])
+    # a cut to another shot: after forget_after frames without the dancer anyone may be taken
+    chosen, _ = track_dancer(frames, 400, 400, TrackConfig(reacquire_after=10, forget_after=20))
+    assert all(p is None for p in chosen[10:31]) and chosen[31] is not None
+
+
+def test_a_passer_by_of_the_dancers_size_in_other_clothes_is_not_taken():
+    # the dancer (red shirt, left) leaves for 40 frames; a passer-by of the same size in blue stands right
+    image = np.zeros((400, 400, 3), np.uint8)
+    image[:, :200] = (200, 40, 40)
+    image[:, 200:] = (40, 40, 200)
+    frames = [np.stack([person(100, 200, 150)])] * 10 + [np.stack([person(300, 200, 150)])] * 40
+    frames += [np.stack([person(105, 200, 150), person(300, 200, 150)])] * 5
+    chosen, acquisitions = track_dancer(frames, 400, 400, TrackConfig(reacquire_after=10), [image] * len(frames))
+    assert all(p is None for p in chosen[10:50]) and acquisitions == 2
+    assert chosen[50][B["Nose"], 0] == pytest.approx(person(105, 200, 150)[B["Nose"], 0])
+    # without seeing the frames, size alone cannot tell them apart
+    chosen, _ = track_dancer(frames, 400, 400, TrackConfig(reacquire_after=10))
+    assert chosen[30] is not None
 
 
 def test_gaps_threshold_and_flags():

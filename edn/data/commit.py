@@ -18,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from edn.data.schema import FRAMES_SCHEMA, LAYOUT
+from edn.data.schema import FRAMES_SCHEMA, LAYOUT, decode_image
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, clean_keypoints
 from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.pose.normalize import floor_stats
-from edn.pose.track import DancerTracker, TrackConfig
+from edn.pose.track import DancerTracker, TrackConfig, torso_colour
 from edn.storage import filesystem, join, put_file_atomic, write_bytes_atomic
 
 
@@ -36,13 +36,20 @@ def _open(url: str) -> pq.ParquetFile:
     return pq.ParquetFile(fs.open(path, "rb"))
 
 
-def _segment_people(url: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """A staged segment's frame indices, timestamps and each frame's (P, 137, 3) people."""
-    table = _open(url).read(columns=["frame_index", "timestamp", "people"])
-    col = table["people"].combine_chunks()
-    flat = np.asarray(col.flatten().flatten(), np.float32).reshape(-1, N_KEYPOINTS, 3)
-    people = np.split(flat, np.cumsum(col.value_lengths().to_numpy())[:-1])
-    return table["frame_index"].to_numpy(), table["timestamp"].to_numpy(), people
+def _segment_people(url: str, track: TrackConfig):
+    """A staged segment's frame indices, timestamps, each frame's (P, 137, 3) people and their
+    looks (edn.pose.track.torso_colour), read a row group at a time."""
+    index, times, people, looks = [], [], [], []
+    for batch in _open(url).iter_batches(batch_size=64, columns=["frame_index", "timestamp", "people", "image"]):
+        col = batch.column("people")
+        flat = np.asarray(col.flatten().flatten(), np.float32).reshape(-1, N_KEYPOINTS, 3)
+        frames = np.split(flat, np.cumsum(col.value_lengths().to_numpy())[:-1])
+        people += frames
+        looks += [[torso_colour(image, p, track.min_confidence) for p in ps]
+                  for ps, image in zip(frames, map(decode_image, batch.column("image").to_pylist()))]
+        index.append(batch.column("frame_index").to_numpy())
+        times.append(batch.column("timestamp").to_numpy())
+    return np.concatenate(index), np.concatenate(times), people, looks
 
 
 def commit_video(out_url: str, video: dict, estimator: str, estimator_options: dict,
@@ -56,10 +63,10 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
     tracker = DancerTracker(w, h, track)
     index, times, chosen, people_counts = [], [], [], []
     for url in files:
-        seg_index, seg_times, people = _segment_people(url)
+        seg_index, seg_times, people, looks = _segment_people(url, track)
         index.append(seg_index)
         times.append(seg_times)
-        chosen += [tracker(p) for p in people]
+        chosen += [tracker(p, look) for p, look in zip(people, looks)]
         people_counts += [len(p) for p in people]
     index, times = np.concatenate(index), np.concatenate(times)
     people_counts = np.array(people_counts, np.int16)
