@@ -2,7 +2,6 @@
 by a prop and by a passer-by, under camera shake, drifting light, blur and heavy compression,
 goes through ingest -> training (body and face) -> evaluation -> transfer -> catalog; the tracker
 holds the main dancer while the passer-by crosses (by ground truth)."""
-import dataclasses
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -11,8 +10,6 @@ import pytest
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_frames, video_poses, video_record
 from edn.eval.run import evaluate_and_report
-from edn.models.face import FaceGeneratorConfig, face_discriminator_config
-from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.layout import BODY, has_pose
 from edn.pose.track import TORSO
 from edn.registry import load_registered
@@ -20,9 +17,9 @@ from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
 from edn.render.transfer import transfer
 from edn.synth import HardOptions, synthesize
-from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import read_frames
+from tests.train_helpers import tiny_face_stage, tiny_training
 
 FRAMES, SIZE = 150, 128
 
@@ -92,17 +89,10 @@ def test_hard_dancer_end_to_end(hard, mlflow_server, tmp_path):
     boxes = pq.read_table(f"{dataset}/frames/dancer_00")["face_box"]
     assert boxes.null_count >= truth["back_view"].sum() - 10  # no face box in back view (short gaps filled)
 
-    cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
-                      generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
-                      steps=4, batch_size=2, num_workers=1, checkpoint_every=4, log_every=2, image_every=4,
-                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True,
-                      model_name="edn-hard")
+    cfg = tiny_training(dataset, "dancer_00", str(tmp_path / "ray"), mlflow_server, "edn-hard")
     body = train(cfg)
     assert body["training_data"]["pairs_without_pose"] > 0
-    face = train(dataclasses.replace(cfg, stage="face", steps=2, checkpoint_every=2,
-                                     face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                                     face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
+    face = train(tiny_face_stage(cfg))
     assert face["training_data"]["pairs_without_face_box"] > 0  # the back view trains no face
     model = load_registered("edn-hard", "candidate", mlflow_server)
 

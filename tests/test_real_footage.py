@@ -3,7 +3,6 @@ a pan, the person leaving the frame, the face cut out) go through ingest with me
 training (body and face, short) -> evaluation -> transfer -> catalog, with the frames that have
 no pose left out of training and scoring, counted and reported, and shown as the target's empty
 scene when a source's dancer is gone."""
-import dataclasses
 import json
 
 import numpy as np
@@ -14,17 +13,15 @@ from mlflow import MlflowClient
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_poses, video_record
 from edn.eval.run import evaluate_and_report
-from edn.models.face import FaceGeneratorConfig, face_discriminator_config
-from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.layout import has_pose
 from edn.registry import load_registered
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
 from edn.render.transfer import transfer
-from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import read_frames
 from tests.photo_videos import write_photo_videos
+from tests.train_helpers import tiny_face_stage, tiny_training
 
 FRAMES = 60
 
@@ -55,12 +52,7 @@ def test_photo_videos_ingest_with_their_gaps_counted(photos):
 
 def test_photo_pipeline_end_to_end(photos, mlflow_server, tmp_path):
     root, dataset = photos
-    cfg = TrainConfig(dataset_url=dataset, target="photo_facecut",
-                      generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
-                      steps=4, batch_size=2, num_workers=1, checkpoint_every=4, log_every=2, image_every=4,
-                      storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True,
-                      model_name="edn-photo")
+    cfg = tiny_training(dataset, "photo_facecut", str(tmp_path / "ray"), mlflow_server, "edn-photo")
     body = train(cfg)
     data = body["training_data"]
     _, poses = video_poses(dataset, "photo_facecut")
@@ -69,9 +61,7 @@ def test_photo_pipeline_end_to_end(photos, mlflow_server, tmp_path):
     client = MlflowClient(mlflow_server)
     logged = client.get_run(body["run_id"]).data.metrics
     assert logged["data_pairs"] == data["pairs"] and logged["data_frames_without_pose"] == data["frames_without_pose"]
-    face = train(dataclasses.replace(cfg, stage="face", steps=2, checkpoint_every=2,
-                                     face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                                     face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
+    face = train(tiny_face_stage(cfg))
     # the face stage trains only where the frame has a face box, among the body stage's pairs
     faces = face["training_data"]
     assert faces["pairs"] + faces["pairs_without_face_box"] == data["pairs"] and faces["pairs"] > 0

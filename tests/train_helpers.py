@@ -1,11 +1,33 @@
 """What the fault-tolerance tests watch in a running training: Ray Train's registered
-checkpoint, and which steps MLflow saw twice."""
+checkpoint, and which steps MLflow saw twice; and the smallest real training the pipeline tests
+run (tiny networks, a few steps, both stages)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from mlflow import MlflowClient
+
+from edn.models.face import FaceGeneratorConfig, face_discriminator_config
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.train.config import TrainConfig
+
+
+def tiny_training(dataset: str, target: str, storage: str, tracking_uri: str, model_name: str) -> TrainConfig:
+    """The body stage: 4 steps of tiny networks on one worker."""
+    return TrainConfig(dataset_url=dataset, target=target,
+                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                       discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
+                       steps=4, batch_size=2, num_workers=1, checkpoint_every=4, log_every=2, image_every=4,
+                       storage_path=storage, tracking_uri=tracking_uri, allow_no_vgg=True, model_name=model_name)
+
+
+def tiny_face_stage(body: TrainConfig) -> TrainConfig:
+    """The face stage after `body`: 2 steps of a tiny face GAN."""
+    return dataclasses.replace(body, stage="face", steps=2, checkpoint_every=2,
+                               face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
+                               face_discriminator=face_discriminator_config(ndf=8, n_layers=2))
 
 
 def registered_step(run_dir: str) -> int:
