@@ -79,6 +79,7 @@ def train(cfg: TrainConfig) -> dict:
     generator. Returns run id, model version, metrics."""
     import ray.train
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
     from ray.train.torch import TorchTrainer
 
     uri = tracking_uri(cfg.tracking_uri)
@@ -95,8 +96,10 @@ def train(cfg: TrainConfig) -> dict:
     for key, value in _flatten(to_dict(cfg)).items():
         try:
             client.log_param(run_id, key, value)
-        except Exception:  # a resumed run already holds its params; MLflow refuses changes
-            pass
+        except MlflowException as e:  # a resumed run holds its params: MLflow refuses a change, and says so
+            if "already logged" not in e.message:
+                raise
+            log.warning("run %s keeps its logged %s (%s)", run_id, key, e.message.splitlines()[0])
     client.log_dict(run_id, to_dict(cfg), "config.json")
     client.set_tag(run_id, "edn.dataset_url", cfg.dataset_url)
     client.set_tag(run_id, "edn.dataset_version", record["committed_at"])
