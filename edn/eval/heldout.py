@@ -106,7 +106,7 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
 
     record = video_record(dataset_url, model.meta["target"])
     train_index, train_poses = video_poses(dataset_url, model.meta["target"])
-    keep = train_index < model.meta["holdout_start"]
+    keep = (train_index < model.meta["holdout_start"]) & has_pose(train_poses)  # no dancer: no neighbour
     train_index = train_index[keep]
     train_poses = train_poses[keep] * np.array([w / record["width"], h / record["height"], 1], np.float32)
     # raw positions, not normalized ones: self-transfer is scored against frames of the same
