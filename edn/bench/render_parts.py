@@ -163,7 +163,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     load_s = time.perf_counter() - t
     with PhaseTimer() as timer:
         timer.patch(chunks, "video_frames", "Parquet read + JPEG decode", generator=True)
-        timer.patch(chunks, "normalize_poses", "pose normalization")
+        timer.patch(chunks, "transfer_poses", "pose normalization")
         timer.patch(TargetModel, "figures", "figure drawing")
         timer.patch(BodyGenerator, "forward", "generator")
         timer.patch(Renderer, "_output", "tensor to image")
