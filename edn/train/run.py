@@ -55,8 +55,9 @@ def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
 def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, str | None]:
     """What the target's video gives training, checked before any worker starts: pair counts
     (frames without the dancer's pose are left out; reported by the run and kept in the model)
-    and the floor statistics of its training frames (None, with the reason, when the feet are
-    never seen: the model then renders sources without normalization)."""
+    and, for the body stage, the floor statistics of its training frames (None, with the reason,
+    when the feet are never seen: the model then renders sources without normalization; the face
+    stage keeps its body model's)."""
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
     index, poses = video_poses(cfg.dataset_url, cfg.target)
     boxes = boxes_array([face_box(p, record["width"], record["height"]) for p in poses])
@@ -64,6 +65,8 @@ def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, st
     if not counts["pairs"]:
         raise ValueError(f"{cfg.dataset_url}: target {cfg.target!r} has no training pairs for the {cfg.stage} stage "
                          f"among its {counts['frames']} frames before the held-out tail: {counts}")
+    if cfg.stage == "face":
+        return counts, None, None
     try:
         stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
         return counts, stats.scaled(1 / cfg.downscale).to_dict(), None
