@@ -8,9 +8,18 @@ from typing import Any, TypeVar
 
 import yaml
 
-from edn.storage import read_bytes
-
 T = TypeVar("T")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"256x128" -> (256, 128): a frame size WIDTHxHEIGHT, both positive."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        w = h = 0
+    if w <= 0 or h <= 0:
+        raise ValueError(f"expected WIDTHxHEIGHT, e.g. 256x256, not {text!r}")
+    return w, h
 
 
 def to_dict(cfg: Any) -> dict:
@@ -72,6 +81,7 @@ def load_config(cls: type[T], url: str | None = None, overrides: list[str] | Non
     if url and url in preset_names() and not os.path.exists(url):
         url = os.path.join(PRESETS, f"{url}.yaml")
     if url:
+        from edn.storage import read_bytes  # fsspec and pyarrow: only when a file is read
         loaded = yaml.safe_load(read_bytes(url)) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{url}: a config file must hold a mapping of settings")
