@@ -16,10 +16,11 @@ from collections.abc import Iterator
 import av
 import numpy as np
 
+from edn.errors import DataError
 from edn.video import open_container
 
 
-class NoAudioError(ValueError):
+class NoAudioError(DataError):
     pass
 
 

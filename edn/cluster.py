@@ -9,10 +9,12 @@ import os
 
 import yaml
 
+from edn.errors import EdnError
+
 GROUP, VERSION, PLURAL = "ray.io", "v1", "rayjobs"
 
 
-class ClusterError(ValueError):
+class ClusterError(EdnError, ValueError):
     """A RayJob file or a cluster answer that edn cannot act on, said in one sentence."""
 
 

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from edn.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -18,7 +20,7 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         w = h = 0
     if w <= 0 or h <= 0:
-        raise ValueError(f"expected WIDTHxHEIGHT, e.g. 256x256, not {text!r}")
+        raise ConfigError(f"expected WIDTHxHEIGHT, e.g. 256x256, not {text!r}")
     return w, h
 
 
@@ -35,7 +37,7 @@ def from_dict(cls: type[T], data: dict) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(fields)}")
+        raise ConfigError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(fields)}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
@@ -57,12 +59,15 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r} is not of the form key=value")
+            raise ConfigError(f"override {item!r} is not of the form key=value")
         node = data
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: its value is not YAML: {e}") from None
     return data
 
 
@@ -82,9 +87,14 @@ def load_config(cls: type[T], url: str | None = None, overrides: list[str] | Non
         url = os.path.join(PRESETS, f"{url}.yaml")
     if url:
         from edn.storage import read_bytes  # fsspec and pyarrow: only when a file is read
-        loaded = yaml.safe_load(read_bytes(url)) or {}
+        try:
+            loaded = yaml.safe_load(read_bytes(url)) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{url}: no such config file, nor a preset ({', '.join(preset_names())})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{url}: not YAML or JSON: {e}") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{url}: a config file must hold a mapping of settings")
+            raise ConfigError(f"{url}: a config file must hold a mapping of settings")
         data = loaded
     data = _merge(data, flags or {})
     return from_dict(cls, apply_overrides(data, overrides or []))

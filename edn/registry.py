@@ -24,6 +24,7 @@ import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from edn.errors import EdnError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, FaceGeneratorConfig, apply_face, boxes_to_tensor
 from edn.models.networks import GeneratorConfig
@@ -35,7 +36,7 @@ from edn.pose.normalize import FloorStats
 FORMAT_VERSION = 2
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(EdnError, LookupError):
     pass
 
 

@@ -14,13 +14,17 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from edn.errors import EdnError
 from edn.storage import filesystem, put_file_atomic
 
 
-class VideoError(Exception):
+class VideoError(EdnError):
     def __init__(self, url: str, reason: str):
         super().__init__(f"{url}: {reason}")
         self.url, self.reason = url, reason
+
+    def __reduce__(self):  # rebuilt from both arguments when it crosses from a Ray worker
+        return type(self), (self.url, self.reason)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edn.data.schema import FRAMES_SCHEMA, LAYOUT, decode_image
+from edn.errors import DataError
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, clean_keypoints
 from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import N_KEYPOINTS, has_pose
@@ -27,7 +28,7 @@ from edn.pose.track import DancerTracker, TrackConfig, torso_colour
 from edn.storage import filesystem, join, put_file_atomic, write_bytes_atomic
 
 
-class NoPersonError(Exception):
+class NoPersonError(DataError):
     pass
 
 

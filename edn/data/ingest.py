@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from edn.data.commit import commit_video
 from edn.data.segments import ExtractPoses, describe_error, plan_video
+from edn.errors import DataError, ResourcesError
 from edn.pose.cleanup import CleanupConfig
 from edn.pose.track import TrackConfig
 from edn.storage import exists, filesystem, join, write_bytes_atomic
@@ -96,7 +97,7 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
     ids = video_ids or [video_id_for(u) for u in urls]
     clashes = {i for i in ids if ids.count(i) > 1}
     if clashes:
-        raise ValueError(f"videos share a file name, so their ids clash: {sorted(clashes)}")
+        raise DataError(f"videos share a file name, so their ids clash: {sorted(clashes)}")
     todo = {i: u for u, i in zip(urls, ids) if not exists(join(out_url, "videos", f"{i}.json"))}
     skipped = sorted(set(ids) - set(todo))
     if skipped:
@@ -161,7 +162,7 @@ def _rows(results, cfg: IngestConfig):
     try:
         yield from results.iter_rows()
     except ray.exceptions.GetTimeoutError as e:
-        raise RuntimeError(
+        raise ResourcesError(
             f"ingest: the Ray cluster could not start {cfg.concurrency} pose-detector actor(s) of "
             f"{cfg.cpus_per_actor} CPU and {cfg.gpus_per_actor} GPU within {cfg.actor_start_timeout_s} s "
             f"(actor_start_timeout_s): free now {ray.available_resources()} of {ray.cluster_resources()}; "

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from edn.data.reader import video_frames
+from edn.errors import DataError
 from edn.pose.layout import BODY, BODY_PAIRS, B, has_pose
 
 ROWS_PER_BLOCK = 64  # the median runs a block of rows at a time: bounded memory at any frame size
@@ -60,7 +61,7 @@ def background_plate(dataset_url: str, video_id: str, stop: int, size: tuple[int
                                                                                  interpolation=cv2.INTER_AREA))
                 masks.append(dancer_mask(pose * scale, w, h))
     if not frames:
-        raise ValueError(f"{dataset_url}: video {video_id!r} has no frames before {stop}")
+        raise DataError(f"{dataset_url}: video {video_id!r} has no frames before {stop}")
     frames, masks = np.stack(frames), np.stack(masks)
     plate = np.zeros((h, w, 3), np.uint8)
     for r in range(0, h, ROWS_PER_BLOCK):
@@ -72,7 +73,7 @@ def background_plate(dataset_url: str, video_id: str, stop: int, size: tuple[int
         plate[r:r + ROWS_PER_BLOCK] = np.nan_to_num(seen).round().astype(np.uint8)
     never_seen = masks.all(0)
     if never_seen.all():
-        raise ValueError(f"{dataset_url}: video {video_id!r}: the dancer covers the whole frame in every sampled "
+        raise DataError(f"{dataset_url}: video {video_id!r}: the dancer covers the whole frame in every sampled "
                          "frame; no empty scene can be made")
     if never_seen.any():
         plate = cv2.inpaint(plate, never_seen.astype(np.uint8), 3, cv2.INPAINT_TELEA)

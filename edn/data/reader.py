@@ -9,11 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from edn.data.schema import LAYOUT, decode_image, keypoints_array
+from edn.errors import DataError, DataNotFoundError
 from edn.pose.normalize import FloorStats
 from edn.storage import exists, filesystem, join, read_bytes
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(DataError):
     pass
 
 
@@ -22,7 +23,7 @@ def video_record(dataset_url: str, video_id: str) -> dict:
     written in an older layout."""
     url = join(dataset_url, "videos", f"{video_id}.json")
     if not exists(url):
-        raise FileNotFoundError(f"{dataset_url}: video {video_id!r} is not in the dataset (no {url})")
+        raise DataNotFoundError(f"{dataset_url}: video {video_id!r} is not in the dataset (no {url})")
     record = json.loads(read_bytes(url))
     if record.get("layout", 1) != LAYOUT:
         raise DatasetLayoutError(
@@ -42,18 +43,18 @@ def _files(dataset_url: str, video_id: str) -> Iterator[tuple[str, pq.ParquetFil
     for url in part_urls(dataset_url, video_id):
         fs, path = filesystem(url)
         if not fs.exists(path):
-            raise FileNotFoundError(f"{dataset_url}: video {video_id!r} is incomplete: {url} is missing")
+            raise DataNotFoundError(f"{dataset_url}: video {video_id!r} is incomplete: {url} is missing")
         try:
             yield url, pq.ParquetFile(fs.open(path, "rb"))
         except Exception as e:
-            raise ValueError(f"{url}: not a readable Parquet file ({e})") from e
+            raise DataError(f"{url}: not a readable Parquet file ({e})") from e
 
 
 def video_floor_stats(dataset_url: str, video_id: str) -> FloorStats:
     """The video's floor statistics, computed at ingest (edn.pose.normalize)."""
     record = video_record(dataset_url, video_id)
     if not record.get("floor_stats"):
-        raise ValueError(f"{dataset_url}: video {video_id!r} has no floor statistics, so its poses cannot be "
+        raise DataError(f"{dataset_url}: video {video_id!r} has no floor statistics, so its poses cannot be "
                          f"normalized: {record.get('floor_stats_error', 'not computed at ingest')}")
     return FloorStats.from_dict(record["floor_stats"])
 

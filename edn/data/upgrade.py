@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edn.data.schema import FRAMES_SCHEMA, LAYOUT, keypoints_array
+from edn.errors import DataNotFoundError
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
 from edn.storage import filesystem, join, put_file_atomic, read_bytes, write_bytes_atomic
@@ -43,7 +44,7 @@ def upgrade_dataset(dataset_url: str) -> dict:
     -> {"upgraded": [video ids], "current": [video ids]}"""
     fs, path = filesystem(join(dataset_url, "videos"))
     if not fs.isdir(path):
-        raise FileNotFoundError(f"{dataset_url}: not an edn dataset (no videos/ folder)")
+        raise DataNotFoundError(f"{dataset_url}: not an edn dataset (no videos/ folder)")
     upgraded, current = [], []
     for name in sorted(os.path.basename(p) for p in fs.ls(path, detail=False) if p.endswith(".json")):
         url = join(dataset_url, "videos", name)

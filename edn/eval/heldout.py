@@ -17,6 +17,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from edn.data.reader import video_frames, video_poses, video_record
+from edn.errors import DataError
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.pose_distance import detected_pose_distance, summarize
@@ -62,7 +63,7 @@ def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarr
         if render_body:
             without_face.append(render_body(p)[1])
     if not index:
-        raise ValueError(f"{dataset_url}: target {target!r} has no held-out frames from index {start}")
+        raise DataError(f"{dataset_url}: target {target!r} has no held-out frames from index {start}")
     methods = {"model": np.concatenate(outputs)}
     if render_body:
         methods["model_without_face"] = np.concatenate(without_face)
@@ -97,7 +98,7 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     # pose exists: a frame without the dancer has nothing to transfer
     scored = has_pose(poses)
     if not scored.any():
-        raise ValueError(f"{dataset_url}: target {model.meta['target']!r} has no pose in any of its {len(index)} "
+        raise DataError(f"{dataset_url}: target {model.meta['target']!r} has no pose in any of its {len(index)} "
                          f"held-out frames (from index {index[0]}): nothing to score")
     without_pose = int((~scored).sum())
     index, reals, poses = index[scored], reals[scored], poses[scored]

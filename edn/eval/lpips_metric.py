@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 
+from edn.errors import ConfigError, WeightsError
 from edn.weights import PretrainedWeights
 
 # lpips' net name -> the torchvision weights its backbone was trained with (what lpips downloads).
@@ -26,7 +27,7 @@ BACKBONE_WEIGHTS = {"alex": AlexNet_Weights.IMAGENET1K_V1, "vgg": VGG16_Weights.
                     "squeeze": SqueezeNet1_1_Weights.IMAGENET1K_V1}
 
 
-class LpipsUnavailable(RuntimeError):
+class LpipsUnavailable(WeightsError, RuntimeError):
     """LPIPS cannot be computed; the message is the reason to report (where, why, how to fix)."""
 
 
@@ -101,7 +102,7 @@ class LpipsMetric:
     def load(cls, weights_url: str | None = None, net: str = "alex", device: str = "cpu") -> LpipsMetric:
         """Raises LpipsWeightsMissing / LpipsWeightsInvalid (both LpipsUnavailable) with the reason."""
         if net not in BACKBONE_WEIGHTS:
-            raise ValueError(f"unknown LPIPS net {net!r}; choose one of {sorted(BACKBONE_WEIGHTS)}")
+            raise ConfigError(f"unknown LPIPS net {net!r}; choose one of {sorted(BACKBONE_WEIGHTS)}")
         backbone(net).resolve(weights_url)  # missing weights: said before lpips builds anything
         with warnings.catch_warnings():  # lpips passes torchvision the deprecated pretrained=False
             warnings.simplefilter("ignore", UserWarning)

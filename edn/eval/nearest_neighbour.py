@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edn.errors import DataError
 from edn.pose.layout import N_BODY, B
 
 _NECK, _MIDHIP = B["Neck"], B["MidHip"]
@@ -68,7 +69,7 @@ class NearestNeighbour:
         """`poses` (N, 137 or 25, 3): the target's training frames (before the held-out split)."""
         xy, seen, usable = normalize_body(poses, self.min_conf, self.normalize)
         if not usable.any():
-            raise ValueError(f"none of the {len(xy)} training poses can be normalized (Neck and MidHip seen)")
+            raise DataError(f"none of the {len(xy)} training poses can be normalized (Neck and MidHip seen)")
         self._xy, self._seen = xy, seen.astype(np.float32)
         return self
 

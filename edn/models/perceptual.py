@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from torchvision.models import VGG19_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
+from edn.errors import WeightsError
 from edn.weights import PretrainedWeights
 
 # pix2pixHD (models/networks.py, Vgg19/VGGLoss): relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
@@ -29,11 +30,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class PerceptualWeightsMissing(FileNotFoundError):
+class PerceptualWeightsMissing(WeightsError, FileNotFoundError):
     """No VGG19 weights where they were looked for; the message says where, and how to supply them."""
 
 
-class PerceptualWeightsInvalid(RuntimeError):
+class PerceptualWeightsInvalid(WeightsError, RuntimeError):
     """The VGG19 weights file exists but is not a (torchvision VGG19) state_dict; names the file."""
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edn.errors import ConfigError
+
 # keypoint_flags values
 MISSING, DETECTED, INTERPOLATED, DROPPED = 0, 1, 2, 3
 FLAGS = {MISSING: "not detected", DETECTED: "detected", INTERPOLATED: "interpolated over a short gap",
@@ -28,7 +30,7 @@ def clean_keypoints(poses: np.ndarray, timestamps: np.ndarray, frame_height: int
     """(N, K, 3) poses in frame order -> (cleaned poses, (N, K) uint8 flags)."""
     cfg = cfg or CleanupConfig()
     if cfg.smoothing not in ("none", "one-euro"):
-        raise ValueError(f"unknown keypoint smoothing {cfg.smoothing!r}; choose 'none' or 'one-euro'")
+        raise ConfigError(f"unknown keypoint smoothing {cfg.smoothing!r}; choose 'none' or 'one-euro'")
     out = poses.astype(np.float32, copy=True)
     seen = out[:, :, 2] > 0
     keep = out[:, :, 2] >= cfg.min_confidence

@@ -6,6 +6,7 @@ import importlib
 
 import numpy as np
 
+from edn.errors import ConfigError
 from edn.pose.layout import N_KEYPOINTS
 
 
@@ -55,7 +56,7 @@ def make_estimator(name: str, **options) -> PoseEstimator:
     """A detector by registered name, or any PoseEstimator class by import path `module:Class`."""
     path = _ESTIMATORS.get(name, name if ":" in name else None)
     if path is None:
-        raise ValueError(f"unknown pose estimator {name!r}; choose one of {estimator_names()} or give module:Class")
+        raise ConfigError(f"unknown pose estimator {name!r}; choose one of {estimator_names()} or give module:Class")
     module, cls = path.split(":")
     estimator = getattr(importlib.import_module(module), cls)(**options)
     if not isinstance(estimator, PoseEstimator):

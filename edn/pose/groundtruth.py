@@ -14,6 +14,7 @@ import io
 import numpy as np
 import pyarrow.parquet as pq
 
+from edn.errors import DataError, DataNotFoundError
 from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import N_KEYPOINTS
 from edn.storage import exists, read_bytes
@@ -37,7 +38,7 @@ class GroundTruthPoses(PoseEstimator):
         if url == self._url:  # the next segment of the same video
             return
         if not exists(url):
-            raise FileNotFoundError(f"no ground-truth keypoints for {video_url}: {url} does not exist")
+            raise DataNotFoundError(f"no ground-truth keypoints for {video_url}: {url} does not exist")
         try:
             table = pq.read_table(io.BytesIO(read_bytes(url)))
             index = table["frame_index"].to_numpy()
@@ -47,7 +48,7 @@ class GroundTruthPoses(PoseEstimator):
                 for frame, others in zip(people, table["others"].to_pylist()):
                     frame += [np.asarray(p, np.float32).reshape(N_KEYPOINTS, 3) for p in others]
         except Exception as e:
-            raise ValueError(f"{url}: not a keypoints table (frame_index, keypoints[{N_KEYPOINTS * 3}]): {e}") from e
+            raise DataError(f"{url}: not a keypoints table (frame_index, keypoints[{N_KEYPOINTS * 3}]): {e}") from e
         self._poses = dict(zip(index.tolist(), people))
         self._size = self._video_size(table.schema.metadata or {}, video_url)
         self._url = url

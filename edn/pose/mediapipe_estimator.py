@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edn.errors import ConfigError
 from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import FACE, LHAND, N_KEYPOINTS, RHAND, B
 
@@ -129,7 +130,7 @@ class MediapipeHolistic(PoseEstimator):
             # The wheel ships only the model_complexity=1 pose model; 0 (lite) and 2 (heavy)
             # are downloaded into the package on first use, which fails offline.
             if self.options["model_complexity"] != 1:
-                raise RuntimeError(
+                raise ConfigError(
                     f"mediapipe holistic model_complexity={self.options['model_complexity']} needs a "
                     f"pose model that is not in the mediapipe wheel and could not be downloaded ({e}); "
                     "use model_complexity=1, which runs offline") from e

@@ -30,6 +30,7 @@ import os
 import cv2
 import numpy as np
 
+from edn.errors import ConfigError, ResourcesError, WeightsError
 from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import N_KEYPOINTS, B
 from edn.pose.paf import POSE_MODELS, PoseModel, decode_people
@@ -48,7 +49,7 @@ NOT_BUNDLED = (
 )
 
 
-class OpenPoseModelError(RuntimeError):
+class OpenPoseModelError(WeightsError, RuntimeError):
     """The OpenPose model files are missing, unreadable, corrupt or not the expected network."""
 
 
@@ -100,7 +101,7 @@ def _set_backend(net: cv2.dnn.Net, backend: str, allow_cpu_fallback: bool) -> st
         net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
         return "cpu"
     if backend not in ("cuda", "cuda_fp16"):
-        raise ValueError(f"backend must be 'cpu', 'cuda' or 'cuda_fp16', not {backend!r}")
+        raise ConfigError(f"backend must be 'cpu', 'cuda' or 'cuda_fp16', not {backend!r}")
     target = cv2.dnn.DNN_TARGET_CUDA_FP16 if backend == "cuda_fp16" else cv2.dnn.DNN_TARGET_CUDA
     try:
         available = target in cv2.dnn.getAvailableTargets(cv2.dnn.DNN_BACKEND_CUDA)
@@ -109,7 +110,7 @@ def _set_backend(net: cv2.dnn.Net, backend: str, allow_cpu_fallback: bool) -> st
     if not available:
         message = f"OpenCV {cv2.__version__} here has no CUDA DNN target {backend!r} (needs OpenCV built with CUDA)"
         if not allow_cpu_fallback:
-            raise RuntimeError(message + " (or pass allow_cpu_fallback=True to run on the CPU)")
+            raise ResourcesError(message + " (or pass allow_cpu_fallback=True to run on the CPU)")
         log.warning("%s: running OpenPose on the CPU", message)
         return _set_backend(net, "cpu", False)
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_CUDA)
@@ -147,10 +148,10 @@ class OpenPoseDnn(PoseEstimator):
                  min_parts: int = 4, min_mean_score: float = 0.4):
         key = model.upper().replace("-", "_")
         if key not in POSE_MODELS:
-            raise ValueError(f"model must be one of {sorted(POSE_MODELS)}, not {model!r}")
+            raise ConfigError(f"model must be one of {sorted(POSE_MODELS)}, not {model!r}")
         self.model = POSE_MODELS[key]
         if input_height < STRIDE:
-            raise ValueError(f"input_height must be at least {STRIDE}, got {input_height}")
+            raise ConfigError(f"input_height must be at least {STRIDE}, got {input_height}")
         if model_url is None:
             model_url, prototxt_url = os.environ.get(MODEL_ENV), prototxt_url or os.environ.get(PROTOTXT_ENV)
         if not model_url:

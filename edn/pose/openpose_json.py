@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 
+from edn.errors import DataNotFoundError
 from edn.pose.estimator import PoseEstimator, people_array
 from edn.pose.layout import BODY, FACE, LHAND, N_KEYPOINTS, RHAND
 from edn.storage import filesystem
@@ -48,11 +49,11 @@ class OpenPoseJson(PoseEstimator):
         url = folder if "://" in folder or os.path.isabs(folder) else f"{video_url.rsplit('/', 1)[0]}/{folder}"
         self._fs, path = filesystem(url)
         if not self._fs.isdir(path):
-            raise FileNotFoundError(f"no OpenPose JSON folder for {video_url}: {url} does not exist")
+            raise DataNotFoundError(f"no OpenPose JSON folder for {video_url}: {url} does not exist")
         self._files = {int(m.group(1)): f for f in self._fs.ls(path, detail=False)
                        if (m := _FRAME_NUMBER.search(f))}
         if not self._files:
-            raise FileNotFoundError(f"{url}: no OpenPose files named *_<12-digit frame>_keypoints.json")
+            raise DataNotFoundError(f"{url}: no OpenPose files named *_<12-digit frame>_keypoints.json")
         self._url = url
 
     def estimate(self, frame_rgb: np.ndarray, frame_index: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from edn.errors import DataError
 from edn.render.chunks import LAYOUTS
 from edn.storage import filesystem, join, read_bytes
 
@@ -48,7 +49,7 @@ class CatalogRow:
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class CatalogError(ValueError):
+class CatalogError(DataError):
     """The catalog as a whole cannot be read (as opposed to one bad row)."""
 
 

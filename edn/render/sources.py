@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_record
+from edn.errors import DataError
 from edn.storage import filesystem
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def describe(dataset_url: str, video_id: str) -> Source:
     """The source as rendering needs it, or an error saying why it cannot be rendered."""
     record = video_record(dataset_url, video_id)
     if not record.get("detected_frames"):
-        raise ValueError(f"{record['source_url']}: no person was detected in the source video")
+        raise DataError(f"{record['source_url']}: no person was detected in the source video")
     return Source(dataset_url, video_id, record["frames"], record["fps"] or 30.0, record.get("floor_stats"),
                   record["frames_without_pose"])
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edn.audio import SampledAudio, click_track
+from edn.errors import ConfigError
 from edn.pose.layout import N_KEYPOINTS
 from edn.storage import join, write_bytes_atomic
 from edn.synth.body import Appearance, random_appearance
@@ -111,7 +112,7 @@ def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], s
     has music: a click on every beat of the dancer's choreography, from t=0. `hard` makes the
     footage harder (see edn.synth.hard)."""
     if dancers < 1 or frames < 1:
-        raise ValueError(f"need at least one dancer and one frame, got dancers={dancers} frames={frames}")
+        raise ConfigError(f"need at least one dancer and one frame, got dancers={dancers} frames={frames}")
     width, height = int(size[0]), int(size[1])
     written, described = [], []
     for i in range(dancers):

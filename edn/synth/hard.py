@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from edn.errors import ConfigError
 from edn.synth.body import Appearance, random_appearance
 from edn.synth.draw import render_dancer
 from edn.synth.motion import Choreography, Geometry, pose_geometry, turn_geometry
@@ -51,7 +52,8 @@ class HardOptions:
             chosen = (chosen - {"all"}) | set(cls.names())
         unknown = chosen - set(cls.names())
         if unknown:
-            raise ValueError(f"unknown hard option(s) {sorted(unknown)}; choose from {', '.join(cls.names())} or all")
+            raise ConfigError(f"unknown hard option(s) {sorted(unknown)}; "
+                              f"choose from {', '.join(cls.names())} or all")
         return cls(**{name: True for name in chosen})
 
     def enabled(self) -> list[str]:

@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 
+from edn.errors import ConfigError
 from edn.train.step import unwrap
 
 STATE_FILE = "state.pt"
@@ -52,7 +53,7 @@ def restore(path: str, rank: int, device: torch.device, G, D, opt_G, opt_D, run:
         G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
         opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise RuntimeError(f"run {run} holds a checkpoint of other networks than this config's (a run of the "
+        raise ConfigError(f"run {run} holds a checkpoint of other networks than this config's (a run of the "
                            f"same name resumes it): choose another run_name ({e})") from None
     if os.path.exists(os.path.join(path, rng_file(rank))):
         set_rng_state(torch.load(os.path.join(path, rng_file(rank)), weights_only=False))

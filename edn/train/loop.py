@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from edn.config import from_dict
+from edn.errors import DataError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face
 from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator
@@ -206,7 +207,7 @@ def train_loop_per_worker(config: dict) -> None:
                 break
         epoch += 1
         if batches == 0:
-            raise RuntimeError(f"{cfg.dataset_url}: target {cfg.target!r} gives no training batch of "
+            raise DataError(f"{cfg.dataset_url}: target {cfg.target!r} gives no training batch of "
                                f"{cfg.batch_size} frame pairs per worker; use a longer video, fewer workers or a smaller batch")
     if log:
         log.flush()

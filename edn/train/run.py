@@ -9,6 +9,7 @@ import tempfile
 from edn.config import to_dict
 from edn.data.plate import background_plate
 from edn.data.reader import video_poses
+from edn.errors import ConfigError, DataError
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.pose.face import boxes_array, face_box
 from edn.pose.normalize import floor_stats
@@ -25,10 +26,10 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: TrainConfig, record: dict) -> None:
     if cfg.stage not in STAGES:
-        raise ValueError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
+        raise ConfigError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
     stride = 2 ** (cfg.generator.n_downsample + cfg.generator.n_local_enhancers) * cfg.downscale
     if record["width"] % stride or record["height"] % stride:
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.dataset_url}: frames of {cfg.target!r} are {record['width']}x{record['height']}, not multiples "
             f"of {stride} (2**(generator.n_downsample + n_local_enhancers) * downscale); ingest with --size "
             f"at a multiple of {stride}")
@@ -63,7 +64,7 @@ def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, st
     boxes = boxes_array([face_box(p, record["width"], record["height"]) for p in poses])
     counts = pair_counts(index, poses, boxes, holdout_start, need_face=cfg.stage == "face")
     if not counts["pairs"]:
-        raise ValueError(f"{cfg.dataset_url}: target {cfg.target!r} has no training pairs for the {cfg.stage} stage "
+        raise DataError(f"{cfg.dataset_url}: target {cfg.target!r} has no training pairs for the {cfg.stage} stage "
                          f"among its {counts['frames']} frames before the held-out tail: {counts}")
     if cfg.stage == "face":
         return counts, None, None
