@@ -73,8 +73,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                                   gate=True, links={"transfer video (source | pose | output)": "transfer.mp4",
                                                     "metrics": "metrics.json"}, sources=[source])
     return {**metrics, "model_name": trained["model_name"], "model_version": model.version,
-            "body_steps": model.meta["body_steps"], "face_steps": model.meta["face_steps"],
-            "perceptual_loss": model.meta["perceptual_loss"], "demo_seconds": round(time.time() - started, 1),
+            "body_steps": model.meta.body_steps, "face_steps": model.meta.face_steps,
+            "perceptual_loss": model.meta.perceptual_loss, "demo_seconds": round(time.time() - started, 1),
             "transfer": video_url, "tracking_uri": trained["tracking_uri"]}
 
 

@@ -3,16 +3,12 @@
 A version's artifacts are a folder that needs no training code's state to use:
     generator.pt       the body generator's state_dict (tensors only; loaded with weights_only=True)
     face_generator.pt  the face generator's, once the face stage has run
-    edn_model.json     what rendering needs: the generators' configs and whether the body is
-                       temporal, frame size, the target's floor statistics (pose normalization;
-                       null when its feet were never seen), the dataset and runs it came from,
-                       what training used of the video (training_data)
+    edn_model.json     what rendering needs and where the model came from (edn.models.meta.ModelMeta)
     background.png     the target's empty scene (edn.data.plate), shown where a source has no
                        pose; models registered before it render those frames with the generator
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -26,14 +22,12 @@ from mlflow.exceptions import MlflowException
 
 from edn.errors import EdnError
 from edn.models.body import BodyGenerator
-from edn.models.face import FaceGenerator, FaceGeneratorConfig, apply_face, boxes_to_tensor
-from edn.models.networks import GeneratorConfig
+from edn.models.face import FaceGenerator, apply_face, boxes_to_tensor
+from edn.models.meta import META_FILE, ModelMeta
 from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats
-
-FORMAT_VERSION = 2
 
 
 class ModelNotFoundError(EdnError, LookupError):
@@ -43,7 +37,7 @@ class ModelNotFoundError(EdnError, LookupError):
 BACKGROUND = "background.png"
 
 
-def write_model_dir(path: str, body_state: dict, meta: dict, face_state: dict | None = None,
+def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: dict | None = None,
                     background: np.ndarray | None = None) -> None:
     os.makedirs(path, exist_ok=True)
     torch.save(body_state, os.path.join(path, "generator.pt"))
@@ -51,8 +45,7 @@ def write_model_dir(path: str, body_state: dict, meta: dict, face_state: dict | 
         torch.save(face_state, os.path.join(path, "face_generator.pt"))
     if background is not None:
         cv2.imwrite(os.path.join(path, BACKGROUND), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
-    with open(os.path.join(path, "edn_model.json"), "w") as f:
-        json.dump({"format_version": FORMAT_VERSION, **meta}, f, indent=1)
+    meta.write(os.path.join(path, META_FILE))
 
 
 def register(client: MlflowClient, run_id: str, model_dir: str, name: str, alias: str) -> str:
@@ -72,18 +65,18 @@ def register(client: MlflowClient, run_id: str, model_dir: str, name: str, alias
 class TargetModel:
     body: BodyGenerator
     face: FaceGenerator | None
-    meta: dict
+    meta: ModelMeta
     version: str
     background: np.ndarray | None = None  # (H, W, 3) uint8: the target's empty scene
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.meta["width"], self.meta["height"]
+        return self.meta.size
 
     @property
     def floor(self) -> FloorStats | None:
         """The target's floor statistics; None when its feet were never seen (no normalization)."""
-        return FloorStats.from_dict(self.meta["floor_stats"]) if self.meta.get("floor_stats") else None
+        return self.meta.floor_stats
 
     def figures(self, poses: np.ndarray) -> np.ndarray:
         w, h = self.size
@@ -160,20 +153,14 @@ class Renderer:
 
 
 def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> TargetModel:
-    with open(os.path.join(path, "edn_model.json")) as f:
-        meta = json.load(f)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: model format {meta.get('format_version')} is not {FORMAT_VERSION}")
+    meta = ModelMeta.read(os.path.join(path, META_FILE))
 
     def load(module: torch.nn.Module, name: str) -> torch.nn.Module:
         module.load_state_dict(torch.load(os.path.join(path, name), map_location=device, weights_only=True))
         return module.to(device).eval()
 
-    # models registered before position channels existed were trained without them
-    generator = GeneratorConfig(**{"position_channels": False, **meta["generator"]})
-    body = load(BodyGenerator(generator, meta["temporal"]), "generator.pt")
-    face = load(FaceGenerator(FaceGeneratorConfig(**meta["face_generator"])), "face_generator.pt") \
-        if meta.get("face_generator") else None
+    body = load(BodyGenerator(meta.generator, meta.temporal), "generator.pt")
+    face = load(FaceGenerator(meta.face_generator), "face_generator.pt") if meta.face_generator else None
     plate = os.path.join(path, BACKGROUND)
     background = cv2.cvtColor(cv2.imread(plate), cv2.COLOR_BGR2RGB) if os.path.exists(plate) else None
     return TargetModel(body, face, meta, version, background)
@@ -196,14 +183,13 @@ def resolve_version(name: str, ref: str, tracking_uri: str):
             f"{tracking_uri} ({e.message})") from None
 
 
-def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, dict]:
-    """(version, its edn_model.json) without downloading the weights."""
+def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, ModelMeta]:
+    """(version, its metadata) without downloading the weights."""
     mv = resolve_version(name, ref, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/edn_model.json", dst_path=tmp,
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{META_FILE}", dst_path=tmp,
                                                     tracking_uri=tracking_uri)
-        with open(local) as f:
-            return str(mv.version), json.load(f)
+        return str(mv.version), ModelMeta.read(local)
 
 
 def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:

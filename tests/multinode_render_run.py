@@ -22,7 +22,9 @@ from mlflow import MlflowClient
 from edn.data.ingest import IngestConfig, ingest, video_id_for
 from edn.data.reader import video_record
 from edn.models.body import BodyGenerator
+from edn.models.meta import ModelMeta
 from edn.models.networks import GeneratorConfig
+from edn.pose.normalize import FloorStats
 from edn.registry import register, write_model_dir
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
@@ -37,11 +39,12 @@ def register_untrained(uri: str, dataset: str, target: str) -> None:
     torch.manual_seed(0)
     gen = GeneratorConfig(ngf=16, n_downsample=2, n_blocks=2)
     record = video_record(dataset, target)
-    meta = {"target": target, "width": record["width"], "height": record["height"], "fps": record["fps"],
-            "generator": gen.__dict__, "temporal": True, "face_generator": None,
-            "floor_stats": record["floor_stats"], "dataset_url": dataset, "stage": "body"}
     client = MlflowClient(uri)
     run = client.create_run(experiment_id(client, "edn-multinode-render")).info.run_id
+    meta = ModelMeta(target=target, width=record["width"], height=record["height"], fps=record["fps"],
+                     generator=gen, temporal=True, floor_stats=FloorStats.from_dict(record["floor_stats"]),
+                     dataset_url=dataset, holdout_start=record["frames"], body_run_id=run, body_steps=0,
+                     perceptual_loss=False, stage="body")
     with tempfile.TemporaryDirectory() as tmp:
         write_model_dir(tmp, BodyGenerator(gen, temporal=True).state_dict(), meta)
         register(client, run, tmp, f"edn-{target}", "production")

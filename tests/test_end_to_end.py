@@ -60,10 +60,10 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
     assert {m.step for m in client.get_metric_history(face["run_id"], "G_feat")} == {2, 4}
     model = load_registered("edn-e2e", "candidate", mlflow_server)
-    assert model.face is not None and model.meta["body_version"] == "1"
+    assert model.face is not None and model.meta.body_version == "1"
     assert all(torch.equal(a, b) for a, b in zip(model.body.state_dict().values(),
                                                    body_only.body.state_dict().values()))  # body frozen
-    assert model.size == (64, 64) and model.meta["holdout_start"] == 43  # round(48 * 0.9)
+    assert model.size == (64, 64) and model.meta.holdout_start == 43  # round(48 * 0.9)
 
     # a fresh process loads the registered model and renders the same frames
     out = tmp_path / "frames.npy"

@@ -62,7 +62,7 @@ def test_ingest_train_register_render_on_gs(ray_head, gcs_emulator, gcs_mlflow, 
     assert fs.exists(f"{GCS_BUCKET}/ray/gcs-test/checkpoint_manager_snapshot.json")
 
     model = load_registered("edn-gcs", "candidate", gcs_mlflow)
-    assert model.version == "1" and model.meta["body_steps"] == 4 and model.meta["dataset_url"] == dataset
+    assert model.version == "1" and model.meta.body_steps == 4 and model.meta.dataset_url == dataset
     artifacts = fs.find(f"{GCS_BUCKET}/mlflow")
     assert any(p.endswith("/model/generator.pt") for p in artifacts), artifacts
 

@@ -97,7 +97,7 @@ def test_hard_dancer_end_to_end(hard, mlflow_server, tmp_path):
     model = load_registered("edn-hard", "candidate", mlflow_server)
 
     metrics = evaluate_and_report(dataset, model, "edn-hard", str(tmp_path / "eval"), mlflow_server)
-    tail = missing[model.meta["holdout_start"]:]
+    tail = missing[model.meta.holdout_start:]
     assert metrics["heldout_frames"] == (~tail).sum() and metrics["heldout_frames_without_pose"] == tail.sum()
 
     # the dancer leaves the frame: the output there is the target's empty scene

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -7,8 +8,14 @@ import torch
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
 from edn.models.body import BodyGenerator
+from edn.models.meta import ModelMeta
 from edn.registry import TargetModel
 from edn.train.step import GANStep, body_judged
+
+# what a registered model carries, for networks made in the test at 16x16
+META_16 = ModelMeta(target="t", width=16, height=16, fps=30.0, generator=GeneratorConfig(), temporal=True,
+                    floor_stats=None, dataset_url="", holdout_start=0, body_run_id="", body_steps=0,
+                    perceptual_loss=False, stage="body")
 
 
 def test_generator_shapes_and_range():
@@ -77,7 +84,7 @@ def _image(y: torch.Tensor) -> np.ndarray:
 def test_temporal_generator_feeds_back_its_previous_frame():
     torch.manual_seed(0)
     G = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), temporal=True).eval()
-    model = TargetModel(G, None, {"width": 16, "height": 16}, "test")
+    model = TargetModel(G, None, META_16, "test")
     poses = _poses(5)
     figures, seq = model.renderer()(poses)
     assert seq.shape == (5, 16, 16, 3)
@@ -100,15 +107,15 @@ def test_frames_without_a_pose_show_the_empty_scene_and_feed_it_forward():
     plate = np.random.default_rng(1).integers(0, 255, (16, 16, 3), np.uint8)
     poses = _poses(4)
     poses[1:3] = 0  # the source's dancer left the frame
-    _, out = TargetModel(G, None, {"width": 16, "height": 16}, "test", plate).renderer()(poses)
+    _, out = TargetModel(G, None, META_16, "test", plate).renderer()(poses)
     assert np.array_equal(out[1], plate) and np.array_equal(out[2], plate)
     # frame 3 comes from the plate, as if the video had shown the empty scene before it
-    figures, _ = TargetModel(G, None, {"width": 16, "height": 16}, "test").renderer()(poses[3:])
+    figures, _ = TargetModel(G, None, META_16, "test").renderer()(poses[3:])
     with torch.no_grad():
         y = G(_tensor(figures), _tensor(plate[None]))
     assert np.array_equal(out[3], _image(y)[0])
     # a model registered before plates renders those frames with the generator, as it did
-    _, old = TargetModel(G, None, {"width": 16, "height": 16}, "test").renderer()(poses)
+    _, old = TargetModel(G, None, META_16, "test").renderer()(poses)
     assert not np.array_equal(old[1], plate)
 
 
@@ -165,9 +172,12 @@ def test_position_channels_carry_x_and_y(tmp_path):
     assert BodyGenerator(cfg, temporal=True).net.model[1].in_channels == 8      # pose, previous frame, x, y
     assert BodyGenerator(cfg, temporal=False).net.model[1].in_channels == 5
     # a model registered before the setting existed: its config lacks the key and loads without them
-    old = BodyGenerator(dataclasses.replace(cfg, position_channels=False), temporal=True)
-    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "position_channels"}
-    write_model_dir(str(tmp_path), old.state_dict(), {"generator": config, "temporal": True, "face_generator": None})
+    old_cfg = dataclasses.replace(cfg, position_channels=False)
+    old = BodyGenerator(old_cfg, temporal=True)
+    write_model_dir(str(tmp_path), old.state_dict(), dataclasses.replace(META_16, generator=old_cfg))
+    stored = json.loads((tmp_path / "edn_model.json").read_text())
+    del stored["generator"]["position_channels"]
+    (tmp_path / "edn_model.json").write_text(json.dumps(stored))
     loaded = load_model_dir(str(tmp_path)).body
     assert not loaded.positions and loaded.net.model[1].in_channels == 6
     x = torch.rand(1, 3, 16, 16) * 2 - 1

@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_poses, video_record
 from edn.eval.run import evaluate_and_report
+from edn.models.meta import PairCounts
 from edn.pose.layout import has_pose
 from edn.registry import load_registered
 from edn.render.batch import CatalogConfig, render_catalog
@@ -67,7 +68,7 @@ def test_photo_pipeline_end_to_end(photos, mlflow_server, tmp_path):
     assert faces["pairs"] + faces["pairs_without_face_box"] == data["pairs"] and faces["pairs"] > 0
     model = load_registered("edn-photo", "candidate", mlflow_server)
     assert model.face is not None and model.floor is None and model.background is not None
-    assert model.meta["training_data"]["body"] == data and model.meta["training_data"]["face"]["pairs"] > 0
+    assert model.meta.training_data.body == PairCounts(**data) and model.meta.training_data.face.pairs > 0
 
     metrics = evaluate_and_report(dataset, model, "edn-photo", str(tmp_path / "eval"), mlflow_server,
                                   sources=["photo_leaves"])

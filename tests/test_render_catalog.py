@@ -13,6 +13,7 @@ from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_record
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.pose.normalize import FloorStats
 from edn.registry import load_registered, register, write_model_dir
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.chunks import Chunk, SourceChunk, plan_chunks, render_chunks
@@ -45,8 +46,8 @@ def studio(ray_cluster, mlflow_server, tmp_path_factory):
                               face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                               face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
     model = load_registered("edn-dancer_00", "candidate", mlflow_server)
-    meta = {**model.meta, "target": "dancer_01", "floor_stats": video_record(dataset, "dancer_01")["floor_stats"]}
-    meta.pop("format_version")
+    meta = dataclasses.replace(model.meta, target="dancer_01",
+                               floor_stats=FloorStats.from_dict(video_record(dataset, "dancer_01")["floor_stats"]))
     client = MlflowClient(mlflow_server)
     run = client.create_run(experiment_id(client, "edn-catalog-test")).info.run_id
     write_model_dir(str(root / "m1"), model.body.state_dict(), meta, model.face.state_dict())

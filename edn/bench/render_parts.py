@@ -12,7 +12,9 @@ from collections import defaultdict
 import pandas as pd
 import torch
 
+from edn.models.meta import ModelMeta
 from edn.models.networks import GeneratorConfig
+from edn.pose.normalize import FloorStats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,14 +26,14 @@ class Studio:
     rows: list[tuple[str, str]]  # (source video id, target ref)
 
 
-def model_meta(dataset: str, target: str, record: dict, generator: GeneratorConfig, run_id: str) -> dict:
-    """The keys the trainer registers for a body-stage model (edn/train/run.py), for a generator
-    that was never trained: the ingest's floor statistics of the whole video (no holdout), no
-    steps, no perceptual loss."""
-    return {"target": target, "width": record["width"], "height": record["height"], "fps": record["fps"],
-            "generator": dataclasses.asdict(generator), "temporal": True, "face_generator": None,
-            "floor_stats": record["floor_stats"], "dataset_url": dataset, "holdout_start": record["frames"],
-            "body_run_id": run_id, "body_steps": 0, "perceptual_loss": False, "stage": "body"}
+def model_meta(dataset: str, target: str, record: dict, generator: GeneratorConfig, run_id: str) -> ModelMeta:
+    """A body-stage model's metadata for a generator that was never trained: the ingest's floor
+    statistics of the whole video (no holdout), no steps, no perceptual loss."""
+    floor = FloorStats.from_dict(record["floor_stats"]) if record["floor_stats"] else None
+    return ModelMeta(target=target, width=record["width"], height=record["height"], fps=record["fps"],
+                     generator=generator, temporal=True, floor_stats=floor, dataset_url=dataset,
+                     holdout_start=record["frames"], body_run_id=run_id, body_steps=0, perceptual_loss=False,
+                     stage="body")
 
 
 def make_studio(workdir: str, rows: int, targets: int, frames: int, size: tuple[int, int],

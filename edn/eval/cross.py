@@ -33,7 +33,7 @@ def evaluate_transfer(dataset_url: str, source: str, model: TargetModel, detecto
         estimator.close()
     steady = stability(frames, poses=poses)
     pose = summarize(distances[scored])
-    return {"source": source, "target": model.meta["target"], "frames": int(len(frames)),
+    return {"source": source, "target": model.meta.target, "frames": int(len(frames)),
             "frames_without_pose": int((~scored).sum()),
             "pose_distance": pose["mean"], "pose_missed": pose["missed"],
             "background_flicker": steady["background_flicker"], "frame_change": steady["frame_change"],

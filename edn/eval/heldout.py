@@ -50,7 +50,7 @@ def _at_size(images: np.ndarray, w: int, h: int) -> np.ndarray:
 
 def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Held-out indices, real frames and poses at the model's size, and each method's frames."""
-    target, start = model.meta["target"], model.meta["holdout_start"]
+    target, start = model.meta.target, model.meta.holdout_start
     w, h = model.size
     index, reals, poses, outputs, without_face, figures = [], [], [], [], [], []
     render = model.renderer()
@@ -76,7 +76,7 @@ def _training_frames(dataset_url: str, model: TargetModel, wanted: np.ndarray) -
     w, h = model.size
     picked, total, count = {}, None, 0
     need = set(wanted.tolist())
-    for index, images, _ in video_frames(dataset_url, model.meta["target"], stop=model.meta["holdout_start"]):
+    for index, images, _ in video_frames(dataset_url, model.meta.target, stop=model.meta.holdout_start):
         images = _at_size(images, w, h)
         total = images.sum(0, dtype=np.float64) + (0 if total is None else total)
         count += len(images)
@@ -98,16 +98,16 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     # pose exists: a frame without the dancer has nothing to transfer
     scored = has_pose(poses)
     if not scored.any():
-        raise DataError(f"{dataset_url}: target {model.meta['target']!r} has no pose in any of its {len(index)} "
+        raise DataError(f"{dataset_url}: target {model.meta.target!r} has no pose in any of its {len(index)} "
                          f"held-out frames (from index {index[0]}): nothing to score")
     without_pose = int((~scored).sum())
     index, reals, poses = index[scored], reals[scored], poses[scored]
     methods = {name: frames[scored] for name, frames in methods.items()}
     figures = methods.pop("figures")
 
-    record = video_record(dataset_url, model.meta["target"])
-    train_index, train_poses = video_poses(dataset_url, model.meta["target"])
-    keep = (train_index < model.meta["holdout_start"]) & has_pose(train_poses)  # no dancer: no neighbour
+    record = video_record(dataset_url, model.meta.target)
+    train_index, train_poses = video_poses(dataset_url, model.meta.target)
+    keep = (train_index < model.meta.holdout_start) & has_pose(train_poses)  # no dancer: no neighbour
     train_index = train_index[keep]
     train_poses = train_poses[keep] * np.array([w / record["width"], h / record["height"], 1], np.float32)
     # raw positions, not normalized ones: self-transfer is scored against frames of the same
@@ -149,7 +149,7 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     chosen = np.linspace(0, len(reals) - 1, min(cfg.strip_frames, len(reals))).round().astype(int)
     strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],
                                               reals[c]], axis=1)) for c in chosen]
-    return {"target": model.meta["target"], "model_version": model.version, "heldout_frames": len(index),
+    return {"target": model.meta.target, "model_version": model.version, "heldout_frames": len(index),
             "heldout_frames_without_pose": without_pose,
             "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,
             "pose_detector": cfg.detector, "methods": results, "strips": strips}

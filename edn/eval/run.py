@@ -8,18 +8,19 @@ from edn.eval.cross import evaluate_transfer
 from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.promote import promote
 from edn.eval.report import format_table, write_metrics, write_report
+from edn.models.meta import ModelMeta
 from edn.registry import TargetModel
 from edn.storage import join, read_bytes
 
 LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")
 
 
-def loss_curves(client: MlflowClient, meta: dict, stages: tuple[str, ...] = ("body", "face")) -> dict:
+def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] = ("body", "face")) -> dict:
     """{"body losses": {term: (steps, values)}, "face losses": ...} from the model's training runs
     of `stages`."""
     curves = {}
     for stage in stages:
-        run_id = meta.get(f"{stage}_run_id")
+        run_id = {"body": meta.body_run_id, "face": meta.face_run_id}[stage]
         if run_id:
             history = {k: client.get_metric_history(run_id, k) for k in LOSS_TERMS}
             curves[f"{stage} losses"] = {k: ([m.step for m in h], [m.value for m in h]) for k, h in history.items() if h}
@@ -40,9 +41,9 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
     print(format_table(metrics["methods"]))
     write_metrics(join(out_url, "metrics.json"), metrics)
     report = join(out_url, "report.html")
-    write_report(report, f"edn evaluation: {model.meta['target']}", metrics, strips,
+    write_report(report, f"edn evaluation: {model.meta.target}", metrics, strips,
                  curves=loss_curves(client, model.meta), links=links)
-    run_id = model.meta.get("face_run_id") or model.meta["body_run_id"]  # the run that made this version
+    run_id = model.meta.face_run_id or model.meta.body_run_id  # the run that made this version
     client.log_dict(run_id, metrics, "evaluation/metrics.json")
     client.log_text(run_id, read_bytes(report).decode(), "evaluation/report.html")
     return {**metrics, "metrics_file": join(out_url, "metrics.json"), "report": report}

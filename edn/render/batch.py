@@ -19,6 +19,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
+from edn.models.meta import ModelMeta
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
 from edn.render.chunks import SourceChunk, normalization, plan_chunks
@@ -61,7 +62,7 @@ def _failed(row: CatalogRow, stage: str, error: str, **extra) -> dict:
 
 
 def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
-              fail) -> list[tuple[CatalogRow, str, dict, Source]]:
+              fail) -> list[tuple[CatalogRow, str, ModelMeta, Source]]:
     """-> (row, model "name@version", model meta, source) for the rows that can be rendered."""
     models = {}
     for ref in {r.target for r in rows}:
@@ -77,7 +78,7 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
         model = models[row.target]
         if isinstance(model, str):
             fail(row, "model", model)
-        elif row.face_gan and not model[1].get("face_generator"):
+        elif row.face_gan and not model[1].face_generator:
             fail(row, "model", f"face_gan is true but {row.target} has no face generator (train --stage face)")
         elif outputs[row.output]:
             fail(row, "output", outputs[row.output])
@@ -144,14 +145,14 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     pending: dict[tuple, deque] = defaultdict(deque)
     plan = {}
     for row, model, meta, source in ready:
-        warmup = cfg.warmup_frames if meta["temporal"] else 0
-        use_face = bool(meta.get("face_generator")) if row.face_gan is None else row.face_gan
+        warmup = cfg.warmup_frames if meta.temporal else 0
+        use_face = meta.face_generator is not None if row.face_gan is None else row.face_gan
         staging = join(work, "chunks", row.row_id)
         tasks = [ChunkTask(row.row_id, model, use_face, SourceChunk(source.dataset_url, source.video_id, source.floor, c),
                            row.layout, row.resolution, source.fps, join(staging, f"chunk-{c.start:09d}.mp4"))
                  for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
         plan[row.row_id] = {"row": row, "model": model, "source": source, "staging": staging, "tasks": tasks,
-                            "normalization": normalization(source.floor, meta.get("floor_stats")),
+                            "normalization": normalization(bool(source.floor), meta.floor_stats is not None),
                             "left": 0, "seconds": 0.0, "error": ""}
         for task in tasks:
             if exists(task.staged_url):  # staged by an interrupted run

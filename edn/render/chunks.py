@@ -73,11 +73,12 @@ def _frames(source: SourceChunk, target: FloorStats | None, target_size: tuple[i
         yield from zip(index.tolist(), images, transfer_poses(poses, floor, target, size, target_size))
 
 
-def normalization(source_floor: dict | None, target_floor: dict | None) -> str:
-    """How the source's poses meet the target (transfer_poses, in _frames): said in every transfer's result."""
-    if source_floor and target_floor:
+def normalization(source_has_floor: bool, target_has_floor: bool) -> str:
+    """How the source's poses meet the target (transfer_poses, in _frames), given whether each
+    has floor statistics: said in every transfer's result."""
+    if source_has_floor and target_has_floor:
         return "global pose normalization"
-    whose = "the source's" if not source_floor else "the target's"
+    whose = "the source's" if not source_has_floor else "the target's"
     return f"none ({whose} feet were never seen): poses carried over in proportion to the frame sizes"
 
 

@@ -23,10 +23,10 @@ def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str, la
         for _, index, image, figure, output in render_chunks(render, [whole]):
             writer.write(compose(layout, image, figure, output, resolution))
             if (index + 1) % 100 == 0:
-                log.info("transfer %s -> %s: %d/%d frames", source, model.meta["target"], index + 1, frames)
-    return {"source": source, "target": model.meta["target"], "model_version": model.version,
+                log.info("transfer %s -> %s: %d/%d frames", source, model.meta.target, index + 1, frames)
+    return {"source": source, "target": model.meta.target, "model_version": model.version,
             "frames": writer.written, "frames_without_pose": record.get("frames_without_pose"),
-            "normalization": normalization(record.get("floor_stats"), model.meta.get("floor_stats")),
+            "normalization": normalization(bool(record.get("floor_stats")), model.floor is not None),
             "face_gan": render.use_face, "audio": writer.audio,
             "output": out_url}
 

@@ -1,18 +1,19 @@
 """Driver side of a training run: MLflow run, TorchTrainer over Ray Data, registration."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
-
 
 from edn.config import to_dict
 from edn.data.plate import background_plate
 from edn.data.reader import video_poses
 from edn.errors import ConfigError, DataError
+from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.pose.face import boxes_array, face_box
-from edn.pose.normalize import floor_stats
+from edn.pose.normalize import FloorStats, floor_stats
 from edn.registry import load_registered, register, write_model_dir
 from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
@@ -53,7 +54,7 @@ def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
     return False
 
 
-def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, str | None]:
+def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, FloorStats | None, str | None]:
     """What the target's video gives training, checked before any worker starts: pair counts
     (frames without the dancer's pose are left out; reported by the run and kept in the model)
     and, for the body stage, the floor statistics of its training frames (None, with the reason,
@@ -70,7 +71,7 @@ def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, dict | None, st
         return counts, None, None
     try:
         stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
-        return counts, stats.scaled(1 / cfg.downscale).to_dict(), None
+        return counts, stats.scaled(1 / cfg.downscale), None
     except ValueError as e:
         log.warning("%s: no floor statistics (%s): sources will be rendered onto it without normalization",
                     cfg.target, e)
@@ -135,21 +136,21 @@ def train(cfg: TrainConfig) -> dict:
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
     if body is None:
         size = (record["width"] // cfg.downscale, record["height"] // cfg.downscale)
-        meta = {"target": cfg.target, "width": size[0], "height": size[1], "fps": record["fps"],
-                "generator": to_dict(cfg)["generator"], "temporal": cfg.temporal, "face_generator": None,
-                "floor_stats": floor, "floor_stats_error": floor_error, "dataset_url": cfg.dataset_url,
-                "holdout_start": holdout_start, "body_run_id": run_id, "body_steps": state["step"],
-                "perceptual_loss": perceptual, "training_data": {"body": counts}}
+        meta = ModelMeta(target=cfg.target, width=size[0], height=size[1], fps=record["fps"],
+                         generator=cfg.generator, temporal=cfg.temporal, floor_stats=floor,
+                         floor_stats_error=floor_error, dataset_url=cfg.dataset_url, holdout_start=holdout_start,
+                         body_run_id=run_id, body_steps=state["step"], perceptual_loss=perceptual, stage=cfg.stage,
+                         training_data=TrainingData(body=PairCounts(**counts)))
         body_state, face_state = state["G"], None
         background = background_plate(cfg.dataset_url, cfg.target, holdout_start, size)
     else:
-        meta = {**body.meta, "face_generator": to_dict(cfg)["face_generator"], "face_run_id": run_id,
-                "face_steps": state["step"], "face_perceptual_loss": perceptual, "body_version": body.version,
-                "training_data": {**body.meta.get("training_data", {}), "face": counts}}
+        meta = dataclasses.replace(
+            body.meta, face_generator=cfg.face_generator, face_run_id=run_id, face_steps=state["step"],
+            face_perceptual_loss=perceptual, body_version=body.version, stage=cfg.stage,
+            training_data=dataclasses.replace(body.meta.training_data, face=PairCounts(**counts)))
         body_state, face_state, background = body.body.state_dict(), state["G"], body.background
-    meta.pop("format_version", None)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        write_model_dir(tmp, body_state, {**meta, "stage": cfg.stage}, face_state, background)
+        write_model_dir(tmp, body_state, meta, face_state, background)
         version = register(client, run_id, tmp, cfg.registry_name, cfg.alias)
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],
