@@ -21,11 +21,12 @@ from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest, video_id_for
 from edn.data.reader import video_record
+from edn.inference import write_model_dir
 from edn.models.body import BodyGenerator
 from edn.models.meta import ModelMeta
 from edn.models.networks import GeneratorConfig
 from edn.pose.normalize import FloorStats
-from edn.registry import register, write_model_dir
+from edn.registry import register
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
 from edn.tracking import experiment_id

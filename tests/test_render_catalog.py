@@ -11,10 +11,11 @@ from mlflow import MlflowClient
 from edn.audio import onsets, read_audio
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_record
+from edn.inference import write_model_dir
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.normalize import FloorStats
-from edn.registry import load_registered, register, write_model_dir
+from edn.registry import load_registered, register
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.chunks import Chunk, SourceChunk, plan_chunks, render_chunks
 from edn.render.manifest import read_manifest

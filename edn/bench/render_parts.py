@@ -46,8 +46,9 @@ def make_studio(workdir: str, rows: int, targets: int, frames: int, size: tuple[
 
     from edn.data.ingest import IngestConfig, ingest
     from edn.data.reader import video_record
+    from edn.inference import write_model_dir
     from edn.models.body import BodyGenerator
-    from edn.registry import register, write_model_dir
+    from edn.registry import register
     from edn.synth import synthesize
     from edn.tracking import experiment_id
     videos = synthesize(os.path.join(workdir, "videos"), rows, frames, size, seed, audio=True)
@@ -145,8 +146,9 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     tensor to image, compose, lossless staging encode; the join as a whole."""
     import edn.render.chunks as chunks
     from edn.data.reader import video_floor_stats, video_record
+    from edn.inference import Renderer, TargetModel
     from edn.models.body import BodyGenerator
-    from edn.registry import Renderer, TargetModel, parse_model_ref, resolve_version
+    from edn.registry import parse_model_ref, resolve_version
     from edn.render import worker
     from edn.render.chunks import SourceChunk, plan_chunks
     from edn.render.worker import ChunkTask, RenderWorker, join_chunks

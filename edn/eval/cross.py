@@ -9,10 +9,10 @@ import numpy as np
 from edn.data.reader import video_poses, video_record
 from edn.eval.pose_distance import detected_pose_distance, summarize
 from edn.eval.stability import stability
+from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
 from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats, transfer_poses
-from edn.registry import TargetModel
 
 
 def evaluate_transfer(dataset_url: str, source: str, model: TargetModel, detector: str = "mediapipe",

@@ -22,10 +22,10 @@ from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.pose_distance import detected_pose_distance, summarize
 from edn.eval.stability import stability
+from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
-from edn.registry import TargetModel
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from edn.eval.cross import evaluate_transfer
 from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.promote import promote
 from edn.eval.report import format_table, write_metrics, write_report
+from edn.inference import TargetModel
 from edn.models.meta import ModelMeta
-from edn.registry import TargetModel
 from edn.storage import join, read_bytes
 
 LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from edn.data.reader import video_frames
+from edn.inference import Renderer
 from edn.pose.normalize import FloorStats, transfer_poses
-from edn.registry import Renderer
 
 LAYOUTS = ("side_by_side", "output")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from edn.data.reader import video_record
-from edn.registry import TargetModel
+from edn.inference import TargetModel
 from edn.render.chunks import Chunk, SourceChunk, compose, normalization, render_chunks
 from edn.render.output import TransferWriter
 

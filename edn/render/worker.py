@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from edn.registry import TargetModel, load_registered, parse_model_ref
+from edn.inference import TargetModel
+from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.output import TransferWriter
 from edn.storage import filesystem

@@ -10,11 +10,12 @@ from edn.config import to_dict
 from edn.data.plate import background_plate
 from edn.data.reader import video_poses
 from edn.errors import ConfigError, DataError
+from edn.inference import write_model_dir
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.pose.face import boxes_array, face_box
 from edn.pose.normalize import FloorStats, floor_stats
-from edn.registry import load_registered, register, write_model_dir
+from edn.registry import load_registered, register
 from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
 from edn.train.checkpoint import load_state
