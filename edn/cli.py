@@ -1,11 +1,21 @@
-"""`edn <verb>`: the command line. Every verb is also runnable as `python -m ray_jobs.<verb>`."""
+"""`edn <verb>`: the command line. Every verb is also runnable as `python -m ray_jobs.<verb>`.
+
+Errors: an EdnError (edn.errors), raised here or in a Ray task or training worker, is printed as
+`edn VERB: error: <message>` (exit 2); anything else as one line naming its type and a log file
+holding its traceback (exit 1); `--debug` or EDN_DEBUG=1 print the traceback as well.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
+import tempfile
+import time
+import traceback
 
+from edn.errors import ConfigError, root_cause, user_error
 from edn.pose.estimator import estimator_names
 
 
@@ -66,7 +76,7 @@ def cmd_train(a) -> dict:
     from edn.train.run import train
     cfg = _train_config(a)
     if not cfg.dataset_url or not cfg.target:
-        raise ValueError("train needs --dataset and --target (or dataset_url and target in --config)")
+        raise ConfigError("train needs --dataset and --target (or dataset_url and target in --config)")
     _init_ray()
     return train(cfg)
 
@@ -106,7 +116,7 @@ def cmd_ablate(a) -> dict:
     from edn.eval.heldout import EvalConfig
     cfg = _train_config(a)
     if not cfg.dataset_url or not cfg.target:
-        raise ValueError("ablate needs --dataset and --target (or dataset_url and target in --config)")
+        raise ConfigError("ablate needs --dataset and --target (or dataset_url and target in --config)")
     _init_ray()
     result = run_ablation(cfg, a.face_steps, a.out, EvalConfig(a.detector, a.lpips_weights))
     return {"rows": list(result["methods"]), "report": f"{a.out}/ablation.html"}
@@ -140,7 +150,7 @@ def cmd_cluster(a) -> dict:
     if a.action == "submit":
         env = dict(item.split("=", 1) for item in a.env if "=" in item)
         if len(env) != len(a.env):
-            raise ValueError(f"--env takes KEY=VALUE, not {[e for e in a.env if '=' not in e]}")
+            raise ConfigError(f"--env takes KEY=VALUE, not {[e for e in a.env if '=' not in e]}")
         job = cluster.load_rayjob(a.rayjob)
         namespace = a.namespace or job["metadata"].get("namespace") or cluster.default_namespace(conn)
         return cluster.submit(api, cluster.apply_overrides(job, cluster.Overrides(
@@ -170,6 +180,7 @@ def _config_args(p: argparse.ArgumentParser, name: str, example: str) -> None:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now motion transfer on Ray.")
+    top.add_argument("--debug", action="store_true", help="print the traceback of an error (also EDN_DEBUG=1)")
     sub = top.add_subparsers(dest="verb", required=True)
 
     def verb(name, fn, help_, example):
@@ -311,18 +322,40 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edn.registry import ModelNotFoundError
-    from edn.video import VideoError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
     try:
         result = args.fn(args)
-    except (VideoError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
-        print(f"edn {args.verb}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - every failure ends as one line and an exit code
+        return _report(args.verb, e, args.debug or os.environ.get("EDN_DEBUG", "") not in ("", "0"))
     print(json.dumps(result, indent=1, default=str))
     return 1 if result.get("failed") else 0
+
+
+def _report(verb: str, error: Exception, debug: bool) -> int:
+    """An EdnError (wherever it was raised) as its message, exit 2; anything else as its type and
+    message, the traceback in a log file (or printed, when debugging), exit 1."""
+    text = "".join(traceback.format_exception(error))
+    if debug:
+        print(text, file=sys.stderr, end="")
+    cause = user_error(error)
+    if cause is not None:
+        print(f"edn {verb}: error: {cause}", file=sys.stderr)
+        return 2
+    root = root_cause(error)
+    message = (str(root).strip().splitlines() or [""])[0]
+    where = "above" if debug else _write_log(verb, text)
+    print(f"edn {verb}: error: {type(root).__name__}: {message} (traceback: {where})", file=sys.stderr)
+    return 1
+
+
+def _write_log(verb: str, text: str) -> str:
+    folder = os.path.join(tempfile.gettempdir(), "edn-logs")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"edn-{verb}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
 
 
 if __name__ == "__main__":

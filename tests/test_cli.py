@@ -1,14 +1,32 @@
+"""`edn`: help without heavy imports, one meaning per flag on every verb, and one way of reporting
+errors, wherever they were raised (the driver, a Ray task or actor, a Ray Train worker)."""
+import argparse
+import json
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 from edn.cli import main, parser
+from edn.errors import EdnError, root_cause, user_error
+from edn.video import VideoError
 
-VERBS = ["synth", "ingest", "train", "render", "evaluate", "demo"]
+
+def _verbs(p: argparse.ArgumentParser, prefix: tuple = ()) -> list[tuple]:
+    """Every verb and sub-verb (`bench ingest`, `cluster submit`), as argv prefixes."""
+    found = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += [(*prefix, name), *_verbs(sub, (*prefix, name))]
+    return found
 
 
-@pytest.mark.parametrize("verb", VERBS)
+VERBS = [v for v in _verbs(parser()) if len(v) == 1]
+
+
+@pytest.mark.parametrize("verb", [v[0] for v in VERBS])
 def test_every_verb_has_help_with_an_example(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([verb, "--help"])
@@ -22,12 +40,14 @@ def test_ray_jobs_modules_take_the_same_arguments():
     assert "--dataset" in out.stdout and "edn train" in out.stdout
 
 
-def test_missing_model_is_a_clear_error(tmp_path, capsys):
+@pytest.mark.parametrize("verb", ["render", "evaluate"])
+def test_missing_model_is_a_clear_error(verb, tmp_path, capsys):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    code = main(["render", "--dataset", str(tmp_path), "--source", "a", "--target", "nobody",
-                 "--tracking-uri", uri, "--out", str(tmp_path / "o.mp4")])
-    err = capsys.readouterr().err
-    assert code == 2 and "edn-nobody" in err and "candidate" in err and uri in err
+    code = main([verb, "--dataset", str(tmp_path), "--source", "a", "--target", "nobody", "--tracking-uri", uri,
+                 "--out", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert code == 2 and err.startswith(f"edn {verb}: error: ")
+    assert "edn-nobody" in err and "candidate" in err and uri in err
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -35,3 +55,84 @@ def test_bad_size_argument_is_explained(capsys):
     with pytest.raises(SystemExit):
         parser().parse_args(["synth", "out", "--size", "big"])
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_train_without_a_dataset_is_a_user_error(capsys):
+    assert main(["train", "--target", "t"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "edn train: error: train needs --dataset and --target (or dataset_url and target in --config)")
+
+
+def test_an_edn_error_in_a_ray_data_actor_reaches_the_user_as_its_message(ray_cluster, dancers, tmp_path, capsys):
+    """The pose detector's constructor fails inside Ray Data's actor: Ray keeps only the text of
+    that error (ActorDiedError); the user still reads edn's message, exit 2, no traceback."""
+    model = tmp_path / "nowhere" / "pose.onnx"
+    code = main(["ingest", dancers[0], "--out", str(tmp_path / "dataset"), "--size", "64x64",
+                 "--estimator", "openpose", "--set", f"estimator_options={{model_url: {model}}}"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert last.startswith(f"edn ingest: error: OpenPose ONNX model {model} does not exist. OpenPose weights are not")
+
+
+def test_edn_errors_are_found_under_rays_wrappers(ray_cluster):
+    """A task's error crosses processes whole (VideoError keeps its url and reason); a training
+    worker's is found among the ranks' failures, before another rank's collateral error."""
+    import ray
+    from ray.train import ControllerError, WorkerGroupError
+
+    @ray.remote(num_cpus=0)
+    def read_video():
+        raise VideoError("clip.mp4", "not a readable video")
+
+    with pytest.raises(ray.exceptions.RayTaskError) as raised:
+        ray.get(read_video.remote())
+    found = user_error(raised.value)
+    assert isinstance(found, VideoError) and (found.url, found.reason) == ("clip.mp4", "not a readable video")
+    workers = WorkerGroupError("2 workers failed", {0: RuntimeError("collective aborted"), 1: raised.value})
+    assert user_error(workers) is found and user_error(ControllerError(workers)) is found
+    bug = WorkerGroupError("1 worker failed", {1: ZeroDivisionError("division by zero"), 0: KeyError("x")})
+    assert user_error(bug) is None and isinstance(root_cause(bug), KeyError)  # the lowest rank's
+    assert user_error(RuntimeError("wrapped")) is None
+    try:
+        raise RuntimeError("rendering failed") from EdnError("the model has no face generator")
+    except RuntimeError as e:
+        assert str(user_error(e)) == "the model has no face generator"
+
+
+def _corrupt_dataset(tmp_path):
+    (tmp_path / "dataset" / "videos").mkdir(parents=True)
+    (tmp_path / "dataset" / "videos" / "a.json").write_text("{not json")
+    return str(tmp_path / "dataset")
+
+
+def test_other_errors_are_one_line_with_their_traceback_in_a_log(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("EDN_DEBUG", raising=False)
+    assert main(["upgrade-dataset", _corrupt_dataset(tmp_path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    prefix = "edn upgrade-dataset: error: JSONDecodeError: Expecting property name enclosed in double quotes"
+    assert len(err) == 1 and err[0].startswith(prefix) and "Traceback" not in err[0]
+    log = err[0].split("(traceback: ")[1].rstrip(")")
+    assert log.startswith(str(tmp_path / "edn-logs" / "edn-upgrade-dataset-"))
+    text = open(log).read()
+    assert text.startswith("Traceback (most recent call last)") and "upgrade_dataset" in text
+
+
+def test_debug_prints_the_traceback(tmp_path, monkeypatch, capsys):
+    missing = str(tmp_path / "nowhere")
+    assert main(["upgrade-dataset", missing]) == 2
+    assert capsys.readouterr().err == f"edn upgrade-dataset: error: {missing}: not an edn dataset (no videos/ folder)\n"
+    assert main(["--debug", "upgrade-dataset", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and "edn.errors.DataNotFoundError" in err
+    assert err.splitlines()[-1] == f"edn upgrade-dataset: error: {missing}: not an edn dataset (no videos/ folder)"
+    monkeypatch.setenv("EDN_DEBUG", "1")
+    assert main(["upgrade-dataset", _corrupt_dataset(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last)") and err.splitlines()[-1].endswith("(traceback: above)")
+
+
+def test_results_are_json_on_stdout(tmp_path, capsys):
+    (tmp_path / "dataset" / "videos").mkdir(parents=True)
+    assert main(["upgrade-dataset", str(tmp_path / "dataset")]) == 0
+    assert json.loads(capsys.readouterr().out) == {"upgraded": [], "current": []}
