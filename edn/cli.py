@@ -15,17 +15,16 @@ import tempfile
 import time
 import traceback
 
+from edn.config import parse_size, preset_names
 from edn.errors import ConfigError, root_cause, user_error
 from edn.pose.estimator import estimator_names
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-        assert w > 0 and h > 0
-        return w, h
-    except (ValueError, AssertionError):
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 256x256, not {text!r}") from None
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _init_ray() -> None:
@@ -49,9 +48,8 @@ def _hard(text: str):
 def cmd_ingest(a) -> dict:
     from edn.config import load_config
     from edn.data.ingest import IngestConfig, ingest
-    flags = {k: v for k, v in (("estimator", a.estimator), ("concurrency", a.concurrency)) if v}
-    if a.size:
-        flags["width"], flags["height"] = a.size
+    width, height = a.size or (0, 0)
+    flags = _flags(estimator=a.estimator, concurrency=a.concurrency, width=width, height=height)
     cfg = load_config(IngestConfig, a.config, a.set, flags=flags)
     _init_ray()
     result = ingest(a.videos, a.out, cfg)
@@ -65,18 +63,24 @@ def cmd_upgrade_dataset(a) -> dict:
     return upgrade_dataset(a.dataset)
 
 
+def _flags(**given) -> dict:
+    """A verb's own options that were given, as config settings (later overridden by --set)."""
+    return {k: v for k, v in given.items() if v}
+
+
 def _train_config(a):
     from edn.config import load_config
     from edn.train.config import TrainConfig
-    flags = {k: v for k, v in (("dataset_url", a.dataset), ("target", a.target), ("stage", a.stage)) if v}
-    return load_config(TrainConfig, a.config, a.set, flags=flags)
+    cfg = load_config(TrainConfig, a.config, a.set, flags=_flags(
+        dataset_url=a.dataset, target=a.target, stage=a.stage, model_name=a.model, tracking_uri=a.tracking_uri))
+    if not cfg.dataset_url or not cfg.target:
+        raise ConfigError(f"{a.verb} needs --dataset and --target (or dataset_url and target in --config)")
+    return cfg
 
 
 def cmd_train(a) -> dict:
     from edn.train.run import train
     cfg = _train_config(a)
-    if not cfg.dataset_url or not cfg.target:
-        raise ConfigError("train needs --dataset and --target (or dataset_url and target in --config)")
     _init_ray()
     return train(cfg)
 
@@ -95,40 +99,41 @@ def cmd_render(a) -> dict:
 def cmd_render_catalog(a) -> dict:
     from edn.config import load_config
     from edn.render.batch import CatalogConfig, render_catalog
-    cfg = load_config(CatalogConfig, a.config, a.set, flags={"tracking_uri": a.tracking_uri} if a.tracking_uri else {})
+    cfg = load_config(CatalogConfig, a.config, a.set, flags=_flags(tracking_uri=a.tracking_uri))
     _init_ray()
     return render_catalog(a.catalog, a.out, cfg)
 
 
-def cmd_evaluate(a) -> dict:
+def _eval_config(a, url: str | None, settings: list[str]):
+    from edn.config import load_config
     from edn.eval.heldout import EvalConfig
+    return load_config(EvalConfig, url, settings, flags=_flags(detector=a.estimator, lpips_weights_url=a.lpips_weights))
+
+
+def cmd_evaluate(a) -> dict:
     from edn.eval.run import evaluate_and_report
     from edn.tracking import tracking_uri
+    cfg = _eval_config(a, a.config, a.set)
     metrics = evaluate_and_report(a.dataset, _model(a), a.model or f"edn-{a.target}", a.out,
-                                  tracking_uri(a.tracking_uri), EvalConfig(a.detector, a.lpips_weights), a.promote,
-                                  sources=a.source)
+                                  tracking_uri(a.tracking_uri), cfg, a.promote, sources=a.source)
     return {**metrics, "methods": {m: {k: v for k, v in r.items() if k != "ssim_per_frame"}
                                    for m, r in metrics["methods"].items()}}
 
 
 def cmd_ablate(a) -> dict:
     from edn.eval.ablation import run_ablation
-    from edn.eval.heldout import EvalConfig
     cfg = _train_config(a)
-    if not cfg.dataset_url or not cfg.target:
-        raise ConfigError("ablate needs --dataset and --target (or dataset_url and target in --config)")
+    eval_cfg = _eval_config(a, None, [])  # --config and --set are the training's
     _init_ray()
-    result = run_ablation(cfg, a.face_steps, a.out, EvalConfig(a.detector, a.lpips_weights))
+    result = run_ablation(cfg, a.face_steps, a.out, eval_cfg)
     return {"rows": list(result["methods"]), "report": f"{a.out}/ablation.html"}
 
 
 def cmd_demo(a) -> dict:
+    from edn.config import load_config
     from edn.demo import DemoConfig, run_demo
-    cfg = DemoConfig(out=a.out)
-    if a.steps:
-        cfg.train.steps = a.steps
-    if a.frames:
-        cfg.frames = a.frames
+    train = _flags(steps=a.steps, tracking_uri=a.tracking_uri)
+    cfg = load_config(DemoConfig, a.config, a.set, flags=_flags(out=a.out, frames=a.frames, train=train))
     result = run_demo(cfg)
     print(f"\ntransfer video : {result['transfer']}\nmetrics        : {result['metrics_file']}\n"
           f"report         : {result['report']}\n"
@@ -163,19 +168,46 @@ def cmd_cluster(a) -> dict:
     return {"status": cluster.status, "stop": cluster.stop}[a.action](api, a.name, namespace)
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", required=True, help="ingested dataset URL")
-    p.add_argument("--target", required=True, help="target video id; the model is edn-<target> unless --model")
-    p.add_argument("--model", default="", help="registered model name (default edn-<target>)")
-    p.add_argument("--alias", default="candidate", help="registry alias or version number (default candidate)")
+# Every verb that takes one of these flags takes it with this meaning (and these words of help).
+
+def _tracking_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
 
 
-def _config_args(p: argparse.ArgumentParser, name: str, example: str) -> None:
-    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings, or a preset of "
-                   "edn/configs/ by name (frame_by_frame, temporal, face)")
+def _dataset_args(p: argparse.ArgumentParser, required: bool) -> None:
+    where = "" if required else " (overrides the config's)"
+    p.add_argument("--dataset", required=required, default="", help=f"ingested dataset URL{where}")
+    p.add_argument("--target", required=required, default="", help=f"target video id{where}")
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="", help="registered model name (default edn-<target>)")
+
+
+def _registered_args(p: argparse.ArgumentParser) -> None:
+    """A registered target model to read (render, evaluate)."""
+    _dataset_args(p, required=True)
+    _model_arg(p)
+    p.add_argument("--alias", default="candidate", help="registry alias or version number (default candidate)")
+    _tracking_arg(p)
+
+
+def _estimator_arg(p: argparse.ArgumentParser, *aliases: str, use: str) -> None:
+    p.add_argument("--estimator", *aliases, dest="estimator", default="",
+                   help=f"pose detector {use}: {', '.join(estimator_names())} (default mediapipe), or module:Class")
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    _estimator_arg(p, "--detector", use="run on generated frames for the pose distance")
+    p.add_argument("--lpips-weights", default="",
+                   help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
+
+
+def _config_args(p: argparse.ArgumentParser, name: str, example: str, presets: bool = False) -> None:
+    named = f", or a preset of edn/configs/ by name ({', '.join(preset_names())})" if presets else ""
+    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings{named}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a setting, e.g. {example} (repeatable)")
+                   help=f"override a setting, e.g. {example} (repeatable; wins over the flags above)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -206,8 +238,7 @@ def parser() -> argparse.ArgumentParser:
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
     p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
     p.add_argument("--out", required=True, help="dataset URL")
-    p.add_argument("--estimator", default=None,
-                   help=f"pose detector: {', '.join(estimator_names())} (default mediapipe), or module:Class")
+    _estimator_arg(p, use="run on the videos' frames")
     p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
@@ -217,18 +248,20 @@ def parser() -> argparse.ArgumentParser:
              "edn upgrade-dataset outputs/dataset")
     p.add_argument("dataset", help="dataset URL")
 
-    p = verb("train", cmd_train, "Train a target's body GAN (then, --stage face, its face GAN) on Ray Train; register edn-<target> in MLflow.",
+    p = verb("train", cmd_train, "Train a target's body GAN (then, --stage face, its face GAN) on Ray Train; "
+             "register edn-<target> in MLflow.",
              "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2\n"
              "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200")
-    p.add_argument("--dataset", default="", help="dataset URL (overrides the config's dataset_url)")
-    p.add_argument("--target", default="", help="target video id (overrides the config's target)")
+    _dataset_args(p, required=False)
     p.add_argument("--stage", choices=["body", "face"], default=None,
                    help="body (default), then face: the face GAN on the frozen body model (body_model alias)")
-    _config_args(p, "TrainConfig", "generator.ngf=32")
+    _model_arg(p)
+    _tracking_arg(p)
+    _config_args(p, "TrainConfig", "generator.ngf=32", presets=True)
 
     p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4).",
              "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4")
-    _model_args(p)
+    _registered_args(p)
     p.add_argument("--source", required=True, help="source video id in the dataset")
     p.add_argument("--out", required=True, help="output mp4 URL")
     p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
@@ -242,38 +275,40 @@ def parser() -> argparse.ArgumentParser:
              "    gs://bucket/clips/salsa.mp4,edn-alice@production,salsa_alice.mp4,,output,true,512x512")
     p.add_argument("--catalog", required=True, help="catalog table URL (.csv or .parquet; edn/render/catalog.py)")
     p.add_argument("--out", required=True, help="folder URL: manifest.parquet, relative outputs, _work/")
-    p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
+    _tracking_arg(p)
     _config_args(p, "CatalogConfig", "chunk_frames=240")
 
     p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames against the "
              "nearest-neighbour baseline (SSIM, LPIPS, pose distance, stability; report; promotion gate).",
              "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval --promote")
-    _model_args(p)
+    _registered_args(p)
     p.add_argument("--out", required=True, help="folder URL for metrics.json and report.html")
     p.add_argument("--source", action="append", default=[],
                    help="also score the transfer of this source video id onto the target (repeatable)")
     p.add_argument("--promote", action="store_true",
                    help="move the alias production to this version if it beats the nearest-neighbour baseline")
-    p.add_argument("--detector", default="mediapipe", help="pose detector run on generated frames (pose distance)")
-    p.add_argument("--lpips-weights", default="", help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
+    _eval_args(p)
+    _config_args(p, "EvalConfig", "strip_frames=8")
 
     p = verb("ablate", cmd_ablate, "Train and score the paper's ablation (frame-by-frame, +temporal smoothing, "
              "+face GAN) with one budget, beside the nearest-neighbour baseline; print the table.",
-             "edn ablate --dataset outputs/dataset --target dancer_00 --set steps=1500 --face-steps 300 --out outputs/ablation")
-    p.add_argument("--dataset", default="", help="dataset URL")
-    p.add_argument("--target", default="", help="target video id")
-    p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
+             "edn ablate --dataset outputs/dataset --target dancer_00 --set steps=1500 --face-steps 300 "
+             "--out outputs/ablation")
+    _dataset_args(p, required=False)
+    p.set_defaults(stage=None, model="")  # each row is its own model and stage (edn/eval/ablation.py)
     p.add_argument("--out", required=True, help="folder URL for ablation.json and ablation.html")
     p.add_argument("--face-steps", type=int, default=300, help="face GAN steps on top of the temporal body model")
-    p.add_argument("--detector", default="mediapipe", help="pose detector run on generated frames (pose distance)")
-    p.add_argument("--lpips-weights", default="", help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
-    _config_args(p, "TrainConfig", "steps=1500")
+    _eval_args(p)
+    _tracking_arg(p)
+    _config_args(p, "TrainConfig", "steps=1500", presets=True)
 
     p = verb("demo", cmd_demo, "Run everything end to end on synthetic dancers with embedded defaults.",
              "edn demo --out outputs/demo")
-    p.add_argument("--out", default="outputs/demo")
-    p.add_argument("--steps", type=int, default=0, help="training steps (default: the demo's)")
+    p.add_argument("--out", default="", help="folder URL for everything the demo writes (default outputs/demo)")
+    p.add_argument("--steps", type=int, default=0, help="body training steps (default: the demo's)")
     p.add_argument("--frames", type=int, default=0, help="frames per dancer (default: the demo's)")
+    _tracking_arg(p)
+    _config_args(p, "DemoConfig", "train.steps=100")
 
     p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",
              "edn bench ingest --out outputs/bench")
@@ -307,7 +342,8 @@ def parser() -> argparse.ArgumentParser:
                           ("logs", "the log of the job's submitter pod (else its head pod)"),
                           ("stop", "delete the RayJob, and with it its Ray cluster")):
         q = actions.add_parser(action, help=help_, description=help_)
-        q.add_argument("rayjob" if action == "submit" else "name", help="RayJob YAML" if action == "submit" else "RayJob name")
+        submitted = action == "submit"
+        q.add_argument("rayjob" if submitted else "name", help="RayJob YAML" if submitted else "RayJob name")
         q.add_argument("-n", "--namespace", default="", help="default: the file's, else the kubeconfig context's")
         q.add_argument("--kubeconfig", default="", help="default: $KUBECONFIG, ~/.kube/config, else in-cluster")
         q.add_argument("--context", default="", help="kubeconfig context (default: the current one)")

@@ -57,6 +57,55 @@ def test_bad_size_argument_is_explained(capsys):
     assert "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
+def test_evaluate_takes_config_and_set_as_an_eval_config(tmp_path, capsys):
+    """--config and --set reach EvalConfig, and are read before anything is loaded."""
+    config = tmp_path / "eval.yaml"
+    config.write_text("strip_frames: 2\n")
+    code = main(["evaluate", "--dataset", str(tmp_path), "--target", "t", "--out", str(tmp_path / "o"),
+                 "--config", str(config), "--set", "strips=3"])
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("edn evaluate: error: EvalConfig: unknown settings ['strips']") and "strip_frames" in err
+
+
+def test_the_same_flag_means_the_same_on_every_verb(monkeypatch, tmp_path):
+    """--tracking-uri names the MLflow server of every verb that uses one; --model the registered
+    name; --estimator (or --detector) the pose detector; --set the verb's own config."""
+    import edn.demo
+    import edn.eval.ablation
+    import edn.render.batch
+    import edn.train.run
+
+    seen = {}
+
+    def called(verb, result):  # stands in for the verb's entry point: what the CLI gave it
+        def entry(*args):
+            seen[verb] = args
+            return result
+        return entry
+
+    uri, dataset = "http://mlflow.example:5000", str(tmp_path)
+    monkeypatch.setattr("edn.cli._init_ray", lambda: None)
+    monkeypatch.setattr(edn.train.run, "train", called("train", {}))
+    monkeypatch.setattr(edn.eval.ablation, "run_ablation", called("ablate", {"methods": {}}))
+    monkeypatch.setattr(edn.render.batch, "render_catalog", called("render-catalog", {}))
+    monkeypatch.setattr(edn.demo, "run_demo", called("demo", {
+        "transfer": "t.mp4", "metrics_file": "m.json", "report": "r.html", "promotion": {"reason": "r"},
+        "tracking_uri": uri, "model_name": "edn-dancer_00", "model_version": "1"}))
+    assert main(["train", "--dataset", dataset, "--target", "t", "--model", "m", "--tracking-uri", uri,
+                 "--set", "steps=7"]) == 0
+    assert main(["ablate", "--dataset", dataset, "--target", "t", "--out", "o", "--tracking-uri", uri,
+                 "--detector", "groundtruth"]) == 0
+    assert main(["render-catalog", "--catalog", "c.csv", "--out", "o", "--tracking-uri", uri]) == 0
+    assert main(["demo", "--tracking-uri", uri, "--steps", "5", "--set", "train.batch_size=1"]) == 0
+    (train,), (ablate, _, _, ablate_eval), (_, _, catalog), (demo,) = (
+        seen["train"], seen["ablate"], seen["render-catalog"], seen["demo"])
+    assert [train.tracking_uri, ablate.tracking_uri, catalog.tracking_uri, demo.train.tracking_uri] == [uri] * 4
+    assert (train.registry_name, train.steps, ablate.registry_name) == ("m", 7, "edn-t")
+    assert ablate_eval.detector == "groundtruth"
+    assert (demo.train.steps, demo.train.batch_size, demo.out) == (5, 1, "outputs/demo")
+
+
 def test_train_without_a_dataset_is_a_user_error(capsys):
     assert main(["train", "--target", "t"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
