@@ -17,7 +17,7 @@ import traceback
 
 from edn.config import parse_size, preset_names
 from edn.errors import ConfigError, root_cause, user_error
-from edn.pose.estimator import estimator_names
+from edn.pose.estimator_names import estimator_names
 
 
 def _size(text: str) -> tuple[int, int]:

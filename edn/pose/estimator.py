@@ -7,6 +7,7 @@ import importlib
 import numpy as np
 
 from edn.errors import ConfigError
+from edn.pose.estimator_names import ESTIMATORS, estimator_names
 from edn.pose.layout import N_KEYPOINTS
 
 
@@ -34,27 +35,15 @@ class PoseEstimator(abc.ABC):
         """Release the detector's resources."""
 
 
-_ESTIMATORS = {
-    "mediapipe": "edn.pose.mediapipe_estimator:MediapipeHolistic",
-    "groundtruth": "edn.pose.groundtruth:GroundTruthPoses",
-    "openpose-json": "edn.pose.openpose_json:OpenPoseJson",
-    "openpose": "edn.pose.openpose_dnn:OpenPoseDnn",
-}
-
-
 def people_array(poses: list[np.ndarray]) -> np.ndarray:
     """A list of (137, 3) poses -> (P, 137, 3) float32, dropping poses with no keypoint."""
     kept = [p for p in poses if p[:, 2].max(initial=0) > 0]
     return np.stack(kept).astype(np.float32) if kept else np.zeros((0, N_KEYPOINTS, 3), np.float32)
 
 
-def estimator_names() -> list[str]:
-    return sorted(_ESTIMATORS)
-
-
 def make_estimator(name: str, **options) -> PoseEstimator:
     """A detector by registered name, or any PoseEstimator class by import path `module:Class`."""
-    path = _ESTIMATORS.get(name, name if ":" in name else None)
+    path = ESTIMATORS.get(name, name if ":" in name else None)
     if path is None:
         raise ConfigError(f"unknown pose estimator {name!r}; choose one of {estimator_names()} or give module:Class")
     module, cls = path.split(":")
