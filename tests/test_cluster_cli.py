@@ -1,6 +1,7 @@
 """`edn cluster submit|status|logs|stop` against a real Kubernetes API server on loopback
-(tests/k8s/apiserver.py: etcd + kube-apiserver 1.20 with the RayJob CRD installed), as the job
-submitter of infra/k8s/rbac.yaml; the test plays KubeRay's part (status) and the kubelet's (logs)."""
+(tests/k8s/apiserver.py: etcd + kube-apiserver 1.20 with KubeRay's published RayJob and RayCluster
+CRDs installed, tests/k8s/kuberay_crds.py), as the job submitter of infra/k8s/rbac.yaml; the test
+plays KubeRay's part (status) and the kubelet's (logs)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import yaml
 
 from edn import cluster
 from edn.cli import main
-from k8s import apiserver, kuberay_schema
+from k8s import apiserver, kuberay_crds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "cluster", "rayjob-train.yaml")
@@ -21,7 +22,8 @@ TRAIN = os.path.join(ROOT, "cluster", "rayjob-train.yaml")
 
 def test_a_file_that_is_not_a_rayjob_is_named_in_the_error(tmp_path):
     raycluster = os.path.join(ROOT, "cluster", "raycluster.yaml")
-    with pytest.raises(cluster.ClusterError, match=r"raycluster.yaml: not a RayJob: apiVersion 'ray.io/v1', kind 'RayCluster'"):
+    with pytest.raises(cluster.ClusterError,
+                       match=r"raycluster.yaml: not a RayJob: apiVersion 'ray.io/v1', kind 'RayCluster'"):
         cluster.load_rayjob(raycluster)
     two = tmp_path / "two.yaml"
     two.write_text(open(TRAIN).read() + "\n---\n" + open(TRAIN).read())
@@ -31,14 +33,15 @@ def test_a_file_that_is_not_a_rayjob_is_named_in_the_error(tmp_path):
 
 def test_overrides_reach_every_pod_and_the_runtime_env():
     job = cluster.load_rayjob(TRAIN)
-    out = cluster.apply_overrides(job, cluster.Overrides(name="edn-train-bob", namespace="team-b", image="example/edn:1",
+    out = cluster.apply_overrides(job, cluster.Overrides(name="edn-train-bob", namespace="team-b",
+                                                         image="example/edn:1",
                                                          entrypoint="python -m ray_jobs.train --target bob",
                                                          env={"MLFLOW_EXPERIMENT_NAME": "bob"}))
     assert out["metadata"]["name"] == "edn-train-bob" and out["metadata"]["namespace"] == "team-b"
     assert out["spec"]["entrypoint"] == "python -m ray_jobs.train --target bob"
     spec = out["spec"]["rayClusterSpec"]
-    images = [c["image"] for t in [spec["headGroupSpec"]] + spec["workerGroupSpecs"] for c in t["template"]["spec"]["containers"]]
-    assert images == ["example/edn:1", "example/edn:1"]
+    templates = [spec["headGroupSpec"]["template"], *[g["template"] for g in spec["workerGroupSpecs"]]]
+    assert [c["image"] for t in templates for c in t["spec"]["containers"]] == ["example/edn:1"] * 2
     assert yaml.safe_load(out["spec"]["runtimeEnvYAML"])["env_vars"] == {
         "PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "WARN", "MLFLOW_EXPERIMENT_NAME": "bob"}
     assert job["metadata"]["name"] == "edn-train-alice"  # the loaded file is left as it was
@@ -64,12 +67,8 @@ def server(tmp_path_factory):
     from kubernetes import client, config, utils
     srv = apiserver.LocalApiServer(str(tmp_path_factory.mktemp("apiserver"))).start()
     admin = config.new_client_from_config(config_file=srv.kubeconfig(apiserver.ADMIN_TOKEN))
-    extensions = client.ApiextensionsV1Api(admin)
     for kind in ("RayJob", "RayCluster"):
-        extensions.create_custom_resource_definition(kuberay_schema.crd(kind))
-    for name in ("rayjobs.ray.io", "rayclusters.ray.io"):
-        _wait(lambda: any(c.type == "Established" and c.status == "True"
-                          for c in extensions.read_custom_resource_definition(name).status.conditions or []))
+        _install_crd(admin, kind)
     # infra/k8s as a cluster admin would apply it (the ConfigMap is kustomize's, not in a file)
     for name in ("namespaces.yaml", "serviceaccounts.yaml", "rbac.yaml", "mlflow-postgres.yaml", "mlflow.yaml"):
         for doc in yaml.safe_load_all(open(os.path.join(ROOT, "infra", "k8s", name))):
@@ -79,6 +78,44 @@ def server(tmp_path_factory):
     yield srv
     kubelet.close()
     srv.stop()
+
+
+def _install_crd(admin, kind: str) -> None:
+    from kubernetes import client
+    extensions = client.ApiextensionsV1Api(admin)
+    name = extensions.create_custom_resource_definition(kuberay_crds.api_server_crd(kind)).metadata.name
+    _wait(lambda: any(c.type == "Established" and c.status == "True"
+                      for c in extensions.read_custom_resource_definition(name).status.conditions or []))
+
+
+def _defaults_added(sent, stored, path: str = "") -> dict:
+    """{dotted path: value} of what `stored` has and `sent` had not (the CRD's defaults, filled in
+    by the API server); fails when anything sent was dropped (pruned) or changed."""
+    if isinstance(sent, dict):
+        assert isinstance(stored, dict) and not sent.keys() - stored.keys(), \
+            f"pruned: {path}.{sorted(sent.keys() - stored.keys())}"
+        added = {f"{path}.{k}".lstrip("."): stored[k] for k in stored.keys() - sent.keys()}
+        for k in sent:
+            added |= _defaults_added(sent[k], stored[k], f"{path}.{k}")
+        return added
+    if isinstance(sent, list):
+        assert isinstance(stored, list) and len(stored) == len(sent), path
+        added = {}
+        for i, (a, b) in enumerate(zip(sent, stored)):
+            added |= _defaults_added(a, b, f"{path}.{i}")
+        return added
+    assert sent == stored, path
+    return {}
+
+
+def _crd_defaults(cluster_spec: dict, prefix: str = "") -> dict:
+    """What KubeRay's CRD defaults in edn's cluster specs: each head port's protocol, each worker
+    group's numOfHosts and priority."""
+    ports = cluster_spec["headGroupSpec"]["template"]["spec"]["containers"][0]["ports"]
+    out = {f"{prefix}headGroupSpec.template.spec.containers.0.ports.{i}.protocol": "TCP" for i in range(len(ports))}
+    for i in range(len(cluster_spec["workerGroupSpecs"])):
+        out |= {f"{prefix}workerGroupSpecs.{i}.numOfHosts": 1, f"{prefix}workerGroupSpecs.{i}.priority": 0}
+    return out
 
 
 def _wait(check, timeout=30.0):
@@ -100,15 +137,19 @@ def test_submit_status_logs_stop_as_the_job_submitter(server, capsys):
     from kubernetes import client
     custom, core = client.CustomObjectsApi(server.admin), client.CoreV1Api(server.admin)
 
-    code, result, _, err = _edn(server, capsys, "submit", TRAIN, "--name", "edn-train-t1", "--image", "example/edn:test",
+    code, result, _, err = _edn(server, capsys, "submit", TRAIN, "--name", "edn-train-t1",
+                                "--image", "example/edn:test",
                                 "--env", "MLFLOW_EXPERIMENT_NAME=t1")
     assert code == 0, err
     assert result["name"] == "edn-train-t1" and result["namespace"] == "edn" and result["uid"]
     stored = custom.get_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-t1")
     sent = cluster.apply_overrides(cluster.load_rayjob(TRAIN), cluster.Overrides(
         "edn-train-t1", "edn", "example/edn:test", "", {"MLFLOW_EXPERIMENT_NAME": "t1"}))
-    assert stored["spec"] == sent["spec"]  # nothing pruned: every field is one the CRD schema knows
-    assert stored["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"] == "example/edn:test"
+    # nothing pruned: every field is one KubeRay's CRD knows; the API server adds only its defaults
+    assert _defaults_added(sent["spec"], stored["spec"]) == _crd_defaults(sent["spec"]["rayClusterSpec"],
+                                                                          "rayClusterSpec.")
+    worker = stored["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker["containers"][0]["image"] == "example/edn:test"
 
     code, result, _, _ = _edn(server, capsys, "status", "edn-train-t1")
     assert code == 0 and result["jobStatus"] == "" and result["jobDeploymentStatus"] == ""
@@ -133,7 +174,8 @@ def test_submit_status_logs_stop_as_the_job_submitter(server, capsys):
     def pod(name, labels):
         core.create_namespaced_pod("edn", client.V1Pod(
             metadata=client.V1ObjectMeta(name=name, labels=labels),
-            spec=client.V1PodSpec(node_name="node-1", containers=[client.V1Container(name="ray-job-submitter", image="x")])))
+            spec=client.V1PodSpec(node_name="node-1",
+                                  containers=[client.V1Container(name="ray-job-submitter", image="x")])))
         server.kubelet.logs[name] = f"log of {name}\nTailing logs until the job exits\nstep 100 G_gan 0.71\n"
 
     # no submitter pod yet (HTTPMode has none): the head pod of the cluster named in the status
@@ -202,6 +244,18 @@ def test_a_rayjob_with_a_misspelt_field_is_pruned_by_the_crd(server):
     custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-typo")
 
 
+def test_the_raycluster_is_stored_as_written(server):
+    """cluster/raycluster.yaml, stored against KubeRay's CRD with nothing pruned."""
+    from kubernetes import client
+    sent = yaml.safe_load(open(os.path.join(ROOT, "cluster", "raycluster.yaml")))
+    custom = client.CustomObjectsApi(server.admin)
+    stored = custom.create_namespaced_custom_object("ray.io", "v1", "edn", "rayclusters", sent)
+    try:
+        assert _defaults_added(sent["spec"], stored["spec"]) == _crd_defaults(sent["spec"])
+    finally:
+        custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayclusters", "edn")
+
+
 def test_missing_namespace_and_missing_crd_are_told_apart(server, capsys):
     from kubernetes import client
     token = apiserver.ADMIN_TOKEN
@@ -215,6 +269,4 @@ def test_missing_namespace_and_missing_crd_are_told_apart(server, capsys):
         code, _, _, err = _edn(server, capsys, "status", "edn-train-t1", token=token)
         assert code == 2 and "does not serve rayjobs.ray.io/v1: is the KubeRay operator (its CRDs) installed?" in err
     finally:
-        extensions.create_custom_resource_definition(kuberay_schema.crd("RayJob"))
-        _wait(lambda: any(c.type == "Established" and c.status == "True"
-                          for c in extensions.read_custom_resource_definition("rayjobs.ray.io").status.conditions or []))
+        _install_crd(server.admin, "RayJob")

@@ -1,6 +1,6 @@
 """Every YAML file in cluster/ and infra/ is checked: Kubernetes kinds against Kubernetes' own
-schemas (kubernetes-validate, strict: unknown fields fail), KubeRay kinds against the ray.io/v1
-schema of tests/k8s/kuberay_schema.py (closed too), kustomizations against the files they name,
+schemas (kubernetes-validate, strict: unknown fields fail), KubeRay kinds against KubeRay's published
+CRDs (tests/k8s/kuberay_crds.py, closed too), kustomizations against the files they name,
 TrainConfig files through edn's own loader; then what the specs must say for GKE GPU pools."""
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ import shlex
 import jsonschema
 import kubernetes_validate
 import pytest
-import referencing
 import yaml
 
-from k8s import kuberay_schema
+from k8s import kuberay_crds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = "us-central1-docker.pkg.dev/my-project/edn/edn"
@@ -58,26 +57,14 @@ def _find(node, key: str):
             yield from _find(item, key)
 
 
-_RAY_VALIDATORS: dict[str, jsonschema.Validator] = {}
-
-
-def validate_ray(doc: dict) -> None:
-    if not _RAY_VALIDATORS:
-        definitions = referencing.Resource.from_contents(kuberay_schema.kubernetes_definitions())
-        registry = referencing.Registry().with_resource(kuberay_schema.DEFINITIONS_ID, definitions)
-        for kind, schema in kuberay_schema.json_schemas().items():
-            _RAY_VALIDATORS[kind] = jsonschema.Draft202012Validator(schema, registry=registry)
-    if doc.get("kind") not in _RAY_VALIDATORS:
-        raise ValueError(f"unknown ray.io kind {doc.get('kind')!r}")
-    _RAY_VALIDATORS[doc["kind"]].validate(doc)
-
-
 def validate(doc: dict) -> None:
     """Raises jsonschema.ValidationError (or ValueError) when `doc` is not a valid object."""
     if doc.get("apiVersion") == "ray.io/v1":
-        validate_ray(doc)
+        if doc.get("kind") not in kuberay_crds.FILES:
+            raise ValueError(f"unknown ray.io kind {doc.get('kind')!r}")
+        kuberay_crds.validator(doc["kind"]).validate(doc)
     else:
-        kubernetes_validate.validate(doc, kuberay_schema.KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(doc, kuberay_crds.KUBERNETES_VERSION, strict=True)
 
 
 def test_the_manifests_are_all_found():
@@ -134,14 +121,49 @@ def test_a_typo_fails_validation(path, field, value):
         validate(_set(doc, field, value))
 
 
-def test_kuberay_crd_is_structural():
-    crd = kuberay_schema.crd("RayJob")
-    validate(crd)  # apiextensions.k8s.io/v1 against Kubernetes' schema
-    text = yaml.safe_dump(crd)
-    assert "additionalProperties: false" not in text and "$ref" not in text
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    assert spec["properties"]["rayClusterSpec"]["properties"]["workerGroupSpecs"]["items"]["required"] == \
-        ["groupName", "template"]
+@pytest.mark.parametrize("kind", sorted(kuberay_crds.FILES))
+def test_the_crds_are_kuberays_published_files(kind):
+    assert kuberay_crds.sha256(kind) == kuberay_crds.SHA256[kind]
+    shared = os.path.join(ROOT, "..", "shared", "kuberay-crds", kuberay_crds.FILES[kind])
+    if os.path.exists(shared):  # where the files were handed to this project
+        assert open(shared, "rb").read() == kuberay_crds.published_yaml(kind)
+    crd = kuberay_crds.crd(kind)
+    assert (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == ("ray.io", kind)
+    spec = kuberay_crds.openapi_schema(kind)["properties"]["spec"]["properties"]
+    cluster = spec["rayClusterSpec"]["properties"] if kind == "RayJob" else spec
+    assert cluster["authOptions"]["properties"]["mode"]["enum"] == ["disabled", "token"]
+
+
+_SUBSCHEMA_KEYS = {"properties", "items", "additionalProperties", "anyOf", "allOf", "oneOf"}
+
+
+@pytest.mark.parametrize("kind", sorted(kuberay_crds.FILES))
+def test_the_api_servers_crd_is_kuberays_less_its_empty_defaults(kind):
+    published, served = kuberay_crds.crd(kind), kuberay_crds.api_server_crd(kind)
+    assert {k: v for k, v in published["spec"].items() if k != "versions"} == \
+        {k: v for k, v in served["spec"].items() if k != "versions"}
+    dropped = required = 0
+    for p_version, s_version in zip(published["spec"]["versions"], served["spec"]["versions"], strict=True):
+        p_nodes = list(kuberay_crds.schemas(p_version["schema"]["openAPIV3Schema"]))
+        s_nodes = list(kuberay_crds.schemas(s_version["schema"]["openAPIV3Schema"]))
+        assert len(p_nodes) == len(s_nodes)
+        for p, s in zip(p_nodes, s_nodes):
+            changed = {k for k in p.keys() | s.keys() if k not in _SUBSCHEMA_KEYS and p.get(k) != s.get(k)}
+            assert changed <= {"default", "required"}, changed
+            if "default" in changed:
+                assert p["default"] == "" and "default" not in s
+                dropped += 1
+            if "required" in changed:
+                assert set(s["required"]) - set(p.get("required", [])) == {"name"}  # imagePullSecrets' key
+                required += 1
+        assert {k: v for k, v in p_version.items() if k != "schema"} == {k: v for k, v in s_version.items()
+                                                                        if k != "schema"}
+    assert (dropped, required) == {"RayCluster": (146, 4), "RayJob": (212, 6)}[kind]
+
+
+def test_no_manifest_sets_a_field_whose_cel_rules_go_unchecked():
+    for path, doc in _ray_docs().items():
+        assert kuberay_crds.cel_rules_in(doc) == [], path
 
 
 # --- what the specs say ---------------------------------------------------------------------------
@@ -176,7 +198,8 @@ def test_rayjobs_bring_up_the_raycluster_groups_unchanged():
         assert {k: v for k, v in spec.items() if k != "workerGroupSpecs"} == \
             {k: v for k, v in cluster.items() if k != "workerGroupSpecs"}, path
         for group in spec["workerGroupSpecs"]:
-            assert group == groups[group["groupName"]], f"{path}: group {group['groupName']} differs from raycluster.yaml"
+            assert group == groups[group["groupName"]], \
+                f"{path}: group {group['groupName']} differs from raycluster.yaml"
             used[os.path.basename(path)] = group["groupName"]
     assert used == {"rayjob-train.yaml": "a100", "rayjob-render-catalog.yaml": "l4-spot"}
 
@@ -194,7 +217,8 @@ def test_head_is_cpu_only_and_schedules_no_tasks():
 GKE_ACCELERATOR = "cloud.google.com/gke-accelerator"
 
 
-@pytest.mark.parametrize("group,accelerator,spot", [("l4-spot", "nvidia-l4", True), ("a100", "nvidia-tesla-a100", False)])
+@pytest.mark.parametrize("group,accelerator,spot",
+                         [("l4-spot", "nvidia-l4", True), ("a100", "nvidia-tesla-a100", False)])
 def test_gpu_groups_select_their_gke_pool(group, accelerator, spot):
     specs = [pod for path, name, pod in _pod_specs() if name == group]
     assert specs
@@ -283,7 +307,8 @@ def test_train_config_files_load_as_train_configs():
     for path in paths:
         cfg = load_config(TrainConfig, os.path.join(ROOT, path))
         assert cfg.use_gpu and cfg.storage_path.startswith("gs://") and cfg.dataset_url.startswith("gs://")
-        a100 = next(g for g in _docs("cluster/raycluster.yaml")[0]["spec"]["workerGroupSpecs"] if g["groupName"] == "a100")
+        a100 = next(g for g in _docs("cluster/raycluster.yaml")[0]["spec"]["workerGroupSpecs"]
+                    if g["groupName"] == "a100")
         assert cfg.num_workers <= a100["maxReplicas"]  # one GPU per Ray Train worker
         cpus = float(a100["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
         assert cfg.cpus_per_worker <= cpus
