@@ -1,5 +1,7 @@
 """`edn cluster submit|status|logs|stop`: edn's RayJobs on a KubeRay cluster, through the
-Kubernetes API (the `kubernetes` client), from a kubeconfig or from inside a pod."""
+Kubernetes API (the `kubernetes` client), from a kubeconfig or from inside a pod. A RayJob whose
+Ray cluster would run without token authentication is refused. `edn cluster` itself needs no Ray
+token: KubeRay gives each job's cluster and submitter pod theirs (docs/cluster-security.md)."""
 from __future__ import annotations
 
 import copy
@@ -74,6 +76,11 @@ def load_rayjob(url: str) -> dict:
                            f"(expected {GROUP}/{VERSION}, RayJob)")
     if not job.get("metadata", {}).get("name"):
         raise ClusterError(f"{url}: the RayJob has no metadata.name (or give --name)")
+    cluster = (job.get("spec") or {}).get("rayClusterSpec")
+    if cluster is not None and (cluster.get("authOptions") or {}).get("mode") != "token":
+        # Its pods run with the workload identity's bucket rights: anyone reaching the head could use them.
+        raise ClusterError(f"{url}: the RayJob's Ray cluster has no token authentication: set "
+                           "spec.rayClusterSpec.authOptions.mode: token (docs/cluster-security.md)")
     return job
 
 

@@ -36,11 +36,21 @@ def node_ports() -> list:
 class RayHead:
     dashboard_url: str     # for `ray job ...`: --address
     client_env: dict       # what a client needs besides the address: the token, the venv on PATH
+    token: str             # the cluster's token
+    empty_home: str        # a HOME without ~/.ray/auth_token, for a client that has no token at all
 
-    def ray(self, *args: str, check: bool = True, timeout: float = 300, token: bool = True
+    def ray(self, *args: str, check: bool = True, timeout: float = 300, token: bool | str = True
             ) -> subprocess.CompletedProcess:
-        """`ray <args>` as a user runs it, with the token in the environment (or without, `token=False`)."""
-        env = self.client_env if token else {k: v for k, v in self.client_env.items() if not k.startswith("RAY_AUTH")}
+        """`ray <args>` as a user runs it: with the cluster's token (True, from its file), with the
+        token given (a str, in RAY_AUTH_TOKEN, as KubeRay gives it to its pods and as a submitter
+        reading a Secret sets it), or with none (False)."""
+        env = {k: v for k, v in self.client_env.items() if not k.startswith("RAY_AUTH")}
+        if token is True:
+            env = self.client_env
+        elif token:
+            env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}  # a client sends no token without the mode
+        else:
+            env["HOME"] = self.empty_home  # else Ray's client would send ~/.ray/auth_token, if there is one
         return subprocess.run([os.path.join(BIN, "ray"), *args], env=env, capture_output=True,
                               text=True, check=check, timeout=timeout)
 
@@ -70,9 +80,10 @@ def start_head(num_cpus: int = 4, env: dict | None = None):
     the cluster starts, and every node and client is given it (RAY_AUTH_MODE=token with
     RAY_AUTH_TOKEN_PATH here; ~/.ray/auth_token is the default path)."""
     root = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's unix sockets live under it
-    token_file = os.path.join(root, "auth_token")
+    token_file, token = os.path.join(root, "auth_token"), secrets.token_hex(32)
     with open(token_file, "w") as f:
-        f.write(secrets.token_hex(32))
+        f.write(token)
+    os.makedirs(os.path.join(root, "home"))
     client_env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
                   "RAY_AUTH_TOKEN_PATH": token_file, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     client_env.pop("RAY_ADDRESS", None)
@@ -84,7 +95,7 @@ def start_head(num_cpus: int = 4, env: dict | None = None):
          "--dashboard-host", "127.0.0.1", "--temp-dir", os.path.join(root, "t"), "--num-cpus", str(num_cpus),
          "--disable-usage-stats", "--include-dashboard", "true", *map(str, ports)],
         env={**client_env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
-    head = RayHead(f"http://127.0.0.1:{dashboard}", client_env)
+    head = RayHead(f"http://127.0.0.1:{dashboard}", client_env, token, os.path.join(root, "home"))
     try:
         _wait_for_jobs_api(head, proc, os.path.join(root, "head.log"))
         yield head
@@ -99,8 +110,7 @@ def start_head(num_cpus: int = 4, env: dict | None = None):
 def _wait_for_jobs_api(head: RayHead, proc: subprocess.Popen, log: str) -> None:
     """Until the jobs API answers a client with the token; one without it must be refused."""
     url = f"{head.dashboard_url}/api/jobs/"
-    with open(head.client_env["RAY_AUTH_TOKEN_PATH"]) as f:
-        bearer = {"Authorization": f"Bearer {f.read()}"}
+    bearer = {"Authorization": f"Bearer {head.token}"}
     deadline = time.time() + 120
     while True:
         try:

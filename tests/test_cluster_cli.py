@@ -1,9 +1,11 @@
 """`edn cluster submit|status|logs|stop` against a real Kubernetes API server on loopback
 (tests/k8s/apiserver.py: etcd + kube-apiserver 1.20 with KubeRay's published RayJob and RayCluster
 CRDs installed, tests/k8s/kuberay_crds.py), as the job submitter of infra/k8s/rbac.yaml; the test
-plays KubeRay's part (status) and the kubelet's (logs)."""
+plays KubeRay's part (status) and the kubelet's (logs). Then `ray job submit` with the Ray token the
+submitter reads from its Secret, against a token-auth Ray head (tests/ray_head.py)."""
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -16,6 +18,7 @@ from k8s import apiserver, kuberay_crds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "cluster", "rayjob-train.yaml")
+RAY_TOKEN_SECRET = "edn-ray-auth"
 
 
 # --- without a server: the file and the overrides ------------------------------------------------
@@ -31,6 +34,17 @@ def test_a_file_that_is_not_a_rayjob_is_named_in_the_error(tmp_path):
         cluster.load_rayjob(str(two))
 
 
+def test_a_rayjob_whose_cluster_has_no_token_authentication_is_refused(tmp_path):
+    job = yaml.safe_load(open(TRAIN))
+    for auth in (None, {"mode": "disabled"}):
+        job["spec"]["rayClusterSpec"]["authOptions"] = auth
+        path = tmp_path / "open.yaml"
+        path.write_text(yaml.safe_dump(job))
+        with pytest.raises(cluster.ClusterError, match=r"open.yaml: the RayJob's Ray cluster has no token "
+                                                       r"authentication: set spec.rayClusterSpec.authOptions.mode"):
+            cluster.load_rayjob(str(path))
+
+
 def test_overrides_reach_every_pod_and_the_runtime_env():
     job = cluster.load_rayjob(TRAIN)
     out = cluster.apply_overrides(job, cluster.Overrides(name="edn-train-bob", namespace="team-b",
@@ -40,8 +54,9 @@ def test_overrides_reach_every_pod_and_the_runtime_env():
     assert out["metadata"]["name"] == "edn-train-bob" and out["metadata"]["namespace"] == "team-b"
     assert out["spec"]["entrypoint"] == "python -m ray_jobs.train --target bob"
     spec = out["spec"]["rayClusterSpec"]
-    templates = [spec["headGroupSpec"]["template"], *[g["template"] for g in spec["workerGroupSpecs"]]]
-    assert [c["image"] for t in templates for c in t["spec"]["containers"]] == ["example/edn:1"] * 2
+    templates = [spec["headGroupSpec"]["template"], *[g["template"] for g in spec["workerGroupSpecs"]],
+                 out["spec"]["submitterPodTemplate"]]
+    assert [c["image"] for t in templates for c in t["spec"]["containers"]] == ["example/edn:1"] * 3
     assert yaml.safe_load(out["spec"]["runtimeEnvYAML"])["env_vars"] == {
         "PYTHONUNBUFFERED": "1", "NCCL_DEBUG": "WARN", "MLFLOW_EXPERIMENT_NAME": "bob"}
     assert job["metadata"]["name"] == "edn-train-alice"  # the loaded file is left as it was
@@ -69,9 +84,11 @@ def server(tmp_path_factory):
     admin = config.new_client_from_config(config_file=srv.kubeconfig(apiserver.ADMIN_TOKEN))
     for kind in ("RayJob", "RayCluster"):
         _install_crd(admin, kind)
-    # infra/k8s as a cluster admin would apply it (the ConfigMap is kustomize's, not in a file)
-    for name in ("namespaces.yaml", "serviceaccounts.yaml", "rbac.yaml", "mlflow-postgres.yaml", "mlflow.yaml"):
-        for doc in yaml.safe_load_all(open(os.path.join(ROOT, "infra", "k8s", name))):
+    # infra/k8s as a cluster admin would apply it (the ConfigMap is kustomize's, not in a file),
+    # then cluster/'s NetworkPolicies and the Ray token Secret (made by hand: docs/cluster-security.md)
+    for path in ("infra/k8s/namespaces.yaml", "infra/k8s/serviceaccounts.yaml", "infra/k8s/rbac.yaml",
+                 "infra/k8s/mlflow-postgres.yaml", "infra/k8s/mlflow.yaml", "cluster/networkpolicy.yaml"):
+        for doc in yaml.safe_load_all(open(os.path.join(ROOT, path))):
             utils.create_from_dict(admin, doc)
     kubelet = apiserver.FakeKubelet(srv.certs, {})
     srv.admin, srv.kubelet = admin, kubelet
@@ -213,10 +230,11 @@ def test_the_submitter_role_is_enough_and_no_more(server, capsys):
     submitter = config.new_client_from_config(config_file=server.kubeconfig(apiserver.SUBMITTER_TOKEN))
     auth = client.AuthorizationV1Api(submitter)
 
-    def allowed(verb, resource, group="", namespace="edn", subresource=""):
+    def allowed(verb, resource, group="", namespace="edn", subresource="", name=""):
         review = client.V1SelfSubjectAccessReview(spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(verb=verb, resource=resource, group=group,
-                                                            namespace=namespace, subresource=subresource)))
+                                                            namespace=namespace, subresource=subresource,
+                                                            name=name)))
         return auth.create_self_subject_access_review(review).status.allowed
 
     for verb in ("create", "get", "list", "watch", "delete"):
@@ -224,7 +242,15 @@ def test_the_submitter_role_is_enough_and_no_more(server, capsys):
     assert allowed("get", "pods", subresource="log") and allowed("list", "pods")
     assert not allowed("create", "rayclusters", "ray.io")
     assert not allowed("patch", "rayjobs", "ray.io", subresource="status")  # only the operator reports status
-    assert not allowed("get", "secrets")
+    # `ray job submit` to the RayCluster edn: its token's Secret, by name, and a port-forward to its head
+    assert allowed("get", "secrets", name=RAY_TOKEN_SECRET)
+    assert allowed("get", "services", name="edn-head-svc") and allowed("create", "pods", subresource="portforward")
+    assert not allowed("get", "secrets", name="edn-train-bob-x7k2p")  # a RayJob cluster's token: KubeRay's
+    assert not allowed("get", "secrets") and not allowed("list", "secrets") and not allowed("watch", "secrets")
+    assert not allowed("get", "secrets", namespace="edn-mlflow", name="mlflow-db")
+    assert not allowed("update", "secrets", name=RAY_TOKEN_SECRET)
+    assert not allowed("create", "networkpolicies", "networking.k8s.io")
+    assert not allowed("delete", "networkpolicies", "networking.k8s.io", name="edn-ray-nodes")
     assert not allowed("create", "pods", subresource="exec")
     assert not allowed("create", "rayjobs", "ray.io", namespace="default")
     # and edn cluster, run as the submitter in another namespace, gets the API server's refusal
@@ -244,8 +270,9 @@ def test_a_rayjob_with_a_misspelt_field_is_pruned_by_the_crd(server):
     custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayjobs", "edn-train-typo")
 
 
-def test_the_raycluster_is_stored_as_written(server):
-    """cluster/raycluster.yaml, stored against KubeRay's CRD with nothing pruned."""
+def test_the_raycluster_and_network_policies_are_stored_as_written(server):
+    """cluster/: the API server validates the NetworkPolicies (Kubernetes' own types) and stores the
+    RayCluster against KubeRay's CRD with nothing pruned."""
     from kubernetes import client
     sent = yaml.safe_load(open(os.path.join(ROOT, "cluster", "raycluster.yaml")))
     custom = client.CustomObjectsApi(server.admin)
@@ -254,6 +281,42 @@ def test_the_raycluster_is_stored_as_written(server):
         assert _defaults_added(sent["spec"], stored["spec"]) == _crd_defaults(sent["spec"])
     finally:
         custom.delete_namespaced_custom_object("ray.io", "v1", "edn", "rayclusters", "edn")
+    policies = client.NetworkingV1Api(server.admin).list_namespaced_network_policy("edn").items
+    assert sorted(p.metadata.name for p in policies) == ["edn-ray-head-submit", "edn-ray-nodes"]
+
+
+def test_ray_job_submit_with_the_token_the_submitter_reads_from_its_secret(server, ray_head):
+    """docs/cluster-security.md's `ray job submit` to the RayCluster edn, its head played by a `ray
+    start` head with token authentication (tests/ray_head.py): the job submitter reads the token
+    from the Secret through the API server (as `kubectl get secret` does) and is accepted; a client
+    without a token, or with another, is refused."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    admin = client.CoreV1Api(server.admin)
+    for name, token in ((RAY_TOKEN_SECRET, ray_head.token), ("edn-train-bob-x7k2p", "another cluster's token")):
+        admin.create_namespaced_secret("edn", client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name), string_data={"auth_token": token}))
+    submitter = client.CoreV1Api(config.new_client_from_config(
+        config_file=server.kubeconfig(apiserver.SUBMITTER_TOKEN)))
+    token = base64.b64decode(submitter.read_namespaced_secret(RAY_TOKEN_SECRET, "edn").data["auth_token"]).decode()
+    for forbidden in (lambda: submitter.read_namespaced_secret("edn-train-bob-x7k2p", "edn"),
+                      lambda: submitter.list_namespaced_secret("edn")):
+        with pytest.raises(ApiException) as refused:
+            forbidden()
+        assert refused.value.status == 403
+
+    def submit(submission_id: str, token):
+        return ray_head.ray("job", "submit", "--address", ray_head.dashboard_url, "--submission-id", submission_id,
+                            "--", "echo", f"{submission_id} ran", check=False, token=token)
+
+    accepted = submit("with-the-secrets-token", token)
+    assert accepted.returncode == 0 and "with-the-secrets-token ran" in accepted.stdout, accepted.stderr[-2000:]
+    for submission_id, other, answer in (("without-a-token", False, "Unauthorized: Missing authentication token"),
+                                         ("with-another-token", "0" * 64, "Forbidden: Invalid authentication token")):
+        refused = submit(submission_id, other)
+        assert refused.returncode != 0 and answer in refused.stderr, refused.stderr[-2000:]
+    jobs = ray_head.ray("job", "list", "--address", ray_head.dashboard_url).stdout
+    assert "with-the-secrets-token" in jobs and "without-a-token" not in jobs and "with-another-token" not in jobs
 
 
 def test_missing_namespace_and_missing_crd_are_told_apart(server, capsys):

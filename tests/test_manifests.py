@@ -1,7 +1,8 @@
 """Every YAML file in cluster/ and infra/ is checked: Kubernetes kinds against Kubernetes' own
 schemas (kubernetes-validate, strict: unknown fields fail), KubeRay kinds against KubeRay's published
 CRDs (tests/k8s/kuberay_crds.py, closed too), kustomizations against the files they name,
-TrainConfig files through edn's own loader; then what the specs must say for GKE GPU pools."""
+TrainConfig files through edn's own loader; then what the specs must say for GKE GPU pools and
+who may reach and use the Ray clusters (token authentication, NetworkPolicy, RBAC)."""
 from __future__ import annotations
 
 import copy
@@ -106,6 +107,10 @@ TYPOS = [  # (file, dotted path of a misspelt or wrongly typed field, value)
     ("cluster/raycluster.yaml", "spec.headGroupSpec.template.spec.containers.0.resource", {}),
     ("cluster/raycluster.yaml", "spec.workerGroupSpecs.1.template.spec.toleration", []),
     ("cluster/raycluster.yaml", "spec.workerGroupSpecs.0.template.spec.volumes.0.emptyDir.medum", "Memory"),
+    ("cluster/raycluster.yaml", "spec.authOptions.secretname", "edn-ray-auth"),
+    ("cluster/raycluster.yaml", "spec.authOptions.mode", "Token"),
+    ("cluster/rayjob-train.yaml", "spec.submitterPodTemplate.spec.automountServiceAccountTokens", False),
+    ("cluster/networkpolicy.yaml", "spec.ingress.0.form", []),
     ("infra/k8s/mlflow.yaml", "spec.template.spec.containers.0.readinesProbe", {}),
     ("infra/k8s/rbac.yaml", "rules.0.verb", ["get"]),
     ("infra/k8s/serviceaccounts.yaml", "metadata.annotation", {}),
@@ -195,8 +200,9 @@ def test_rayjobs_bring_up_the_raycluster_groups_unchanged():
         if doc["kind"] != "RayJob":
             continue
         spec = doc["spec"]["rayClusterSpec"]
-        assert {k: v for k, v in spec.items() if k != "workerGroupSpecs"} == \
-            {k: v for k, v in cluster.items() if k != "workerGroupSpecs"}, path
+        own = ("workerGroupSpecs", "authOptions")  # authOptions: test_every_ray_cluster_needs_a_token
+        assert {k: v for k, v in spec.items() if k not in own} == \
+            {k: v for k, v in cluster.items() if k not in own}, path
         for group in spec["workerGroupSpecs"]:
             assert group == groups[group["groupName"]], \
                 f"{path}: group {group['groupName']} differs from raycluster.yaml"
@@ -358,11 +364,102 @@ def test_workload_identity_and_no_keys_in_any_file():
                 assert "google_service_account_key" not in text
 
 
-def test_submitter_role_grants_only_what_edn_cluster_uses():
+def test_submitter_role_grants_only_what_edn_cluster_and_ray_job_submit_use():
     role = next(d for p, d in _all_docs() if d.get("kind") == "Role")
-    rules = {(g, r): sorted(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules == {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"],
-                     ("", "pods"): ["get", "list"], ("", "pods/log"): ["get"]}
+    rules = {(g, r): (sorted(rule["verbs"]), rule.get("resourceNames"))
+             for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert rules == {("ray.io", "rayjobs"): (["create", "delete", "get", "list", "watch"], None),
+                     ("", "pods"): (["get", "list"], None), ("", "pods/log"): (["get"], None),
+                     ("", "secrets"): (["get"], [RAY_TOKEN_SECRET]),
+                     ("", "services"): (["get"], ["edn-head-svc"]),  # KubeRay's name for cluster edn's head
+                     ("", "pods/portforward"): (["create"], None)}
+
+
+# --- who may reach and use a Ray cluster ----------------------------------------------------------
+
+RAY_TOKEN_SECRET = "edn-ray-auth"
+
+
+def test_every_ray_cluster_needs_a_token():
+    """The long-lived cluster's token is the Secret the submitter may read (created by hand); each
+    RayJob's cluster gets a token of its own from KubeRay, which no person reads."""
+    for path, spec in _cluster_specs():
+        expected = {"mode": "token", "secretName": RAY_TOKEN_SECRET} if path == "cluster/raycluster.yaml" \
+            else {"mode": "token"}
+        assert spec["authOptions"] == expected, path
+        assert tuple(map(int, spec["rayVersion"].split("."))) >= (2, 52, 0)  # KubeRay's minimum for tokens
+    for path, doc in _ray_docs().items():
+        if doc["kind"] == "RayJob":
+            submitter = doc["spec"]["submitterPodTemplate"]["spec"]
+            assert submitter["automountServiceAccountToken"] is False and "serviceAccountName" not in submitter
+            assert "command" not in submitter["containers"][0]  # KubeRay's `ray job submit`, with the token
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a pod's labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value = labels.get(e["key"])
+        if not {"In": value in e.get("values", []), "NotIn": value not in e.get("values", []),
+                "Exists": value is not None, "DoesNotExist": value is None}[e["operator"]]:
+            return False
+    return True
+
+
+def _admitted(policies: list[dict], target: tuple[str, dict], source: tuple[str, dict], port: int) -> bool:
+    """NetworkPolicy's ingress rules as Kubernetes applies them to (namespace, labels) pods: a pod no
+    policy selects takes anything; otherwise a connection needs a rule of one selecting policy."""
+    selecting = [p for p in policies if p["metadata"]["namespace"] == target[0]
+                 and "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], target[1])]
+    if not selecting:
+        return True
+
+    def peer_matches(peer: dict, namespace: str) -> bool:
+        assert "ipBlock" not in peer
+        if "namespaceSelector" in peer:
+            if not _selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": source[0]}):
+                return False
+        elif source[0] != namespace:
+            return False
+        return "podSelector" not in peer or _selects(peer["podSelector"], source[1])
+
+    return any((not rule.get("ports") or any(p["port"] == port for p in rule["ports"]))
+               and (not rule.get("from") or any(peer_matches(peer, policy["metadata"]["namespace"])
+                                                for peer in rule["from"]))
+               for policy in selecting for rule in policy["spec"].get("ingress", []))
+
+
+def test_network_policies_let_only_the_submitters_reach_the_jobs_api_and_only_ray_pods_the_rest():
+    """Pods labelled as KubeRay labels the pods it makes from the manifests' templates."""
+    cluster = _docs("cluster/raycluster.yaml")[0]["spec"]
+    job = _docs("cluster/rayjob-train.yaml")[0]["spec"]
+    kuberay = {"app.kubernetes.io/created-by": "kuberay-operator", "ray.io/is-ray-node": "yes"}
+    pods = {
+        "head": ("edn", {**cluster["headGroupSpec"]["template"]["metadata"]["labels"], **kuberay,
+                         "ray.io/cluster": "edn", "ray.io/node-type": "head"}),
+        "worker": ("edn", {**cluster["workerGroupSpecs"][0]["template"]["metadata"]["labels"], **kuberay,
+                           "ray.io/cluster": "edn", "ray.io/node-type": "worker", "ray.io/group": "l4-spot"}),
+        "job worker": ("edn", {**job["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["metadata"]["labels"],
+                               **kuberay, "ray.io/cluster": "edn-train-alice-x7k2p", "ray.io/node-type": "worker"}),
+        "submitter": ("edn", {**job["submitterPodTemplate"]["metadata"]["labels"], "job-name": "edn-train-alice"}),
+        "operator": ("kuberay-system", {"app.kubernetes.io/component": "kuberay-operator",
+                                        "app.kubernetes.io/name": "kuberay-operator"}),
+        "another pod of edn": ("edn", {"app": "notebook"}),
+        "submitter look-alike elsewhere": ("default", job["submitterPodTemplate"]["metadata"]["labels"]),
+        "operator look-alike in edn": ("edn", {"app.kubernetes.io/component": "kuberay-operator"}),
+    }
+    policies = [d for p, d in _all_docs() if d.get("kind") == "NetworkPolicy"]
+    gcs, dashboard, client = 6379, 8265, 10001
+    reach = {(target, port): sorted(name for name, source in pods.items()
+                                    if _admitted(policies, pods[target], source, port))
+             for target, port in [("head", gcs), ("head", dashboard), ("head", client), ("worker", 12345)]}
+    assert reach == {
+        ("head", gcs): ["head", "job worker", "worker"],
+        ("head", dashboard): ["head", "job worker", "operator", "submitter", "worker"],
+        ("head", client): ["head", "job worker", "submitter", "worker"],
+        ("worker", 12345): ["head", "job worker", "worker"],
+    }
 
 
 # --- Terraform: parsed (no terraform binary here) and consistent with the manifests ---------------

@@ -1,6 +1,7 @@
 """A real Kubernetes API server on loopback for the tests: etcd plus kube-apiserver 1.20 (built by
 tests/k8s/build_apiserver.sh), self-signed certificates, static bearer tokens, RBAC on. There is no
-scheduler, controller or kubelet: a test plays their parts (status patches, a fake kubelet)."""
+scheduler, controller, kubelet or network plugin (NetworkPolicies are stored, never enforced): a
+test plays their parts (status patches, a fake kubelet)."""
 from __future__ import annotations
 
 import datetime
@@ -174,7 +175,8 @@ class LocalApiServer:
             dead = [p for p in self.procs if p.poll() is not None]
             if dead or time.time() > deadline:
                 self.stop()
-                logs = {n: open(os.path.join(self.folder, f"{n}.log")).read()[-3000:] for n in ("etcd", "kube-apiserver")}
+                logs = {n: open(os.path.join(self.folder, f"{n}.log")).read()[-3000:]
+                        for n in ("etcd", "kube-apiserver")}
                 raise RuntimeError(f"the API server did not become ready: {logs}")
             time.sleep(0.5)
 
@@ -185,7 +187,8 @@ class LocalApiServer:
         with open(path, "w") as f:
             yaml.safe_dump({
                 "apiVersion": "v1", "kind": "Config", "current-context": "local",
-                "clusters": [{"name": "local", "cluster": {"server": self.url, "certificate-authority": self.certs["ca"]}}],
+                "clusters": [{"name": "local",
+                              "cluster": {"server": self.url, "certificate-authority": self.certs["ca"]}}],
                 "users": [{"name": "user", "user": {"token": token}}],
                 "contexts": [{"name": "local", "context": context}],
             }, f)
