@@ -145,7 +145,9 @@ def cmd_demo(a) -> dict:
 
 def cmd_bench(a) -> dict:
     import importlib
-    return importlib.import_module(f"edn.bench.{a.bench}").main(a)
+
+    from edn.bench.settings import bench_settings
+    return importlib.import_module(f"edn.bench.{a.bench}").run(bench_settings(a), a.out)
 
 
 def cmd_cluster(a) -> dict:
@@ -312,24 +314,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",
              "edn bench ingest --out outputs/bench")
-    benches = p.add_subparsers(dest="bench", required=True)
-    from edn.bench import ingest as bench_ingest
-    bench_ingest.add_arguments(benches.add_parser(
-        "ingest", help="ingest fps against the detector alone; peak memory, short vs long video",
-        description=bench_ingest.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  edn bench ingest --out outputs/bench\n  edn bench ingest --smoke --out /tmp/bench"))
-    from edn.bench import train as bench_train
-    bench_train.add_arguments(benches.add_parser(
-        "train", help="training step images/s against a plain eager loop; input pipeline; 1 vs 2 workers",
-        description=bench_train.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  edn bench train --out outputs/bench\n  edn bench train --sizes 256x128,512x256,1024x512"
-               " --stages body --no-pipeline --no-scaling\n  edn bench train --smoke --out /tmp/bench"))
-    from edn.bench import render as bench_render
-    bench_render.add_arguments(benches.add_parser(
-        "render", help="catalog job fps against the bare generator forward pass; 1 vs 2 render actors",
-        description=bench_render.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  edn bench render --out outputs/bench\n  edn bench render --size 256x128 --ngf 32"
-               "\n  edn bench render --smoke --out /tmp/bench"))
+    from edn.bench.settings import add_bench_parsers
+    add_bench_parsers(p.add_subparsers(dest="bench", required=True))
 
     p = verb("cluster", cmd_cluster, "RayJobs on a KubeRay cluster (Kubernetes API, kubeconfig or in-cluster): "
              "submit a RayJob YAML, read its status or its submitter's log, stop it.",

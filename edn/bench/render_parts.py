@@ -2,12 +2,10 @@
 model), the bare generator pass it is compared with, and the render actor's profile."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import time
-from collections import defaultdict
 
 import pandas as pd
 import torch
@@ -97,61 +95,20 @@ def actor_threads(cpus: float) -> int:
     return ray.get(ray.remote(num_cpus=cpus)(lambda: __import__("torch").get_num_threads()).remote())
 
 
-class PhaseTimer:
-    """Seconds spent in named functions while patched in: `patch(owner, attr, phase)` replaces
-    owner.attr with a wrapper adding its time to the phase (a generator function's time is that of
-    each step of its iteration)."""
-
-    def __init__(self):
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._stack = contextlib.ExitStack()
-
-    def patch(self, owner, attr: str, phase: str, generator: bool = False) -> None:
-        original = getattr(owner, attr)
-        seconds = self.seconds
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                seconds[phase] += time.perf_counter() - t
-
-        def timed_iter(*args, **kwargs):
-            it = original(*args, **kwargs)
-            while True:
-                t = time.perf_counter()
-                try:
-                    item = next(it)
-                except StopIteration:
-                    return
-                finally:
-                    seconds[phase] += time.perf_counter() - t
-                yield item
-
-        setattr(owner, attr, timed_iter if generator else timed)
-        self._stack.callback(setattr, owner, attr, original)
-
-    def __enter__(self) -> PhaseTimer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.close()
-
-
 def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, batch_chunks: int) -> dict:
-    """One catalog row rendered in this process the way a render actor and the join task do it
-    (RenderWorker._render on batches of the row's chunks, then join_chunks), with its phases
-    timed: model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator,
-    tensor to image, compose, lossless staging encode; the join as a whole."""
-    import edn.render.chunks as chunks
-    from edn.data.reader import video_floor_stats, video_record
-    from edn.inference import Renderer, TargetModel
+    """One catalog row rendered in this process as a render actor and the join task do it: a
+    RenderWorker renders batches of the row's chunks under cProfile, which times its phases
+    (model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator,
+    compose, lossless staging encode); then join_chunks, timed as a whole."""
+    from edn.bench.harness import profile_calls
+    from edn.data.reader import video_floor_stats, video_frames, video_record
     from edn.models.body import BodyGenerator
-    from edn.registry import parse_model_ref, resolve_version
-    from edn.render import worker
-    from edn.render.chunks import SourceChunk, plan_chunks
+    from edn.pose.draw import draw_pose
+    from edn.pose.normalize import transfer_poses
+    from edn.registry import load_registered, parse_model_ref, resolve_version
+    from edn.render.chunks import SourceChunk, compose, plan_chunks
     from edn.render.worker import ChunkTask, RenderWorker, join_chunks
+    from edn.video import VideoWriter
     source, ref = studio.rows[0]
     name, alias = parse_model_ref(ref, "")
     model = f"{name}@{resolve_version(name, alias, studio.tracking_uri).version}"
@@ -162,22 +119,19 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
                        record["fps"], os.path.join(staging, f"chunk-{c.start:09d}.mp4"))
              for c in plan_chunks(record["frames"], chunk_frames, warmup)]
     actor = RenderWorker(studio.tracking_uri)
-    t = time.perf_counter()
-    actor._model(model)
-    load_s = time.perf_counter() - t
-    with PhaseTimer() as timer:
-        timer.patch(chunks, "video_frames", "Parquet read + JPEG decode", generator=True)
-        timer.patch(chunks, "transfer_poses", "pose normalization")
-        timer.patch(TargetModel, "figures", "figure drawing")
-        timer.patch(BodyGenerator, "forward", "generator")
-        timer.patch(Renderer, "_output", "tensor to image")
-        timer.patch(worker, "compose", "compose (side by side)")
-        timer.patch(worker.VideoWriter, "write", "lossless staging encode")
-        t = time.perf_counter()
-        for i in range(0, len(tasks), batch_chunks):
-            actor._render(tasks[i:i + batch_chunks])
-        render_s = time.perf_counter() - t
-    phases = dict(timer.seconds)
+
+    def render_row() -> list[dict]:
+        return [r for i in range(0, len(tasks), batch_chunks) for r in actor.render(tasks[i:i + batch_chunks])]
+
+    results, render_s, phases = profile_calls(render_row, {
+        "model load": load_registered, "Parquet read + JPEG decode": video_frames,
+        "pose normalization": transfer_poses, "figure drawing": draw_pose, "generator": BodyGenerator.forward,
+        "compose (side by side)": compose, "lossless staging encode": VideoWriter.write})
+    errors = [r["error"] for r in results if r["error"]]
+    if errors:
+        raise RuntimeError(f"the profiled row did not render: {errors[0]}")
+    load_s = phases.pop("model load")
+    render_s -= load_s
     phases["the rest of the actor's loop"] = render_s - sum(phases.values())
     t = time.perf_counter()
     joined = join_chunks([task.staged_url for task in tasks], studio.dataset, source,

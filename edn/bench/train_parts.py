@@ -1,11 +1,10 @@
 """`edn bench train`, its parts: the plain reference step, the two sides of a stage at a size,
-synthetic batches, interleaved timing, FLOP counting and the GPUs' peaks."""
+synthetic batches, interleaved timing and FLOP counting."""
 from __future__ import annotations
 
 import copy
 import dataclasses
 import functools
-import statistics
 import time
 from collections.abc import Callable
 
@@ -22,10 +21,7 @@ from edn.train.config import TrainConfig
 from edn.train.loop import build, make_step, step_memory_format, to_batch
 from edn.train.step import GANStep, body_judged, face_judged
 
-# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from NVIDIA's datasheets; matched in this
-# order against torch.cuda.get_device_name ("H100" alone is the SXM part).
-PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0),
-                    ("A100", 312.0), ("L4", 121.0))
+BATCH = {"cpu": {256: 4, 512: 2, 1024: 1}, "cuda": {256: 16, 512: 8, 1024: 4}}  # by frame width
 
 # Network sizes: "demo" is what `make demo` trains on 2 CPU cores, "paper" TrainConfig's defaults
 # (pix2pixHD's global generator, ngf 64, 4 downsamplings, 9 blocks). No VGG19 term on either side
@@ -41,17 +37,6 @@ NETS = {
 
 def train_config(nets: str, stage: str, batch: int) -> TrainConfig:
     return TrainConfig(stage=stage, temporal=True, batch_size=batch, lambda_vgg=0.0, lambda_l1=10.0, **NETS[nets])
-
-
-def peak_flops(device: torch.device) -> tuple[float | None, str]:
-    """(the device's peak bf16 FLOP/s or None, why/which)."""
-    if device.type != "cuda":
-        return None, "CPU: no peak in the table, MFU not reported"
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_BF16_TFLOPS:
-        if key in name:
-            return tflops * 1e12, f"{name}: {tflops:.0f} TFLOP/s dense bf16"
-    return None, f"{name}: not in the peak table, MFU not reported"
 
 
 class PlainStep:
@@ -159,19 +144,6 @@ def grad_bytes(cfg: TrainConfig) -> dict[str, int]:
     return {"G": 4 * sum(p.numel() for p in G.parameters()), "D": 4 * sum(p.numel() for p in D.parameters())}
 
 
-def meta_step_flops(cfg: TrainConfig, size: tuple[int, int]) -> int:
-    """FLOPs of one body step of `cfg`'s networks at `size`, counted on the meta device (shapes
-    only, no memory or time: fit for the paper's networks anywhere). SGD stands in for Adam, whose
-    step reads a scalar from its tensors; the counter counts no optimizer FLOPs either way."""
-    meta = torch.device("meta")
-    with meta:
-        G, D, _, _ = build(cfg, meta)
-        step = make_step(cfg, G, D, torch.optim.SGD(G.parameters(), lr=0.0), torch.optim.SGD(D.parameters(), lr=0.0),
-                         meta)
-        raw = {k: torch.empty(v.shape, dtype=v.dtype) for k, v in synthetic_pairs(cfg.batch_size, size).items()}
-        return step_flops(functools.partial(step, to_batch(raw, torch.contiguous_format)))
-
-
 def synthetic_pairs(batch: int, size: tuple[int, int], seed: int = 0) -> dict[str, torch.Tensor]:
     """A raw pair batch as the trainer's data gives it: pose figures and frames (B, 2, H, W, 3)
     uint8, face boxes (B, 4) of the size ingest computes, near the top centre."""
@@ -210,10 +182,6 @@ def interleaved(sides: dict[str, Callable[[], object]], rounds: int, steps: int,
             sync(device)
             times[name].append((time.perf_counter() - t) / steps)
     return times
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def step_flops(fn: Callable[[], object]) -> int:

@@ -1,6 +1,5 @@
 """`edn bench train`, scaling: the body step on 1 and N Ray Train workers (DDP, gloo on CPU,
-NCCL on GPU), the all-reduce of one step's gradients timed in the same process group, and the
-projection to N GPUs.
+NCCL on GPU), and the all-reduce of one step's gradients timed in the same process group.
 
 Each worker group runs `scaling_worker`: edn.train.loop's build and make_step, DDP-wrapped as
 the trainer does for more than one worker, on an in-memory synthetic batch (the input pipeline
@@ -17,13 +16,6 @@ import tempfile
 import time
 
 import torch
-
-from edn.bench import row
-
-# All-reduce bus bandwidths assumed for the projection (GB/s; what NCCL's all-reduce reaches, not
-# the link's nominal rate): stated here, not measured.
-LINKS = (("NVLink 4, 8x H100 SXM in a node", 360.0), ("PCIe 4 x16, GPUs in a node without NVLink", 20.0),
-         ("100 GbE between nodes", 10.0), ("25 GbE between nodes", 2.5))
 
 
 def scaling_worker(config: dict) -> None:
@@ -93,29 +85,3 @@ def run_workers(cfg_dict: dict, workers: int, threads: int, size: tuple[int, int
         result = trainer.fit()
         with result.checkpoint.as_directory() as d, open(os.path.join(d, "metrics.json")) as f:
             return json.load(f)
-
-
-# The GPU projection's compute: the paper's body step at 1024x512, batch 4 per GPU, its FLOPs
-# counted, at this fraction of an H100's dense bf16 peak (an assumption, until a GPU run measures it).
-ASSUMED_MFU = 0.4
-GPU_CASE = {"size": (1024, 512), "batch": 4, "gpu": "H100"}
-
-
-def projection(compute_s: float, grad_bytes: int, batch: int, measured_bus_gbs: float | None,
-               ns: tuple[int, ...] = (1, 2, 8, 64), label: str = "projection") -> tuple[list[dict], dict]:
-    """step_N = compute + bytes * 2(N-1)/N / bus bandwidth (ring all-reduce; no overlap with the
-    backward assumed, so an upper bound on the step); images/s = N * batch / step_N."""
-    links = list(LINKS) + ([("gloo here, measured", measured_bus_gbs)] if measured_bus_gbs else [])
-    rows, table = [], {}
-    for name, gbs in links:
-        per_n = {}
-        for n in ns:
-            comm = grad_bytes * 2 * (n - 1) / n / (gbs * 1e9)
-            per_n[n] = {"step_s": compute_s + comm, "comm_s": comm,
-                        "images_per_s": n * batch / (compute_s + comm), "efficiency": compute_s / (compute_s + comm)}
-        table[name] = {"bus_GBps": gbs, "per_n": per_n}
-        cells = ", ".join(f"N={n}: {v['images_per_s']:.3g} img/s ({100 * v['efficiency']:.0f}%)"
-                          for n, v in per_n.items())
-        rows.append(row(f"{label}, {name} ({gbs:g} GB/s)", per_n[ns[-1]]["comm_s"] * 1e3, "ms comm",
-                        f"at N={ns[-1]}; {cells}"))
-    return rows, table
