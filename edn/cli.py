@@ -1,5 +1,7 @@
 """`edn <verb>`: the command line. Every verb is also runnable as `python -m ray_jobs.<verb>`.
 
+Building the parser imports neither torch, Ray, MLflow, pyarrow, OpenCV nor numpy
+(tests/test_cli.py): `edn --help` answers at once, and a verb imports what it needs when it runs.
 Errors: an EdnError (edn.errors), raised here or in a Ray task or training worker, is printed as
 `edn VERB: error: <message>` (exit 2); anything else as one line naming its type and a log file
 holding its traceback (exit 1); `--debug` or EDN_DEBUG=1 print the traceback as well.
@@ -20,7 +22,7 @@ from edn.errors import ConfigError, root_cause, user_error
 from edn.pose.estimator_names import estimator_names
 
 
-def _size(text: str) -> tuple[int, int]:
+def _size_arg(text: str) -> tuple[int, int]:
     try:
         return parse_size(text)
     except ValueError as e:
@@ -228,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder URL")
     p.add_argument("--dancers", type=int, default=2)
     p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--size", type=_size, default=(256, 256), help="WIDTHxHEIGHT")
+    p.add_argument("--size", type=_size_arg, default=(256, 256), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--audio", action="store_true", help="add music: a click on every beat of each dance")
@@ -241,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
     p.add_argument("--out", required=True, help="dataset URL")
     _estimator_arg(p, use="run on the videos' frames")
-    p.add_argument("--size", type=_size, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
+    p.add_argument("--size", type=_size_arg, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
     _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
 

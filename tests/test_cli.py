@@ -35,6 +35,24 @@ def test_every_verb_has_help_with_an_example(verb, capsys):
     assert "example:" in out and f"edn {verb}" in out
 
 
+def test_help_imports_neither_torch_ray_mlflow_pyarrow_opencv_nor_numpy():
+    """`edn --help` and every `edn VERB --help` only build the parser: the heavy libraries are
+    imported by the verbs that run (this is what keeps `edn --help` under a second)."""
+    heavy = ("torch", "ray", "mlflow", "pyarrow", "cv2", "mediapipe", "numpy")
+    script = f"""
+import sys
+from edn.cli import main
+for argv in [[], *{[list(v) for v in _verbs(parser())]!r}]:
+    try:
+        main([*argv, "--help"])
+    except SystemExit:
+        pass
+print(sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 def test_ray_jobs_modules_take_the_same_arguments():
     out = subprocess.run([sys.executable, "-m", "ray_jobs.train", "--help"], capture_output=True, text=True, check=True)
     assert "--dataset" in out.stdout and "edn train" in out.stdout
