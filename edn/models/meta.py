@@ -12,6 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from edn.errors import DataError
 from edn.models.face import FaceGeneratorConfig
 from edn.models.networks import GeneratorConfig
 from edn.pose.normalize import FloorStats
@@ -71,14 +72,14 @@ class ModelMeta:
         data = dict(data)
         version = data.pop("format_version", None)
         if version != FORMAT_VERSION:
-            raise ValueError(f"{where}: model format {version} is not {FORMAT_VERSION}")
+            raise DataError(f"{where}: model format {version} is not {FORMAT_VERSION}")
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         missing = sorted(name for name, f in fields.items() if name not in data
                          and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         if unknown or missing:
-            raise ValueError(f"{where}: not an edn model's metadata (missing {missing or 'nothing'}, "
-                             f"unknown {unknown or 'nothing'})")
+            raise DataError(f"{where}: not an edn model's metadata (missing {missing or 'nothing'}, "
+                            f"unknown {unknown or 'nothing'})")
         face, floor, counts = data.get("face_generator"), data.get("floor_stats"), data.get("training_data") or {}
         return cls(**{
             **data,
