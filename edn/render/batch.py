@@ -1,21 +1,21 @@
 """Rendering a catalog of transfers on Ray (`edn render-catalog`).
 
-1. validate: every row's columns, model (the alias resolved to a version now, so a row renders
-   one version throughout), output location and source, before any rendering; a bad row is
-   recorded with its reason and the others go on;
-2. sources: poses of video files extracted with the ingest code into a cache keyed by content;
-3. render: each source cut into chunks (edn.render.chunks); batches of one model's chunks go to
-   a pool of render actors keyed by target: a batch goes to an idle actor that already holds its
-   model when there is one, so each model is loaded once per actor and reused across rows;
-4. join: once a row's chunks are staged, a task writes its mp4 with the source's sound.
-Rows done by an earlier run are skipped; failed rows are retried; staged chunks of an
-interrupted run are reused. A render actor that dies (a node lost) is restarted by Ray and its
-batch run again.
+1. results so far: unreadable rows are failed, rows an earlier run finished are kept as they were;
+2. validate: every row's model (the alias resolved to a version now, so a row renders one
+   version throughout), output location and source, before any rendering; a bad row is
+   recorded with its reason and the others go on. Poses of video files are extracted with the
+   ingest code into a cache keyed by content (edn.render.sources);
+3. plan: each source cut into chunks (edn.render.chunks); chunks staged by an interrupted run
+   are reused;
+4. render: the chunks go to a pool of render actors (edn.render.scheduler); a render actor that
+   dies (a node lost) is restarted by Ray and its batch run again;
+5. join: once a row's chunks are staged, a task writes its mp4 with the source's sound.
+Every row's result is recorded as it finishes (edn.render.manifest), so a rerun skips the rows
+done and tries the failed ones again.
 """
 from __future__ import annotations
 
 import logging
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
@@ -24,8 +24,9 @@ from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
 from edn.render.chunks import SourceChunk, normalization, plan_chunks
 from edn.render.manifest import finished, load_state, write_manifest
+from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
-from edn.render.worker import ChunkTask, RenderWorker, join_chunks
+from edn.render.worker import ChunkTask, join_chunks
 from edn.storage import exists, join
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,58 @@ def _entry(row: CatalogRow, **fields) -> dict:
             "output": row.output, "ran": True, **fields}
 
 
-def _failed(row: CatalogRow, stage: str, error: str, **extra) -> dict:
-    return _entry(row, status="failed", stage=stage, error=error, **extra)
+class CatalogResults:
+    """What became of each row: manifest entries by row number. A row that finishes, done or
+    failed, is recorded at once (edn.render.manifest.finished)."""
+
+    def __init__(self, work_url: str):
+        self.work = work_url
+        self.entries: dict[int, dict] = {}
+
+    def unreadable(self, invalid: list[dict]) -> None:
+        """Rows the catalog reader refused ({row, reason, **raw}): failed at stage catalog."""
+        for bad in invalid:
+            self.entries[bad["row"]] = {
+                "row": bad["row"], "row_id": "", "source": bad.get("source", ""), "target": bad.get("target", ""),
+                "output": bad.get("output", ""), "status": "failed", "stage": "catalog", "ran": True,
+                "error": bad["reason"]}
+
+    def still_to_do(self, rows: list[CatalogRow]) -> list[CatalogRow]:
+        """The rows to render now; those an earlier run finished (and whose output is still
+        there) are kept as it recorded them."""
+        todo = []
+        for row in rows:
+            state = load_state(self.work, row.row_id)
+            if state and state["status"] == "done" and exists(row.output):
+                self.entries[row.number] = {**state, "row": row.number, "ran": False}
+            else:
+                todo.append(row)
+        return todo
+
+    def fail(self, row: CatalogRow, stage: str, error: str, **extra) -> None:
+        log.error("row %d (%s -> %s): %s", row.number, row.source, row.target, error)
+        self.entries[row.number] = finished(self.work, _entry(row, status="failed", stage=stage, error=error, **extra))
+
+    def done(self, row: CatalogRow, **fields) -> None:
+        self.entries[row.number] = finished(self.work, _entry(row, status="done", stage="", error="", **fields))
+        log.info("row %d done: %s (%d frames)", row.number, row.output, fields["frames"])
+
+    def summary(self, out_url: str, scheduler: RenderScheduler) -> dict:
+        """Writes the manifest; -> the run's counts, its failed rows, and the actors' model loads."""
+        entries = sorted(self.entries.values(), key=lambda e: e["row"])
+        manifest = write_manifest(out_url, entries)
+        done = [e for e in entries if e["status"] == "done"]
+        return {"manifest": manifest, "rows": len(entries), "done": len(done),
+                "rendered": sum(1 for e in done if e["ran"]), "skipped": sum(1 for e in done if not e["ran"]),
+                "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
+                           for e in entries if e["status"] == "failed"],
+                "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors)}
 
 
 def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
-              fail) -> list[tuple[CatalogRow, str, ModelMeta, Source]]:
-    """-> (row, model "name@version", model meta, source) for the rows that can be rendered."""
+              results: CatalogResults) -> list[tuple[CatalogRow, str, ModelMeta, Source]]:
+    """-> (row, model "name@version", model meta, source) for the rows that can be rendered;
+    the others are failed with the reason."""
     models = {}
     for ref in {r.target for r in rows}:
         try:
@@ -77,11 +123,11 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
     for row in rows:
         model = models[row.target]
         if isinstance(model, str):
-            fail(row, "model", model)
+            results.fail(row, "model", model)
         elif row.face_gan and not model[1].face_generator:
-            fail(row, "model", f"face_gan is true but {row.target} has no face generator (train --stage face)")
+            results.fail(row, "model", f"face_gan is true but {row.target} has no face generator (train --stage face)")
         elif outputs[row.output]:
-            fail(row, "output", outputs[row.output])
+            results.fail(row, "output", outputs[row.output])
         else:
             good.append((row, *model))
     in_datasets = {}
@@ -97,23 +143,87 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
     for row, model, meta in good:
         source = in_datasets[row.dataset, row.source] if row.dataset else files[row.source]
         if isinstance(source, str):
-            fail(row, "source", source)
+            results.fail(row, "source", source)
         else:
             ready.append((row, model, meta, source))
     return ready
 
 
-def _pick(idle: list[int], holds: dict[int, deque], pending: dict[tuple, deque]) -> tuple[int, tuple] | None:
-    """An idle actor and a model key to give it: an actor already holding a model with work
-    waiting, else the model with the most waiting work, to the first idle actor."""
-    for actor in idle:
-        for key in reversed(holds[actor]):
-            if pending.get(key):
-                return actor, key
-    waiting = [k for k, q in pending.items() if q]
-    if not waiting:
-        return None
-    return idle[0], max(waiting, key=lambda k: len(pending[k]))
+@dataclass
+class RowPlan:
+    """One row's render: its chunks, and what their renders have added up to so far."""
+    row: CatalogRow
+    model: str                  # "name@version"
+    source: Source
+    normalization: str          # edn.render.chunks.normalization, for the manifest
+    staging: str                # the folder of its staged chunks
+    tasks: list[ChunkTask]      # every chunk, in order
+    left: int                   # chunks still to render (those staged by an interrupted run are done)
+    seconds: float = 0.0        # render time of the chunks rendered in this run
+    error: str = ""             # the first failed chunk's error
+
+    def add(self, result: dict) -> bool:
+        """One chunk's render result (RenderWorker.render); whether the row's chunks are all rendered."""
+        self.left -= 1
+        self.seconds += result["seconds"]
+        self.error = self.error or result["error"]
+        return not self.left
+
+
+def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: CatalogConfig,
+              work: str) -> tuple[dict[str, RowPlan], list[ChunkTask]]:
+    """-> (each row's plan by row_id, the chunks still to render in row order). Chunks of a
+    temporal model start `warmup_frames` early."""
+    plans, todo = {}, []
+    for row, model, meta, source in ready:
+        warmup = cfg.warmup_frames if meta.temporal else 0
+        use_face = meta.face_generator is not None if row.face_gan is None else row.face_gan
+        staging = join(work, "chunks", row.row_id)
+        tasks = [ChunkTask(row.row_id, model, use_face, SourceChunk(source.dataset_url, source.video_id,
+                                                                    source.floor, c),
+                           row.layout, row.resolution, source.fps, join(staging, f"chunk-{c.start:09d}.mp4"))
+                 for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
+        unstaged = [t for t in tasks if not exists(t.staged_url)]
+        plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
+                                    staging, tasks, len(unstaged))
+        todo += unstaged
+    return plans, todo
+
+
+class RowJoins:
+    """The join tasks of rows whose chunks are all rendered; a row with a failed chunk is failed
+    instead. Their outcome goes to the results."""
+
+    def __init__(self, cfg: CatalogConfig, results: CatalogResults):
+        import ray
+
+        self.task = ray.remote(num_cpus=cfg.join_cpus, max_retries=2)(join_chunks)
+        self.crf, self.results = cfg.crf, results
+        self.running: dict = {}  # ObjectRef -> RowPlan
+
+    def start(self, plan: RowPlan) -> None:
+        if plan.error:
+            self.results.fail(plan.row, "render", plan.error, model_version=plan.model)
+            return
+        ref = self.task.remote([t.staged_url for t in plan.tasks], plan.source.dataset_url, plan.source.video_id,
+                               plan.row.output, self.crf, plan.staging)
+        self.running[ref] = plan
+
+    def collect(self, ref) -> None:
+        import ray
+
+        plan = self.running.pop(ref)
+        try:
+            joined = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            cause = getattr(e, "cause", None) or e
+            self.results.fail(plan.row, "join", f"{type(cause).__name__}: {cause}", model_version=plan.model)
+            return
+        frames = joined["frames"]
+        self.results.done(plan.row, model_version=plan.model, frames=frames,
+                          frames_without_pose=plan.source.frames_without_pose, normalization=plan.normalization,
+                          seconds_per_frame=(plan.seconds + joined["seconds"]) / max(1, frames),
+                          audio=joined["audio"])
 
 
 def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = None) -> dict:
@@ -124,120 +234,29 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     tracking_uri = default_tracking_uri(cfg.tracking_uri)
     work = cfg.work_url or join(out_url, "_work")
     rows, invalid = read_catalog(catalog_url, out_url, cfg.default_alias)
-    entries = {b["row"]: {"row": b["row"], "row_id": "", "source": b.get("source", ""), "target": b.get("target", ""),
-                          "output": b.get("output", ""), "status": "failed", "stage": "catalog", "ran": True,
-                          "error": b["reason"]} for b in invalid}
-    todo = []
-    for row in rows:
-        state = load_state(work, row.row_id)
-        if state and state["status"] == "done" and exists(row.output):
-            entries[row.number] = {**state, "row": row.number, "ran": False}
-        else:
-            todo.append(row)
+    results = CatalogResults(work)
+    results.unreadable(invalid)
+    todo = results.still_to_do(rows)
     log.info("catalog %s: %d rows, %d already done, %d unreadable", catalog_url, len(rows) + len(invalid),
              len(rows) - len(todo), len(invalid))
+    ready = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), results)
+    plans, chunks = plan_rows(ready, cfg, work)
 
-    def fail(row, stage, error, **extra):
-        log.error("row %d (%s -> %s): %s", row.number, row.source, row.target, error)
-        entries[row.number] = finished(work, _failed(row, stage, error, **extra))
-
-    ready = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), fail)
-    pending: dict[tuple, deque] = defaultdict(deque)
-    plan = {}
-    for row, model, meta, source in ready:
-        warmup = cfg.warmup_frames if meta.temporal else 0
-        use_face = meta.face_generator is not None if row.face_gan is None else row.face_gan
-        staging = join(work, "chunks", row.row_id)
-        tasks = [ChunkTask(row.row_id, model, use_face, SourceChunk(source.dataset_url, source.video_id, source.floor, c),
-                           row.layout, row.resolution, source.fps, join(staging, f"chunk-{c.start:09d}.mp4"))
-                 for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
-        plan[row.row_id] = {"row": row, "model": model, "source": source, "staging": staging, "tasks": tasks,
-                            "normalization": normalization(bool(source.floor), meta.floor_stats is not None),
-                            "left": 0, "seconds": 0.0, "error": ""}
-        for task in tasks:
-            if exists(task.staged_url):  # staged by an interrupted run
-                continue
-            plan[row.row_id]["left"] += 1
-            pending[model, use_face].append(task)
-
-    join_task = ray.remote(num_cpus=cfg.join_cpus, max_retries=2)(join_chunks)
-    joins = {}
-
-    def row_rendered(row_id):
-        p = plan[row_id]
-        if p["error"]:
-            fail(p["row"], "render", p["error"], model_version=p["model"])
-            return
-        joins[join_task.remote([t.staged_url for t in p["tasks"]], p["source"].dataset_url, p["source"].video_id,
-                               p["row"].output, cfg.crf, p["staging"])] = row_id
-
-    for row_id, p in plan.items():
-        if not p["left"]:
-            row_rendered(row_id)
-
-    Worker = ray.remote(RenderWorker).options(num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
-                                              resources=cfg.resources_per_actor or None,
-                                              max_restarts=cfg.worker_restarts, max_task_retries=cfg.worker_restarts)
-    n_actors = max(0, min(cfg.actors, sum(len(q) for q in pending.values())))
-    actors = [Worker.remote(tracking_uri, cfg.models_per_actor) for _ in range(n_actors)]
-    holds = {a: deque(maxlen=cfg.models_per_actor) for a in range(n_actors)}
-    idle, running, stats = list(range(n_actors)), {}, []
-    while running or joins or any(pending.values()):
-        while idle and (choice := _pick(idle, holds, pending)):
-            actor, key = choice
-            batch = [pending[key].popleft() for _ in range(min(cfg.batch_chunks, len(pending[key])))]
-            idle.remove(actor)
-            if key in holds[actor]:
-                holds[actor].remove(key)
-            holds[actor].append(key)
-            running[actors[actor].render.remote(batch)] = (actor, batch)
-        done, _ = ray.wait([*running, *joins], num_returns=1)
-        ref = done[0]
-        if ref in joins:
-            _joined(ref, joins.pop(ref), plan, entries, work, fail)
+    scheduler = RenderScheduler(chunks, tracking_uri, cfg.actors, cfg.batch_chunks, cfg.models_per_actor, {
+        "num_cpus": cfg.cpus_per_actor, "num_gpus": cfg.gpus_per_actor, "resources": cfg.resources_per_actor or None,
+        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts})
+    joins = RowJoins(cfg, results)
+    for plan in plans.values():
+        if not plan.left:  # every chunk staged by an interrupted run
+            joins.start(plan)
+    while scheduler.busy or joins.running:
+        scheduler.dispatch()
+        [ref], _ = ray.wait([*scheduler.running, *joins.running], num_returns=1)
+        if ref in joins.running:
+            joins.collect(ref)
             continue
-        actor, batch = running.pop(ref)
-        idle.append(actor)
-        try:
-            results = ray.get(ref)
-        except ray.exceptions.RayActorError as e:  # died more often than it may restart
-            results = [{"frames": 0, "seconds": 0.0, "error": f"render worker died: {e}"} for _ in batch]
-            actors[actor] = Worker.remote(tracking_uri, cfg.models_per_actor)
-            holds[actor].clear()
-        for task, result in zip(batch, results):
-            p = plan[task.row_id]
-            p["left"] -= 1
-            p["seconds"] += result["seconds"]
-            p["error"] = p["error"] or result["error"]
-            if not p["left"]:
-                row_rendered(task.row_id)
-        if not any(pending.values()):  # free the idle actors' CPUs/GPUs for the joins
-            for a in idle:
-                stats.append(ray.get(actors[a].stats.remote()))
-                ray.kill(actors[a])
-            idle = []
-    manifest = write_manifest(out_url, list(entries.values()))
-    done = [e for e in entries.values() if e["status"] == "done"]
-    return {"manifest": manifest, "rows": len(entries), "done": len(done),
-            "rendered": sum(1 for e in done if e["ran"]), "skipped": sum(1 for e in done if not e["ran"]),
-            "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
-                       for e in sorted(entries.values(), key=lambda e: e["row"]) if e["status"] == "failed"],
-            "model_loads": sum(s["loads"] for s in stats), "actors": len(actors)}
-
-
-def _joined(ref, row_id: str, plan: dict, entries: dict, work: str, fail) -> None:
-    import ray
-    p = plan[row_id]
-    row = p["row"]
-    try:
-        result = ray.get(ref)
-    except ray.exceptions.RayError as e:
-        cause = getattr(e, "cause", None) or e
-        fail(row, "join", f"{type(cause).__name__}: {cause}", model_version=p["model"])
-        return
-    frames = result["frames"]
-    entries[row.number] = finished(work, _entry(
-        row, model_version=p["model"], status="done", stage="", frames=frames,
-        frames_without_pose=p["source"].frames_without_pose, normalization=p["normalization"],
-        seconds_per_frame=(p["seconds"] + result["seconds"]) / max(1, frames), audio=result["audio"], error=""))
-    log.info("row %d done: %s (%d frames)", row.number, row.output, frames)
+        for task, result in scheduler.collect(ref):
+            plan = plans[task.row_id]
+            if plan.add(result):
+                joins.start(plan)
+    return results.summary(out_url, scheduler)
