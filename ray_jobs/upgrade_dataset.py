@@ -1,4 +1,5 @@
-"""`ray job submit --working-dir . -- python -m ray_jobs.upgrade_dataset ...`: the same arguments as `edn upgrade-dataset`."""
+"""`ray job submit --working-dir . -- python -m ray_jobs.upgrade_dataset ...`: the same arguments as
+`edn upgrade-dataset`."""
 import sys
 
 from edn.cli import main

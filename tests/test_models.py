@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from edn.models.losses import FeatureMatchingLoss, LSGANLoss
-from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
-from edn.models.body import BodyGenerator
-from edn.models.meta import ModelMeta
 from edn.inference import TargetModel
+from edn.models.body import BodyGenerator
+from edn.models.losses import FeatureMatchingLoss, LSGANLoss
+from edn.models.meta import ModelMeta
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
 from edn.train.step import GANStep, body_judged
 
 # what a registered model carries, for networks made in the test at 16x16
@@ -162,8 +162,8 @@ def test_local_enhancer_is_coarse_to_fine():
 
 
 def test_position_channels_carry_x_and_y(tmp_path):
-    from edn.models.body import _positions
     from edn.inference import load_model_dir, write_model_dir
+    from edn.models.body import _positions
     pos = _positions(torch.zeros(2, 3, 4, 5))
     assert pos.shape == (2, 2, 4, 5)
     assert torch.equal(pos[1, 0, 3], torch.linspace(-1, 1, 5))

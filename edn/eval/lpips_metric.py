@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+
 import lpips
 import numpy as np
 import torch

@@ -72,7 +72,8 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     link_items = "".join(f'<li><a href="{html.escape(u)}">{html.escape(n)}</a></li>' for n, u in (links or {}).items())
     cross = "".join(
         f"<tr><td>{html.escape(t['source'])}</td><td>{t['frames']}</td><td>{t['pose_distance']:.4f}</td>"
-        f"<td>{t['pose_missed']:.4f}</td><td>{t['background_flicker']:.4f}</td></tr>" for t in metrics.get("transfers", []))
+        f"<td>{t['pose_missed']:.4f}</td><td>{t['background_flicker']:.4f}</td></tr>"
+        for t in metrics.get("transfers", []))
     cross_html = ("<h2>Cross-person transfers (no ground truth)</h2><table><tr><th>source</th><th>frames</th>"
                   "<th>pose distance ↓</th><th>pose missed ↓</th><th>background flicker ↓</th></tr>"
                   f"{cross}</table>") if cross else ""

@@ -23,7 +23,8 @@ def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] =
         run_id = {"body": meta.body_run_id, "face": meta.face_run_id}[stage]
         if run_id:
             history = {k: client.get_metric_history(run_id, k) for k in LOSS_TERMS}
-            curves[f"{stage} losses"] = {k: ([m.step for m in h], [m.value for m in h]) for k, h in history.items() if h}
+            curves[f"{stage} losses"] = {k: ([m.step for m in h], [m.value for m in h])
+                                         for k, h in history.items() if h}
     return curves
 
 

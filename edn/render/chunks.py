@@ -82,7 +82,8 @@ def normalization(source_has_floor: bool, target_has_floor: bool) -> str:
     return f"none ({whose} feet were never seen): poses carried over in proportion to the frame sizes"
 
 
-def render_chunks(renderer: Renderer, sources: list[SourceChunk]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+def render_chunks(renderer: Renderer,
+                  sources: list[SourceChunk]) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """Render chunks side by side, one frame of each per batch; yield (chunk number, frame
     index, source image, pose figure, output) for the frames each chunk keeps, in order."""
     target = renderer.model.floor

@@ -23,7 +23,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("model_version", pa.string()),      # the version the alias pointed at when rendered
     pa.field("output", pa.string()),
     pa.field("status", pa.string()),             # done | failed
-    pa.field("stage", pa.string()),              # where a failure happened: catalog, model, output, source, render, join
+    pa.field("stage", pa.string()),              # a failure's: catalog, model, output, source, render, join
     pa.field("ran", pa.bool_()),                 # rendered by this run (false: done by an earlier one)
     pa.field("frames", pa.int64()),
     pa.field("frames_without_pose", pa.int64()),  # source frames with no dancer: the target's empty scene
