@@ -9,11 +9,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import badvideos as bv
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import badvideos as bv
 from edn.synth import synthesize
 
 SOURCE_FRAMES = 30

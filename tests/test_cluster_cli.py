@@ -79,7 +79,7 @@ def server(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run the API server tests: {why}")
         pytest.skip(why)
-    from kubernetes import client, config, utils
+    from kubernetes import config, utils
     srv = apiserver.LocalApiServer(str(tmp_path_factory.mktemp("apiserver"))).start()
     admin = config.new_client_from_config(config_file=srv.kubeconfig(apiserver.ADMIN_TOKEN))
     for kind in ("RayJob", "RayCluster"):

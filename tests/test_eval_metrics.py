@@ -19,7 +19,9 @@ import torch
 import torchvision
 from torch.nn import functional as F
 
-from edn.eval import lpips_metric, pose_distance as pd, stability as st
+from edn.eval import lpips_metric
+from edn.eval import pose_distance as pd
+from edn.eval import stability as st
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, LpipsWeightsInvalid, LpipsWeightsMissing
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.promote import decide

@@ -2,8 +2,16 @@ import pytest
 import torch
 
 from edn.models.face import (
-    FaceGenerator, FaceGeneratorConfig, apply_face, boxes_to_tensor, clamp_straight_through, crop,
-    face_discriminator_config, feather_mask, paste)
+    FaceGenerator,
+    FaceGeneratorConfig,
+    apply_face,
+    boxes_to_tensor,
+    clamp_straight_through,
+    crop,
+    face_discriminator_config,
+    feather_mask,
+    paste,
+)
 from edn.models.networks import MultiscaleDiscriminator
 
 SMALL = FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1)

@@ -2,13 +2,13 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.data.segments import extract_segment, plan_video
 from edn.data.reader import video_frames, video_poses
 from edn.data.schema import FRAMES_SCHEMA
+from edn.data.segments import extract_segment, plan_video
 from edn.pose.cleanup import DETECTED, INTERPOLATED, MISSING, CleanupConfig
 from edn.pose.estimator import make_estimator
 

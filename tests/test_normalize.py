@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edn.pose.layout import B, N_KEYPOINTS, ankle_y, body_height
+from edn.pose.layout import N_KEYPOINTS, B, ankle_y, body_height
 from edn.pose.normalize import FloorStats, floor_stats, normalize_poses
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edn.pose.estimator import make_estimator
-from edn.pose.layout import B, BODY, BODY_PAIRS, N_KEYPOINTS
+from edn.pose.layout import BODY, BODY_PAIRS, N_KEYPOINTS, B
 from edn.pose.openpose_dnn import OpenPoseModelError
 from edn.pose.paf import BODY_25_MODEL, COCO_MODEL, POSE_MODELS, decode_people
 from model_files import caffe_files, onnx_file

@@ -10,8 +10,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edn.pose.layout import (BODY_COLORS, BODY_PAIRS, FACE, FACE_POLYLINES, HAND_COLORS, HAND_PAIRS,
-                             LHAND, N_KEYPOINTS, RHAND)
+from edn.pose.layout import (
+    BODY_COLORS,
+    BODY_PAIRS,
+    FACE,
+    FACE_POLYLINES,
+    HAND_COLORS,
+    HAND_PAIRS,
+    LHAND,
+    N_KEYPOINTS,
+    RHAND,
+)
 
 SHIFT = 4
 ONE = 1 << SHIFT

@@ -24,6 +24,7 @@ from edn.train.config import TrainConfig
 from edn.train.data import to_model_range
 from edn.train.step import GANStep, body_judged, face_judged, unwrap
 
+
 def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
     """The stage's trained generator and discriminator, identical on every rank, and their
     optimizers; `coarse`: a coarser global generator's weights for a local enhancer."""
