@@ -39,7 +39,7 @@ class TrainConfig:
     vgg_weights_url: str = ""      # VGG19 weights (fsspec URL); default: torchvision's cache
     allow_no_vgg: bool = False     # without VGG19 weights, train without the perceptual loss instead of failing
     lambda_l1: float = 0.0         # L1 to the real frame: not in the paper; a stand-in where no
-                                   # VGG19 weights exist for the perceptual loss (see README)
+                                   # VGG19 weights exist for the perceptual loss (docs/training.md)
     holdout_fraction: float = 0.1  # the video's last frames, never trained on (evaluation)
     seed: int = 0
     # Ray Train
