@@ -38,8 +38,9 @@ def join_fresh_node(address: str, log: str) -> subprocess.Popen:
     Cluster.add_node installs signal handlers, so it cannot run off the main thread, which
     train() holds. `--block`: stopping this process stops the node."""
     return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--address", address,
-                             "--block", "--num-cpus", "2", "--resources", json.dumps({SLOT: 1}), "--disable-usage-stats",
-                             *map(str, node_ports())], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                             "--block", "--num-cpus", "2", "--resources", json.dumps({SLOT: 1}),
+                             "--disable-usage-stats", *map(str, node_ports())],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def train_worker_nodes(alive: bool = True) -> list[str]:

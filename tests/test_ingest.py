@@ -126,5 +126,6 @@ def test_detectors_that_cannot_start_fail_fast_saying_why(ray_cluster, dancers, 
     # more CPUs per detector than the cluster has: as stuck as a cluster whose CPUs something
     # else holds, and the same code path (the pool's actors never start)
     cfg = IngestConfig(estimator="groundtruth", width=64, height=64, cpus_per_actor=64, actor_start_timeout_s=5)
-    with pytest.raises(RuntimeError, match=r"could not start 1 pose-detector actor\(s\) of 64 CPU.*within 5 s.*free now"):
+    with pytest.raises(RuntimeError,
+                       match=r"could not start 1 pose-detector actor\(s\) of 64 CPU.*within 5 s.*free now"):
         ingest(dancers[:1], str(tmp_path / "dataset"), cfg)

@@ -31,7 +31,8 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
 
     storage = str(tmp_path / "ray")
     train = ["python", "-m", "ray_jobs.train", "--dataset", dataset, "--target", "dancer_00",
-             "--set", f"storage_path={storage}", "--set", "run_name=job-test", "--set", "model_name=edn-jobtest", *(x for s in TINY for x in ("--set", s))]
+             "--set", f"storage_path={storage}", "--set", "run_name=job-test", "--set", "model_name=edn-jobtest",
+             *(x for s in TINY for x in ("--set", s))]
     ray_head.submit("edn-train-1", [*train, "--set", "steps=4"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
     status, logs = ray_head.status_and_logs("edn-train-1")
     assert "Job 'edn-train-1' succeeded" in status, status

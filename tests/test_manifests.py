@@ -388,7 +388,7 @@ def test_every_ray_cluster_needs_a_token():
             else {"mode": "token"}
         assert spec["authOptions"] == expected, path
         assert tuple(map(int, spec["rayVersion"].split("."))) >= (2, 52, 0)  # KubeRay's minimum for tokens
-    for path, doc in _ray_docs().items():
+    for doc in _ray_docs().values():
         if doc["kind"] == "RayJob":
             submitter = doc["spec"]["submitterPodTemplate"]["spec"]
             assert submitter["automountServiceAccountToken"] is False and "serviceAccountName" not in submitter
@@ -486,7 +486,7 @@ def test_terraform_parses_and_matches_the_kubernetes_side():
     # accounts are the ones their annotations name
     defaults = {name: _unquote(body.get("default", "")) for name, body in variables.items()}
     members = {}
-    for (kind, name), body in resources.items():
+    for (kind, _), body in resources.items():
         if kind == "google_service_account_iam_member":
             member = re.search(r"\[\$\{var\.(\w+)\}/([\w-]+)\]", body["member"])
             account = resources[("google_service_account", body["service_account_id"].split(".")[1])]

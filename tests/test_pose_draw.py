@@ -36,7 +36,7 @@ def test_limbs_take_their_second_keypoints_openpose_colour():
     img = draw_pose(pose, 512, 512)
     assert img.shape == (512, 512, 3) and img.dtype == np.uint8
     checked = 0
-    for k, (a, b) in enumerate(BODY_PAIRS):
+    for a, b in BODY_PAIRS:
         p, q = pose[a, :2], pose[b, :2]
         mid = (p + q) / 2
         # skip limbs whose middle another limb or a joint disc covers

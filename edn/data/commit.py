@@ -130,7 +130,8 @@ def _write_part(staged_url: str, part_url: str, columns: dict) -> None:
                     pa.array(list(columns["keypoints"][done:done + n]), FRAMES_SCHEMA.field("keypoints").type),
                     pa.array(columns["person_detected"][done:done + n]),
                     pa.array(columns["people_detected"][done:done + n]),
-                    pa.array(list(columns["keypoint_flags"][done:done + n]), FRAMES_SCHEMA.field("keypoint_flags").type),
+                    pa.array(list(columns["keypoint_flags"][done:done + n]),
+                             FRAMES_SCHEMA.field("keypoint_flags").type),
                     pa.array(columns["face_box"][done:done + n], FRAMES_SCHEMA.field("face_box").type),
                 ]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=FRAMES_SCHEMA))

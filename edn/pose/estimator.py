@@ -20,7 +20,7 @@ class PoseEstimator(abc.ABC):
 
     name: str = ""
 
-    def begin(self, video_url: str) -> None:
+    def begin(self, video_url: str) -> None:  # noqa: B027 - optional: most detectors keep nothing between videos
         """Start a new video: forget whatever was tracked in the previous one."""
 
     @abc.abstractmethod
@@ -31,7 +31,7 @@ class PoseEstimator(abc.ABC):
         Which person is the dancer is decided later, across frames (edn.pose.track).
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most detectors hold nothing to release
         """Release the detector's resources."""
 
 

@@ -113,11 +113,12 @@ def find_peaks(heatmap: np.ndarray, threshold: float, refine: bool = True) -> np
     ys, xs = np.nonzero(mask)
     scores = m[ys, xs]
     x, y = xs.astype(np.float32), ys.astype(np.float32)
-    if refine and len(xs):  # a parabola through the peak and its 2 neighbours, per axis
+    if refine and len(xs):  # a parabola through the peak and its 2 neighbours (at -1, +1), per axis
         q = np.pad(m, 1, mode="edge")
-        for coord, (l, r) in ((x, (q[ys + 1, xs], q[ys + 1, xs + 2])), (y, (q[ys, xs + 1], q[ys + 2, xs + 1]))):
-            curvature = l - 2 * scores + r
-            shift = np.where(curvature < 0, 0.5 * (l - r) / np.where(curvature < 0, curvature, -1), 0)
+        for coord, (minus, plus) in ((x, (q[ys + 1, xs], q[ys + 1, xs + 2])),
+                                     (y, (q[ys, xs + 1], q[ys + 2, xs + 1]))):
+            curvature = minus - 2 * scores + plus
+            shift = np.where(curvature < 0, 0.5 * (minus - plus) / np.where(curvature < 0, curvature, -1), 0)
             coord += np.clip(shift, -0.5, 0.5)
     return np.stack([x, y, scores], -1).astype(np.float32).reshape(-1, 3)
 

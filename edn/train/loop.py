@@ -209,7 +209,8 @@ def train_loop_per_worker(config: dict) -> None:
         epoch += 1
         if batches == 0:
             raise DataError(f"{cfg.dataset_url}: target {cfg.target!r} gives no training batch of "
-                               f"{cfg.batch_size} frame pairs per worker; use a longer video, fewer workers or a smaller batch")
+                            f"{cfg.batch_size} frame pairs per worker; "
+                            "use a longer video, fewer workers or a smaller batch")
     if log:
         log.flush()
 
