@@ -79,7 +79,7 @@ def _lpips_by_hand(state: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_backbone_filename_is_torchvisions():
-    assert lpips_metric.backbone_filename("alex") == ALEX_FILE
+    assert lpips_metric.backbone("alex").filename == ALEX_FILE
     assert lpips_metric.BACKBONE_WEIGHTS["alex"].url.endswith("/" + ALEX_FILE)
 
 

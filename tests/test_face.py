@@ -4,17 +4,28 @@ import torch
 from edn.models.face import (
     FaceGenerator,
     FaceGeneratorConfig,
+    _boxes,
+    _index,
+    _paste,
     apply_face,
     boxes_to_tensor,
     clamp_straight_through,
     crop,
     face_discriminator_config,
     feather_mask,
-    paste,
 )
 from edn.models.networks import MultiscaleDiscriminator
 
 SMALL = FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1)
+
+
+def paste(frames: torch.Tensor, faces: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor | None = None,
+          feather: int | None = None) -> torch.Tensor:
+    """apply_face's paste step alone: (B, C, H, W) frames with (B, C, S, S) faces blended into
+    their boxes over a feathered border (``feather`` pixels, default S // 8; 0 = hard edge)."""
+    boxes, valid, size = _boxes(boxes, valid, frames.shape[-2], frames.shape[-1], frames.device)
+    under = frames[_index(boxes, frames.shape[1], size)]
+    return _paste(frames, under, faces, boxes, valid, size, feather)[0]
 
 
 def _frames(b=3, h=48, w=40, seed=0):

@@ -86,7 +86,7 @@ def test_finds_torchvisions_cache(saved_vgg, hub_dir):
     os.makedirs(os.path.join(hub_dir, "checkpoints"))
     cached = os.path.join(hub_dir, "checkpoints", FILENAME)
     os.link(path, cached)
-    assert perceptual.default_weights_path() == cached
+    assert perceptual.VGG19.cache_path() == cached
     status = perceptual_status()
     assert status == {"available": True, "source": cached, "reason": status["reason"]}
     _assert_features_equal(load_vgg19_features(), state)

@@ -5,13 +5,23 @@ import numpy as np
 import pytest
 
 from edn.pose.draw import draw_pose
-from edn.pose.layout import BODY_COLORS, BODY_PAIRS, FACE, HAND_COLORS, HAND_PAIRS, LHAND, RHAND, B, empty_pose
+from edn.pose.layout import (
+    BODY_COLORS,
+    BODY_PAIRS,
+    FACE,
+    HAND_COLORS,
+    HAND_PAIRS,
+    LHAND,
+    N_KEYPOINTS,
+    RHAND,
+    B,
+)
 
 
 def star_pose(scale: float = 1.0) -> np.ndarray:
     """A dancer with arms and legs spread wide in a 128 x 128 image (times `scale`): every limb
     stands apart from the others. Body only."""
-    pose = empty_pose()
+    pose = np.zeros((N_KEYPOINTS, 3), np.float32)
     points = {
         "Nose": (64, 22), "Neck": (64, 38), "RShoulder": (50, 40), "RElbow": (34, 30), "RWrist": (20, 16),
         "LShoulder": (78, 40), "LElbow": (94, 30), "LWrist": (108, 16), "MidHip": (64, 72),
@@ -81,7 +91,7 @@ def test_face_is_white_and_hands_use_hand_colours():
 
 
 def test_low_confidence_points_are_not_drawn():
-    assert not draw_pose(empty_pose(), 64, 64).any()
+    assert not draw_pose(np.zeros((N_KEYPOINTS, 3), np.float32), 64, 64).any()
     pose = star_pose()
     pose[B["RElbow"], 2] = 0.05  # below min_conf=0.1: the elbow and both its limbs vanish
     img = draw_pose(pose, 128, 128)

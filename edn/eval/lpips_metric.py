@@ -47,16 +47,6 @@ def backbone(net: str = "alex") -> PretrainedWeights:
                              LpipsWeightsMissing, LpipsWeightsInvalid)
 
 
-def backbone_filename(net: str = "alex") -> str:
-    """torchvision's file name for the backbone weights, e.g. alexnet-owt-7be5be79.pth."""
-    return backbone(net).filename
-
-
-def default_weights_path(net: str = "alex") -> str:
-    """Where torchvision caches the backbone (follows $TORCH_HOME / torch.hub.set_dir)."""
-    return backbone(net).cache_path()
-
-
 def lpips_status(weights_url: str | None = None, net: str = "alex") -> dict:
     """{"available", "source", "reason"} for reports, checking only that the file exists (cheap);
     a corrupt file is reported when `LpipsMetric.load` reads it."""

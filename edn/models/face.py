@@ -13,7 +13,7 @@ Conventions (all images NCHW in [-1, 1]):
 * ``valid``: (B,) bool tensor; False where the frame has no face box (``face_box`` is null: no
   nose seen). Such rows may hold anything in ``boxes`` (``boxes_to_tensor`` writes -1). When
   ``valid`` is None it is taken as ``(boxes >= 0).all(1)``, so -1 rows alone mark missing boxes.
-  Invalid frames pass through ``paste``/``apply_face`` unchanged (exactly) and their crops are
+  Invalid frames pass through ``apply_face`` unchanged (exactly) and their crops are
   zeros; losses on crops must leave them out (``apply_face`` returns ``valid`` for that).
 * ``apply_face`` is the one implementation of crop -> residual -> add -> paste, used by the face
   training step and by rendering alike. The networks always see the whole batch (invalid rows
@@ -178,16 +178,6 @@ def _paste(frames: torch.Tensor, under: torch.Tensor, faces: torch.Tensor, boxes
     w = feather_mask(size, default_feather(size) if feather is None else feather, frames.device, frames.dtype)
     blended = torch.where(valid[:, None, None, None], under + w * (faces - under), under)
     return frames.index_put(_index(boxes, frames.shape[1], size), blended), blended
-
-
-def paste(frames: torch.Tensor, faces: torch.Tensor, boxes: torch.Tensor, valid: torch.Tensor | None = None,
-          feather: int | None = None) -> torch.Tensor:
-    """(B, C, H, W) frames with (B, C, S, S) faces blended into their boxes over a feathered
-    border (``feather`` pixels, default S // 8; 0 = hard edge). Pixels outside the boxes and
-    frames whose box is invalid are returned unchanged. Differentiable in ``faces`` and ``frames``."""
-    boxes, valid, size = _boxes(boxes, valid, frames.shape[-2], frames.shape[-1], frames.device)
-    under = frames[_index(boxes, frames.shape[1], size)]
-    return _paste(frames, under, faces, boxes, valid, size, feather)[0]
 
 
 def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:

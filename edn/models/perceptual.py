@@ -42,11 +42,6 @@ VGG19 = PretrainedWeights("VGG19 weights for the perceptual loss", VGG19_Weights
                           "vgg_weights_url", PerceptualWeightsMissing, PerceptualWeightsInvalid)
 
 
-def default_weights_path() -> str:
-    """torchvision's cache file for the VGG19 ImageNet weights (follows $TORCH_HOME / torch.hub.set_dir)."""
-    return VGG19.cache_path()
-
-
 def perceptual_status(weights_url: str | None = None) -> dict:
     """Whether the perceptual loss can run, for the trainer to report and log at start.
 
@@ -67,7 +62,7 @@ def load_vgg19_features(weights_url: str | None = None) -> nn.Sequential:
 
     `weights_url`: any fsspec URL of a state_dict as torchvision saves it (`vgg19-dcbb9e9d.pth`:
     `features.*` and `classifier.*`), or one of `features.*` only. Without it, torchvision's cache
-    (`default_weights_path()`). Raises PerceptualWeightsMissing when there is no file, and
+    (`VGG19.cache_path()`). Raises PerceptualWeightsMissing when there is no file, and
     PerceptualWeightsInvalid, naming the file, when it is not such a state_dict (strict loading).
     """
     url, state = VGG19.read_state(weights_url)

@@ -43,7 +43,6 @@ FACE_RBROW, FACE_LBROW = tuple(range(17, 22)), tuple(range(22, 27))
 FACE_NOSE_BRIDGE, FACE_NOSE_BOTTOM = tuple(range(27, 31)), tuple(range(31, 36))
 FACE_REYE, FACE_LEYE = tuple(range(36, 42)), tuple(range(42, 48))
 FACE_OUTER_LIPS, FACE_INNER_LIPS = tuple(range(48, 60)), tuple(range(60, 68))
-FACE_PUPILS = (68, 69)
 FACE_POLYLINES = (  # (points, closed)
     (FACE_JAW, False), (FACE_RBROW, False), (FACE_LBROW, False), (FACE_NOSE_BRIDGE, False),
     (FACE_NOSE_BOTTOM, False), (FACE_REYE, True), (FACE_LEYE, True),
@@ -58,10 +57,6 @@ _FINGER_BASE = ((255, 0, 0), (255, 255, 0), (0, 255, 125), (0, 125, 255), (255, 
 HAND_COLORS = ((100, 100, 100),) + tuple(
     tuple(int(c * s) for c in base) for base in _FINGER_BASE for s in (0.4, 0.6, 0.8, 1.0)
 )
-
-
-def empty_pose() -> np.ndarray:
-    return np.zeros((N_KEYPOINTS, 3), np.float32)
 
 
 def body_height(pose: np.ndarray, min_conf: float = 0.1) -> float:
