@@ -25,6 +25,7 @@ from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats
+from edn.runtime import autocast
 
 BACKGROUND = "background.png"
 
@@ -47,6 +48,7 @@ class TargetModel:
     meta: ModelMeta
     version: str
     background: np.ndarray | None = None  # (H, W, 3) uint8: the target's empty scene
+    precision: str = "fp32"  # what its generators run in: fp32, or bf16 under autocast (edn.runtime)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -86,7 +88,8 @@ class Renderer:
     def _generate(self, poses: np.ndarray, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         """The body generator's frames; the target's empty scene where a pose is missing (the
         source's dancer out of the frame), which is also what the next frame is generated from."""
-        y = self.model.body(x, prev)
+        with autocast(self.device.type, self.model.precision):
+            y = self.model.body(x, prev).float()
         missing = ~has_pose(poses)
         if self.plate is not None and missing.any():
             y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)
@@ -96,7 +99,9 @@ class Renderer:
         if self.use_face:
             w, h = self.model.size
             boxes, valid = boxes_to_tensor([face_box(p, w, h) for p in poses])
-            y, _ = apply_face(self.model.face, x, y, boxes.to(y.device), valid.to(y.device))
+            with autocast(self.device.type, self.model.precision):
+                y, _ = apply_face(self.model.face, x, y, boxes.to(y.device), valid.to(y.device))
+            y = y.float()
         return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.no_grad()
@@ -131,7 +136,7 @@ class Renderer:
         self.prev.pop(stream, None)
 
 
-def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> TargetModel:
+def load_model_dir(path: str, version: str = "local", device: str = "cpu", precision: str = "fp32") -> TargetModel:
     meta = ModelMeta.read(os.path.join(path, META_FILE))
 
     def load(module: torch.nn.Module, name: str) -> torch.nn.Module:
@@ -142,4 +147,4 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu") -> Ta
     face = load(FaceGenerator(meta.face_generator), "face_generator.pt") if meta.face_generator else None
     plate = os.path.join(path, BACKGROUND)
     background = cv2.cvtColor(cv2.imread(plate), cv2.COLOR_BGR2RGB) if os.path.exists(plate) else None
-    return TargetModel(body, face, meta, version, background)
+    return TargetModel(body, face, meta, version, background, precision)

@@ -57,9 +57,11 @@ def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, ModelM
         return str(mv.version), ModelMeta.read(local)
 
 
-def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu") -> TargetModel:
-    """`ref` is an alias ("candidate", "production") or a version number."""
+def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu",
+                    precision: str = "fp32") -> TargetModel:
+    """`ref` is an alias ("candidate", "production") or a version number; `device` and
+    `precision` as edn.runtime resolves them."""
     mv = resolve_version(name, ref, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=tracking_uri)
-        return load_model_dir(local, str(mv.version), device)
+        return load_model_dir(local, str(mv.version), device, precision)

@@ -1,0 +1,83 @@
+"""Where and in what precision a verb runs its models: `--device auto|cpu|cuda` and
+`--precision auto|fp32|bf16`, resolved once per verb (and in each catalog render actor, on its
+own hardware) into a Runtime that is logged and recorded with the results.
+
+auto device: a GPU when one is visible. auto precision: bf16 where the device computes it
+natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX, as torch reports it), else fp32: bf16
+emulated on other CPUs is slower than fp32. bf16 runs the generators under torch.autocast; their
+outputs are turned back to float32 before they become pixels. Training keeps its own rule (bf16
+autocast on GPU only, edn.train.step).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import asdict, dataclass
+
+import torch
+
+from edn.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str            # cpu | cuda
+    precision: str         # fp32 | bf16
+    precision_reason: str  # why this precision: asked for, or what auto found
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.precision)
+
+    def record(self) -> dict:
+        """{device, precision, precision_reason}: the columns and keys results record it as."""
+        return asdict(self)
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """The context to run a model's forward pass in, on `device` ("cpu", "cuda") in `precision`."""
+    if precision == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def native_bf16(device: str) -> tuple[bool, str]:
+    """Whether `device` computes bf16 natively, and what torch reports that says so."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"GPU {name} computes bf16 natively"
+        return False, f"GPU {name} has no native bf16"
+    if torch.cpu._is_amx_tile_supported():
+        return True, "CPU with AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return True, "CPU with AVX512-BF16"
+    return False, "CPU without AVX512-BF16 or AMX: bf16 would be emulated, slower than fp32"
+
+
+def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
+    """The device and precision to run on here; ConfigError for an unknown choice, or cuda
+    asked for where no GPU is visible."""
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    gpu = torch.cuda.is_available()
+    if device == "cuda" and not gpu:
+        raise ConfigError("device cuda was asked for, but torch sees no GPU here (use --device cpu or auto)")
+    device = "cuda" if device == "auto" and gpu else "cpu" if device == "auto" else device
+    if precision != "auto":
+        return Runtime(device, precision, f"{precision} asked for")
+    native, why = native_bf16(device)
+    return Runtime(device, "bf16" if native else "fp32", f"auto: {why}")
+
+
+def resolve_and_log(device: str = "auto", precision: str = "auto", who: str = "edn") -> Runtime:
+    """resolve(), with the choice and its reason logged once."""
+    runtime = resolve(device, precision)
+    log.info("%s runs on %s in %s (%s)", who, runtime.device, runtime.precision, runtime.precision_reason)
+    return runtime
