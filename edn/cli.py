@@ -87,21 +87,25 @@ def cmd_train(a) -> dict:
     return train(cfg)
 
 
-def _model(a):
+def _model(a, runtime):
     from edn.registry import load_registered
     from edn.tracking import tracking_uri
-    return load_registered(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri))
+    return load_registered(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri), runtime.device,
+                           runtime.precision)
 
 
 def cmd_render(a) -> dict:
     from edn.render.transfer import transfer
-    return transfer(a.dataset, a.source, _model(a), a.out, layout=a.layout)
+    from edn.runtime import resolve_and_log
+    runtime = resolve_and_log(a.device or "auto", a.precision or "auto", "edn render")
+    return {**transfer(a.dataset, a.source, _model(a, runtime), a.out, layout=a.layout), **runtime.record()}
 
 
 def cmd_render_catalog(a) -> dict:
     from edn.config import load_config
     from edn.render.batch import CatalogConfig, render_catalog
-    cfg = load_config(CatalogConfig, a.config, a.set, flags=_flags(tracking_uri=a.tracking_uri))
+    cfg = load_config(CatalogConfig, a.config, a.set,
+                      flags=_flags(tracking_uri=a.tracking_uri, device=a.device, precision=a.precision))
     _init_ray()
     return render_catalog(a.catalog, a.out, cfg)
 
@@ -109,15 +113,18 @@ def cmd_render_catalog(a) -> dict:
 def _eval_config(a, url: str | None, settings: list[str]):
     from edn.config import load_config
     from edn.eval.heldout import EvalConfig
-    return load_config(EvalConfig, url, settings, flags=_flags(detector=a.estimator, lpips_weights_url=a.lpips_weights))
+    return load_config(EvalConfig, url, settings, flags=_flags(
+        detector=a.estimator, lpips_weights_url=a.lpips_weights, device=a.device, precision=a.precision))
 
 
 def cmd_evaluate(a) -> dict:
     from edn.eval.run import evaluate_and_report
+    from edn.runtime import resolve_and_log
     from edn.tracking import tracking_uri
     cfg = _eval_config(a, a.config, a.set)
-    metrics = evaluate_and_report(a.dataset, _model(a), a.model or f"edn-{a.target}", a.out,
-                                  tracking_uri(a.tracking_uri), cfg, a.promote, sources=a.source)
+    runtime = resolve_and_log(cfg.device, cfg.precision, "edn evaluate")
+    metrics = evaluate_and_report(a.dataset, _model(a, runtime), a.model or f"edn-{a.target}", a.out,
+                                  tracking_uri(a.tracking_uri), cfg, a.promote, sources=a.source, runtime=runtime)
     return {**metrics, "methods": {m: {k: v for k, v in r.items() if k != "ssim_per_frame"}
                                    for m, r in metrics["methods"].items()}}
 
@@ -135,7 +142,8 @@ def cmd_demo(a) -> dict:
     from edn.config import load_config
     from edn.demo import DemoConfig, run_demo
     train = _flags(steps=a.steps, tracking_uri=a.tracking_uri)
-    cfg = load_config(DemoConfig, a.config, a.set, flags=_flags(out=a.out, frames=a.frames, train=train))
+    cfg = load_config(DemoConfig, a.config, a.set, flags=_flags(out=a.out, frames=a.frames, train=train,
+                                                                device=a.device, precision=a.precision))
     result = run_demo(cfg)
     print(f"\ntransfer video : {result['transfer']}\nmetrics        : {result['metrics_file']}\n"
           f"report         : {result['report']}\n"
@@ -196,6 +204,13 @@ def _registered_args(p: argparse.ArgumentParser) -> None:
     _tracking_arg(p)
 
 
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    """Where and in what precision the verb runs its models (edn.runtime; validated there)."""
+    p.add_argument("--device", default="", help="auto (default: a GPU when one is visible), cpu or cuda")
+    p.add_argument("--precision", default="", help="auto (default: bf16 where the device computes it natively: "
+                   "a GPU, a CPU with AVX512-BF16 or AMX; else fp32), fp32 or bf16")
+
+
 def _estimator_arg(p: argparse.ArgumentParser, *aliases: str, use: str) -> None:
     p.add_argument("--estimator", *aliases, dest="estimator", default="",
                    help=f"pose detector {use}: {', '.join(estimator_names())} (default mediapipe), or module:Class")
@@ -203,6 +218,7 @@ def _estimator_arg(p: argparse.ArgumentParser, *aliases: str, use: str) -> None:
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
     _estimator_arg(p, "--detector", use="run on generated frames for the pose distance")
+    _runtime_args(p)
     p.add_argument("--lpips-weights", default="",
                    help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
 
@@ -269,6 +285,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="source video id in the dataset")
     p.add_argument("--out", required=True, help="output mp4 URL")
     p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
+    _runtime_args(p)
 
     p = verb("render-catalog", cmd_render_catalog, "Render a catalog of source -> target transfers (CSV or "
              "Parquet, a row each) on Ray: chunked, batched per target, with the sources' sound; a manifest of "
@@ -280,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", required=True, help="catalog table URL (.csv or .parquet; edn/render/catalog.py)")
     p.add_argument("--out", required=True, help="folder URL: manifest.parquet, relative outputs, _work/")
     _tracking_arg(p)
+    _runtime_args(p)
     _config_args(p, "CatalogConfig", "chunk_frames=240")
 
     p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames against the "
@@ -312,6 +330,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=0, help="body training steps (default: the demo's)")
     p.add_argument("--frames", type=int, default=0, help="frames per dancer (default: the demo's)")
     _tracking_arg(p)
+    _runtime_args(p)
     _config_args(p, "DemoConfig", "train.steps=100")
 
     p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",

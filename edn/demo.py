@@ -13,6 +13,7 @@ from edn.data.ingest import IngestConfig, ingest
 from edn.eval.run import evaluate_and_report
 from edn.registry import load_registered
 from edn.render.transfer import transfer
+from edn.runtime import resolve_and_log
 from edn.storage import join
 from edn.synth import synthesize
 from edn.train.config import TrainConfig
@@ -36,12 +37,15 @@ class DemoConfig:
     estimator: str = "mediapipe"
     train: TrainConfig = field(default_factory=_demo_train)
     face_steps: int = 300
+    device: str = "auto"     # where rendering and evaluation run: auto | cpu | cuda (edn.runtime)
+    precision: str = "auto"  # auto | fp32 | bf16; training keeps its own (bf16 on GPU only)
 
 
 def run_demo(cfg: DemoConfig) -> dict:
     import ray
 
     started = time.time()
+    runtime = resolve_and_log(cfg.device, cfg.precision, "edn demo's rendering and evaluation")
     ray.init(ignore_reinit_error=True)
     out = cfg.out if "://" in cfg.out else os.path.abspath(cfg.out)
     step = _steps(started)
@@ -64,14 +68,16 @@ def run_demo(cfg: DemoConfig) -> dict:
     trained = train(dataclasses.replace(tcfg, stage="face", steps=cfg.face_steps, checkpoint_every=cfg.face_steps))
 
     step(f"4/5 transferring {source}'s dance onto {target} (registry: {trained['model_name']}@{tcfg.alias})")
-    model = load_registered(trained["model_name"], tcfg.alias, trained["tracking_uri"])
+    model = load_registered(trained["model_name"], tcfg.alias, trained["tracking_uri"], runtime.device,
+                            runtime.precision)
     video_url = join(out, "transfer.mp4")
     transfer(tcfg.dataset_url, source, model, video_url)
 
     step("5/5 evaluating on held-out target frames against the nearest-neighbour baseline")
     metrics = evaluate_and_report(tcfg.dataset_url, model, trained["model_name"], out, trained["tracking_uri"],
                                   gate=True, links={"transfer video (source | pose | output)": "transfer.mp4",
-                                                    "metrics": "metrics.json"}, sources=[source])
+                                                    "metrics": "metrics.json"}, sources=[source],
+                                  runtime=runtime)
     return {**metrics, "model_name": trained["model_name"], "model_version": model.version,
             "body_steps": model.meta.body_steps, "face_steps": model.meta.face_steps,
             "perceptual_loss": model.meta.perceptual_loss, "demo_seconds": round(time.time() - started, 1),

@@ -113,15 +113,41 @@ def test_the_same_flag_means_the_same_on_every_verb(monkeypatch, tmp_path):
     assert main(["train", "--dataset", dataset, "--target", "t", "--model", "m", "--tracking-uri", uri,
                  "--set", "steps=7"]) == 0
     assert main(["ablate", "--dataset", dataset, "--target", "t", "--out", "o", "--tracking-uri", uri,
-                 "--detector", "groundtruth"]) == 0
-    assert main(["render-catalog", "--catalog", "c.csv", "--out", "o", "--tracking-uri", uri]) == 0
-    assert main(["demo", "--tracking-uri", uri, "--steps", "5", "--set", "train.batch_size=1"]) == 0
+                 "--detector", "groundtruth", "--device", "cpu", "--precision", "fp32"]) == 0
+    assert main(["render-catalog", "--catalog", "c.csv", "--out", "o", "--tracking-uri", uri,
+                 "--device", "cpu", "--precision", "bf16"]) == 0
+    assert main(["demo", "--tracking-uri", uri, "--steps", "5", "--set", "train.batch_size=1",
+                 "--precision", "fp32"]) == 0
     (train,), (ablate, _, _, ablate_eval), (_, _, catalog), (demo,) = (
         seen["train"], seen["ablate"], seen["render-catalog"], seen["demo"])
     assert [train.tracking_uri, ablate.tracking_uri, catalog.tracking_uri, demo.train.tracking_uri] == [uri] * 4
     assert (train.registry_name, train.steps, ablate.registry_name) == ("m", 7, "edn-t")
     assert ablate_eval.detector == "groundtruth"
+    assert [(c.device, c.precision) for c in (ablate_eval, catalog, demo)] == [
+        ("cpu", "fp32"), ("cpu", "bf16"), ("auto", "fp32")]
     assert (demo.train.steps, demo.train.batch_size, demo.out) == (5, 1, "outputs/demo")
+
+
+def test_render_and_evaluate_load_the_model_where_device_and_precision_say(monkeypatch, tmp_path, capsys):
+    """--device and --precision (or --set for evaluate) reach the model's loading, and the
+    resolved choice with its reason is in the result; cuda without a GPU is a user error."""
+    import edn.eval.run
+    import edn.render.transfer
+
+    loaded, evaluated = [], {}
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("edn.cli._model", lambda a, runtime: loaded.append(runtime) or "model")
+    monkeypatch.setattr(edn.render.transfer, "transfer", lambda *args, **kw: {"output": "t.mp4"})
+    monkeypatch.setattr(edn.eval.run, "evaluate_and_report",
+                        lambda *args, **kw: evaluated.update(kw) or {"methods": {}})
+    common = ["--dataset", str(tmp_path), "--target", "t"]
+    assert main(["render", *common, "--source", "s", "--out", "t.mp4", "--device", "cpu", "--precision", "bf16"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "output": "t.mp4", "device": "cpu", "precision": "bf16", "precision_reason": "bf16 asked for"}
+    assert main(["evaluate", *common, "--out", "o", "--set", "precision=fp32"]) == 0
+    assert evaluated["runtime"] == loaded[-1] and (loaded[-1].device, loaded[-1].precision) == ("cpu", "fp32")
+    assert main(["render", *common, "--source", "s", "--out", "t.mp4", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("edn render: error: device cuda was asked for")
 
 
 def test_train_without_a_dataset_is_a_user_error(capsys):

@@ -11,6 +11,7 @@ from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.report import format_table, write_metrics, write_report
 from edn.eval.run import loss_curves
 from edn.registry import load_registered
+from edn.runtime import resolve_and_log
 from edn.storage import join
 from edn.train.config import TrainConfig
 from edn.train.run import train
@@ -22,13 +23,16 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
     """Trains each variant as its own registered model (edn-<target>-fbf, edn-<target>-ts) and
     returns {"methods": {row: metrics}} with the baselines, as the report's table. The report's
     strips are the full model's (the last row); its loss curves every row's own stage."""
+    eval_cfg = eval_cfg or EvalConfig()
+    runtime = resolve_and_log(eval_cfg.device, eval_cfg.precision, "edn ablate's evaluation")
     rows, curves, first = {}, {}, None
     for row, suffix, temporal, face in ROWS:
         cfg = dataclasses.replace(base, temporal=temporal, model_name=f"edn-{base.target}-{suffix}", run_name="")
         if face:
             cfg = dataclasses.replace(cfg, stage="face", steps=face_steps, checkpoint_every=face_steps)
         trained = train(cfg)
-        model = load_registered(trained["model_name"], str(trained["version"]), trained["tracking_uri"])
+        model = load_registered(trained["model_name"], str(trained["version"]), trained["tracking_uri"],
+                                runtime.device, runtime.precision)
         metrics = evaluate_heldout(base.dataset_url, model, eval_cfg)
         rows[row] = metrics["methods"]["model"]
         stage_curves = loss_curves(MlflowClient(trained["tracking_uri"]), model.meta, (cfg.stage,))
@@ -39,7 +43,7 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
     rows["mean_frame"] = first["methods"]["mean_frame"]
     result = {k: v for k, v in first.items() if k not in ("methods", "strips")}
     result.update(methods=rows, model_version="ablation: " + ", ".join(r[0] for r in ROWS),
-                  budget={"body_steps": base.steps, "face_steps": face_steps})
+                  budget={"body_steps": base.steps, "face_steps": face_steps}, runtime=runtime.record())
     print(format_table(rows))
     write_metrics(join(out_url, "ablation.json"), result)
     write_report(join(out_url, "ablation.html"), f"edn ablation: {base.target}", result, strips, curves=curves)

@@ -35,6 +35,8 @@ class EvalConfig:
     detector: str = "mediapipe"   # run on generated frames for the pose distance
     lpips_weights_url: str = ""   # LPIPS's AlexNet backbone; default: torchvision's cache
     strip_frames: int = 4
+    device: str = "auto"          # where the model runs: auto | cpu | cuda (edn.runtime)
+    precision: str = "auto"       # auto | fp32 | bf16
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,6 +10,7 @@ from edn.eval.promote import promote
 from edn.eval.report import format_table, write_metrics, write_report
 from edn.inference import TargetModel
 from edn.models.meta import ModelMeta
+from edn.runtime import Runtime
 from edn.storage import join, read_bytes
 
 LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")
@@ -30,10 +31,13 @@ def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] =
 
 def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url: str, tracking_uri: str,
                         cfg: EvalConfig | None = None, gate: bool = False, links: dict | None = None,
-                        sources: list[str] | None = None) -> dict:
-    """Held-out self-transfer, plus cross-person transfers from `sources` (video ids)."""
+                        sources: list[str] | None = None, runtime: Runtime | None = None) -> dict:
+    """Held-out self-transfer, plus cross-person transfers from `sources` (video ids); `runtime`,
+    the device and precision `model` was loaded in, is recorded with the metrics."""
     cfg = cfg or EvalConfig()
     metrics = evaluate_heldout(dataset_url, model, cfg)
+    if runtime is not None:
+        metrics["runtime"] = runtime.record()
     strips = metrics.pop("strips")
     metrics["transfers"] = [evaluate_transfer(dataset_url, s, model, cfg.detector) for s in sources or []]
     client = MlflowClient(tracking_uri)

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
+from edn.errors import ConfigError
 from edn.models.meta import ModelMeta
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
@@ -27,6 +28,7 @@ from edn.render.manifest import finished, load_state, write_manifest
 from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
 from edn.render.worker import ChunkTask, join_chunks
+from edn.runtime import DEVICES, PRECISIONS
 from edn.storage import exists, join
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class CatalogConfig:
     actors: int = 2
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0      # fractions share a GPU between actors
+    device: str = "auto"             # the actors': auto = cuda with gpus_per_actor > 0, else cpu (edn.runtime)
+    precision: str = "auto"          # auto | fp32 | bf16, resolved in each actor on its own hardware
     resources_per_actor: dict = field(default_factory=dict)  # custom Ray resources, e.g. a node pool's label
     models_per_actor: int = 2        # target models an actor keeps loaded
     worker_restarts: int = 3         # a dead render actor is restarted and its batch retried this often
@@ -161,12 +165,14 @@ class RowPlan:
     left: int                   # chunks still to render (those staged by an interrupted run are done)
     seconds: float = 0.0        # render time of the chunks rendered in this run
     error: str = ""             # the first failed chunk's error
+    runtime: dict = field(default_factory=dict)  # edn.runtime.Runtime.record() of the actor that rendered it
 
     def add(self, result: dict) -> bool:
         """One chunk's render result (RenderWorker.render); whether the row's chunks are all rendered."""
         self.left -= 1
         self.seconds += result["seconds"]
         self.error = self.error or result["error"]
+        self.runtime = self.runtime or result.get("runtime", {})
         return not self.left
 
 
@@ -223,7 +229,20 @@ class RowJoins:
         self.results.done(plan.row, model_version=plan.model, frames=frames,
                           frames_without_pose=plan.source.frames_without_pose, normalization=plan.normalization,
                           seconds_per_frame=(plan.seconds + joined["seconds"]) / max(1, frames),
-                          audio=joined["audio"])
+                          audio=joined["audio"], **plan.runtime)
+
+
+def actor_device(cfg: CatalogConfig) -> str:
+    """The device the render actors ask for: auto is cuda when each actor gets a GPU share.
+    Checked here, not first in the actors, so that a bad setting fails the job at once."""
+    if cfg.device not in DEVICES or cfg.precision not in PRECISIONS:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)} and precision one of "
+                          f"{', '.join(PRECISIONS)}, not {cfg.device!r} and {cfg.precision!r}")
+    if cfg.device == "auto":
+        return "cuda" if cfg.gpus_per_actor > 0 else "cpu"
+    if cfg.device == "cuda" and cfg.gpus_per_actor <= 0:
+        raise ConfigError("device cuda needs gpus_per_actor > 0: an actor without a GPU share sees no GPU")
+    return cfg.device
 
 
 def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = None) -> dict:
@@ -231,6 +250,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
 
     from edn.tracking import tracking_uri as default_tracking_uri
     cfg = cfg or CatalogConfig()
+    device = actor_device(cfg)
     tracking_uri = default_tracking_uri(cfg.tracking_uri)
     work = cfg.work_url or join(out_url, "_work")
     rows, invalid = read_catalog(catalog_url, out_url, cfg.default_alias)
@@ -244,7 +264,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
 
     scheduler = RenderScheduler(chunks, tracking_uri, cfg.actors, cfg.batch_chunks, cfg.models_per_actor, {
         "num_cpus": cfg.cpus_per_actor, "num_gpus": cfg.gpus_per_actor, "resources": cfg.resources_per_actor or None,
-        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts})
+        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision)
     joins = RowJoins(cfg, results)
     for plan in plans.values():
         if not plan.left:  # every chunk staged by an interrupted run

@@ -30,6 +30,9 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("normalization", pa.string()),      # global pose normalization, or why none (feet never seen)
     pa.field("seconds_per_frame", pa.float64()), # render + join time of the row's frames, all workers
     pa.field("audio", pa.string()),              # copied, or why not
+    pa.field("device", pa.string()),             # the render actor's, and its precision (edn.runtime)
+    pa.field("precision", pa.string()),
+    pa.field("precision_reason", pa.string()),
     pa.field("error", pa.string()),
     pa.field("finished_at", pa.string()),
 ])

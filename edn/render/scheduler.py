@@ -32,14 +32,17 @@ class RenderScheduler:
     waits, idle actors are stopped, freeing their CPUs/GPUs for the joins."""
 
     def __init__(self, tasks: list[ChunkTask], tracking_uri: str, actors: int, batch_chunks: int,
-                 models_per_actor: int, options: dict):
+                 models_per_actor: int, options: dict, device: str = "cpu", precision: str = "auto"):
+        """`options`: the actors' ray.remote options; `device` and `precision`, what they render
+        in (edn.runtime.resolve, in each actor)."""
         import ray
 
         self.pending: dict[QueueKey, deque[ChunkTask]] = defaultdict(deque)
         for task in tasks:
             self.pending[task.model, task.use_face].append(task)
         self.batch_chunks = batch_chunks
-        self._worker, self._worker_args = ray.remote(RenderWorker).options(**options), (tracking_uri, models_per_actor)
+        self._worker = ray.remote(RenderWorker).options(**options)
+        self._worker_args = (tracking_uri, models_per_actor, device, precision)
         self.actors = [self._new_actor() for _ in range(max(0, min(actors, len(tasks))))]
         self.holds = {a: deque(maxlen=models_per_actor) for a in range(len(self.actors))}
         self.idle = list(range(len(self.actors)))

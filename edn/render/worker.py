@@ -7,12 +7,11 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import torch
-
 from edn.inference import TargetModel
 from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.output import TransferWriter
+from edn.runtime import resolve_and_log
 from edn.storage import filesystem
 from edn.video import VideoWriter, read_frames
 
@@ -35,11 +34,12 @@ class ChunkTask:
 class RenderWorker:
     """A render actor. It keeps the last `models` target models it loaded, so that the driver,
     sending each target's chunks to the actors that already hold it, loads a model once per
-    actor and reuses it across rows."""
+    actor and reuses it across rows. Its device and precision are resolved here, on the actor's
+    own hardware (edn.runtime), and recorded with each chunk it renders."""
 
-    def __init__(self, tracking_uri: str, models: int = 2):
+    def __init__(self, tracking_uri: str, models: int = 2, device: str = "cpu", precision: str = "auto"):
         self.tracking_uri, self.capacity = tracking_uri, models
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.runtime = resolve_and_log(device, precision, "a render actor")
         self.models: OrderedDict[str, TargetModel] = OrderedDict()
         self.loads = 0
 
@@ -48,7 +48,8 @@ class RenderWorker:
             self.models.move_to_end(ref)
         else:
             name, version = parse_model_ref(ref, "")
-            self.models[ref] = load_registered(name, version, self.tracking_uri, self.device)
+            self.models[ref] = load_registered(name, version, self.tracking_uri, self.runtime.device,
+                                               self.runtime.precision)
             self.loads += 1
             while len(self.models) > self.capacity:
                 self.models.popitem(last=False)
@@ -80,8 +81,8 @@ class RenderWorker:
                 w.abort()
             raise
         per_frame = (time.perf_counter() - started) / max(1, sum(w.frames for w in writers))
-        return [{"staged_url": t.staged_url, "frames": w.frames, "seconds": per_frame * w.frames, "error": ""}
-                for t, w in zip(tasks, writers)]
+        return [{"staged_url": t.staged_url, "frames": w.frames, "seconds": per_frame * w.frames, "error": "",
+                 "runtime": self.runtime.record()} for t, w in zip(tasks, writers)]
 
     def stats(self) -> dict:
         return {"loads": self.loads, "models": list(self.models)}
