@@ -1,8 +1,11 @@
 """fsspec storage helpers: every location in edn is a URL (local path, gs://, memory://)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import uuid
+from collections.abc import Iterator
 
 import fsspec
 import pyarrow.fs
@@ -79,3 +82,14 @@ def put_file_atomic(local_path: str, url: str) -> None:
         os.replace(tmp, path)
     else:
         fs.put_file(local_path, path)
+
+
+@contextlib.contextmanager
+def written_locally(url: str) -> Iterator[str]:
+    """A local path to write `url`'s new content at (a library that writes local files only,
+    such as pyarrow's ParquetWriter); published at `url` (put_file_atomic) when the block ends
+    without an error, and never otherwise."""
+    with tempfile.TemporaryDirectory(prefix="edn-write-") as tmp:
+        local = os.path.join(tmp, os.path.basename(url.rstrip("/")) or "file")
+        yield local
+        put_file_atomic(local, url)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict
 
@@ -25,7 +23,7 @@ from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.pose.normalize import floor_stats
 from edn.pose.track import DancerTracker, TrackConfig, torso_colour
-from edn.storage import filesystem, join, put_file_atomic, write_bytes_atomic
+from edn.storage import filesystem, join, write_bytes_atomic, written_locally
 
 
 class NoPersonError(DataError):
@@ -121,8 +119,7 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
 def _write_part(staged_url: str, part_url: str, columns: dict) -> None:
     staged = _open(staged_url)
     done = 0
-    with tempfile.TemporaryDirectory(prefix="edn-commit-") as tmp:
-        local = os.path.join(tmp, "part.parquet")
+    with written_locally(part_url) as local:
         with pq.ParquetWriter(local, FRAMES_SCHEMA) as writer:
             for batch in staged.iter_batches(batch_size=64, columns=[f.name for f in FRAMES_SCHEMA][:6]):
                 n = batch.num_rows
@@ -136,4 +133,3 @@ def _write_part(staged_url: str, part_url: str, columns: dict) -> None:
                 ]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=FRAMES_SCHEMA))
                 done += n
-        put_file_atomic(local, part_url)

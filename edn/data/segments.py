@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 
 import cv2
 import numpy as np
@@ -20,7 +18,7 @@ import pyarrow.parquet as pq
 from edn.data.schema import STAGING_SCHEMA, encode_image, frames_table
 from edn.pose.estimator import PoseEstimator, make_estimator
 from edn.pose.layout import N_KEYPOINTS
-from edn.storage import join, put_file_atomic
+from edn.storage import join, written_locally
 from edn.video import Segment, plan_segments, probe, read_frames
 
 log = logging.getLogger(__name__)
@@ -78,8 +76,7 @@ def extract_segment(row: dict, estimator: PoseEstimator, rows_per_group: int = 6
     seg = Segment(int(row["start"]), int(row["stop"]), _int_or_none(row["start_pts"]), _int_or_none(row["stop_pts"]))
     estimator.begin(url)
     frames = 0
-    with tempfile.TemporaryDirectory(prefix="edn-ingest-") as tmp:
-        local = os.path.join(tmp, "segment.parquet")
+    with written_locally(row["staging_file"]) as local:
         with pq.ParquetWriter(local, STAGING_SCHEMA) as writer:
             rows = []
             for index, ts, frame in read_frames(url, seg):
@@ -97,7 +94,6 @@ def extract_segment(row: dict, estimator: PoseEstimator, rows_per_group: int = 6
         if frames != seg.stop - seg.start:
             raise ValueError(f"{url}: truncated: frames {seg.start}-{seg.stop - 1} were expected from the "
                              f"container's index, only {frames} decoded")
-        put_file_atomic(local, row["staging_file"])
     return frames
 
 

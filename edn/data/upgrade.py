@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +18,7 @@ from edn.data.schema import FRAMES_SCHEMA, LAYOUT, keypoints_array
 from edn.errors import DataNotFoundError
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
-from edn.storage import filesystem, join, put_file_atomic, read_bytes, write_bytes_atomic
+from edn.storage import filesystem, join, read_bytes, write_bytes_atomic, written_locally
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +30,9 @@ def _rewrite_part(url: str, width: int, height: int) -> int:
         table = pq.read_table(f, columns=[n for n in FRAMES_SCHEMA.names if n != "face_box"])
     poses = keypoints_array(table["keypoints"].to_numpy(zero_copy_only=False))
     boxes = pa.array([face_box(p, width, height) for p in poses], FRAMES_SCHEMA.field("face_box").type)
-    with tempfile.TemporaryDirectory(prefix="edn-upgrade-") as tmp:
-        local = os.path.join(tmp, "part.parquet")
+    with written_locally(url) as local:
         pq.write_table(table.append_column(FRAMES_SCHEMA.field("face_box"), boxes).cast(FRAMES_SCHEMA), local,
                        row_group_size=64)
-        put_file_atomic(local, url)
     return int((~has_pose(poses)).sum())
 
 

@@ -272,10 +272,7 @@ def pose_geometry(app: Appearance, a: dict[str, float]) -> Geometry:
     for name in ("Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip",
                  "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle"):
         kp[B[name], :2] = j[name]
-    kp[B["Nose"], :2] = face[30]
-    kp[B["REye"], :2], kp[B["LEye"], :2] = face[68], face[69]
-    kp[B["REar"], :2], kp[B["LEar"], :2] = ears
-    kp[FACE, :2] = face
+    _set_head(kp, face, ears)
     feet = {}
     for side, s in SIDES:
         feet[side] = _foot(j[f"{side}Ankle"], s, a[f"{side}turn"], app)
@@ -321,14 +318,20 @@ def turn_geometry(geo: Geometry, a: dict[str, float], yaw: float) -> Geometry:
     forward = -np.sign(EAR_TEMPLATE[:, 0]) * np.sin(yaw) > 0
     kp = geo.keypoints.copy()
     kp[:, :2] = mirror(kp[:, :2])
-    kp[B["Nose"], :2] = face[30]
-    kp[B["REye"], :2], kp[B["LEye"], :2] = face[68], face[69]
-    kp[B["REar"], :2], kp[B["LEar"], :2] = ears
-    kp[FACE, :2] = face
+    _set_head(kp, face, ears)
     kp[[B["REar"], B["LEar"]], 2] = np.where(inside & ~forward, 0.0, kp[[B["REar"], B["LEar"]], 2])
     return Geometry(kp, joints, centre, axes, half, face_yaw, ears, direction(geo.torso_up), feet,
                     geo.mouth_open, back=abs(yaw) > np.pi / 2,
                     front_ears=(bool(inside[0] and forward[0]), bool(inside[1] and forward[1])))
+
+
+def _set_head(kp: np.ndarray, face: np.ndarray, ears: np.ndarray) -> None:
+    """The head's keypoints, in place: the 70 face points, and the body's nose and eyes on the
+    face's nose tip (30) and pupils (68, 69), its ears on `ears`."""
+    kp[B["Nose"], :2] = face[30]
+    kp[B["REye"], :2], kp[B["LEye"], :2] = face[68], face[69]
+    kp[B["REar"], :2], kp[B["LEar"], :2] = ears
+    kp[FACE, :2] = face
 
 
 def _hand_points(app: Appearance, j: dict, side: str, s: float, a: dict) -> np.ndarray:
