@@ -91,11 +91,16 @@ def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     assert "KEY RATIO" in capsys.readouterr().out
     result = json.loads((tmp_path / "render.json").read_text())
     names = [k["name"] for k in result["key_ratios"]]
-    assert names[0].startswith("catalog job fps / (2 x bare generator fps)") and len(names) == 2
+    auto = result["figures"]["runtime"]["precision"]
+    assert names[0].startswith(f"catalog job fps / (2 x bare generator fps, {auto})") and len(names) == 2
     for k in result["key_ratios"]:
         assert isinstance(k["value"], float) and k["value"] > 0, k
     figures = result["figures"]
-    assert figures["bare"]["fps"] > 0 and figures["rendered_frames"] > figures["output_frames"] > 0
+    # fp32 always; bf16 beside it (and their ratio) only where the CPU computes it natively
+    precisions = {"fp32", "bf16"} if auto == "bf16" else {"fp32"}
+    assert set(figures["bare"]) == precisions and all(figures["bare"][p]["fps"] > 0 for p in precisions)
+    assert ("bf16_over_fp32" in figures) == (auto == "bf16")
+    assert figures["rendered_frames"] > figures["output_frames"] > 0
     for actors in ("1", "2"):  # JSON keys: actor counts
         job = figures["jobs"][actors]
         assert job["frames"] == figures["output_frames"] and job["fps"] > 0 and job["audio"] == ["copied"]

@@ -43,7 +43,10 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     from edn.models.networks import GeneratorConfig
     from edn.registry import load_registered, parse_model_ref
     from edn.render.chunks import plan_chunks
+    from edn.runtime import autocast, resolve
     torch.set_num_threads(b.threads)
+    auto = resolve("cpu", "auto")  # what the job's CPU actors render in: the same machine's CPUs
+    precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
     t = time.perf_counter()
     generator = GeneratorConfig(ngf=b.ngf, n_downsample=b.n_downsample, n_blocks=b.n_blocks)
     studio = make_studio(workdir, b.rows, b.targets, b.frames, b.size, generator, b.layout, b.seed)
@@ -62,30 +65,46 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
              row("frames: output / rendered", f"{frames} / {rendered}", "",
                  f"warm-up {100 * (rendered - frames) / frames:.1f}% extra generator work, job overhead"),
              row("torch threads: here / in an actor", f"{torch.get_num_threads()} / {threads}", "",
-                 f"{b.threads} CPU per actor")]
-    bare_s = [bare_pass(model.body, b.batch_chunks, frames // 2, b.size, b.seed)]
+                 f"{b.threads} CPU per actor"),
+             row("precision (auto)", auto.precision, "", auto.precision_reason + (
+                 "" if auto.precision == "bf16" else "; the bare generator in fp32 only"))]
+
+    def bare(precision: str, n: int) -> float:
+        with autocast("cpu", precision):
+            return bare_pass(model.body, b.batch_chunks, n, b.size, b.seed)
+
+    bare_s = {p: [bare(p, frames // 2)] for p in precisions}
     jobs = {actors: run_job(b, studio, os.path.join(workdir, f"out-{actors}"), actors) for actors in b.actors}
-    bare_s.append(bare_pass(model.body, b.batch_chunks, frames - frames // 2, b.size, b.seed))
-    bare_fps = frames / sum(bare_s)
-    figures.update(bare={"seconds": bare_s, "fps": bare_fps, "frames": frames, "streams": b.batch_chunks},
+    for p in precisions:
+        bare_s[p].append(bare(p, frames - frames // 2))
+    fps = {p: frames / sum(s) for p, s in bare_s.items()}
+    bare_fps = fps[auto.precision]  # the jobs' actors render in the auto precision
+    figures.update(bare={p: {"seconds": bare_s[p], "fps": fps[p]} for p in precisions},
+                   bare_frames=frames, bare_streams=b.batch_chunks, runtime=auto.record(),
                    jobs=jobs, rendered_frames=rendered, output_frames=frames, actor_threads=threads)
-    rows.append(row("bare generator", bare_fps, "fps", f"{1e3 / bare_fps:.0f} ms/frame, batch "
-                    f"{b.batch_chunks}, {b.threads} thread(s); halves before/after the jobs: "
-                    f"{frames // 2 / bare_s[0]:.2f} / {(frames - frames // 2) / bare_s[1]:.2f} fps"))
+    for p in precisions:
+        rows.append(row(f"bare generator, {p}", fps[p], "fps", f"{1e3 / fps[p]:.0f} ms/frame, batch "
+                        f"{b.batch_chunks}, {b.threads} thread(s); halves before/after the jobs: "
+                        f"{frames // 2 / bare_s[p][0]:.2f} / {(frames - frames // 2) / bare_s[p][1]:.2f} fps"))
+    if "bf16" in fps:
+        figures["bf16_over_fp32"] = fps["bf16"] / fps["fp32"]
+        rows.append(row("bare generator fps: bf16 / fp32", figures["bf16_over_fp32"], "x",
+                        "bf16 under torch.autocast, as the actors render with precision auto"))
     keys = []
     for actors, job in jobs.items():
         job["ratio"] = ratio = job["fps"] / (actors * bare_fps)
         label = f"job, {actors} actor{'s' if actors > 1 else ''}"
         rows += [row(f"{label}", job["fps"], "fps", f"wall {job['wall_s']:.1f} s, {job['model_loads']} "
-                     f"model load(s), audio {', '.join(job['audio'])}"),
+                     f"model load(s), audio {', '.join(job['audio'])}, {auto.precision}"),
                  # with one actor its render calls run one after another: the wall less their
                  # time (and the joins', which mostly overlap them) is the job's fixed cost
                  row(f"{label}: in render calls (with model loads) + joins", job["actor_and_join_s"], "s",
                      f"the rest of the wall {job['wall_s'] - job['actor_and_join_s'] / actors:.1f} s: actor "
                      "start, validation, scheduling, the last join"),
-                 row(f"{label}: job fps / ({actors} x bare fps)", ratio, "",
+                 row(f"{label}: job fps / ({actors} x bare {auto.precision} fps)", ratio, "",
                      f"generator share of the wall: {rendered / bare_fps / actors / job['wall_s']:.2f}")]
-        keys.insert(0, key_ratio(f"catalog job fps / ({actors} x bare generator fps), {actors} actor(s)",
+        keys.insert(0, key_ratio(f"catalog job fps / ({actors} x bare generator fps, {auto.precision}), "
+                                 f"{actors} actor(s)",
                                  ratio, f">= {TARGET}", ratio >= TARGET, f"{threads} torch thread(s) per actor and "
                                  "in the bare pass; warm-up frames are job overhead"))
     if len(jobs) > 1:

@@ -127,8 +127,10 @@ rendered onto target i mod `targets`, side by side.
 1. Job: render_catalog on Ray, once per count of `actors`, into a fresh folder each time: job fps
    = output frames / wall of the call (warm-up frames are overhead, not frames).
 2. Bare: `model.body(x, prev)` in this process, `threads` torch threads as an actor has, batches
-   of `batch_chunks` streams, for the same output frames; half before and half after the jobs.
-3. Key ratio: job fps with A actors / (A x bare fps), the largest A the headline.
+   of `batch_chunks` streams, for the same output frames; half before and half after the jobs; in
+   fp32 and, where the CPU computes bf16 natively (edn.runtime), in bf16 too (bf16 / fp32 fps).
+3. Key ratio: job fps with A actors / (A x bare fps in the jobs' precision, auto), the largest A
+   the headline.
 4. Where the time goes: one row rendered in this process by a RenderWorker and join_chunks, as an
    actor and the join task do it, under cProfile.
 """
