@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fractions
+import itertools
 from collections.abc import Iterator
 
 import av
@@ -106,8 +107,9 @@ class SourceAudio(AudioTrack):
         resampler = av.AudioResampler(format="fltp", layout="mono" if self.channels == 1 else "stereo",
                                       rate=self.rate)
         position = None  # seconds of the next sample
-        for frame in self._input.decode(self._in):
-            if position is None:
+        # then None: the resampler's flush, so no sample it still holds is lost
+        for frame in itertools.chain(self._input.decode(self._in), [None]):
+            if position is None and frame is not None:
                 position = float(frame.time or 0.0)
             for out in resampler.resample(frame):
                 samples = out.to_ndarray().reshape(self.channels, -1)
@@ -118,27 +120,6 @@ class SourceAudio(AudioTrack):
 
     def close(self) -> None:
         self._stack.close()
-
-
-def read_audio(url: str) -> tuple[np.ndarray, int]:
-    """The first audio track decoded to mono float32 samples, and its sample rate."""
-    with open_container(url) as container:
-        if not container.streams.audio:
-            raise NoAudioError(f"{url}: has no audio track")
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.codec_context.sample_rate)
-        chunks = [f.to_ndarray().ravel() for frame in container.decode(stream) for f in resampler.resample(frame)]
-        chunks += [f.to_ndarray().ravel() for f in resampler.resample(None)]
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32), stream.codec_context.sample_rate
-
-
-def onsets(samples: np.ndarray, rate: int, threshold: float = 0.2, gap_seconds: float = 0.1) -> np.ndarray:
-    """Times (s) where the signal first rises above `threshold` after `gap_seconds` of quiet:
-    the clicks of a click track."""
-    loud = np.flatnonzero(np.abs(samples) > threshold)
-    if not len(loud):
-        return np.zeros(0)
-    return loud[np.concatenate([[True], np.diff(loud) > gap_seconds * rate])] / rate
 
 
 def click_track(beat_hz: float, seconds: float, rate: int = 44100, click_seconds: float = 0.03,
