@@ -1,6 +1,6 @@
 """What the fault-tolerance tests watch in a running training: Ray Train's registered
-checkpoint, and which steps MLflow saw twice; and the smallest real training the pipeline tests
-run (tiny networks, a few steps, both stages)."""
+checkpoint (its step and folder), and which steps MLflow saw twice; and the smallest real
+training the pipeline tests run (tiny networks, a few steps, both stages)."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,15 +30,24 @@ def tiny_face_stage(body: TrainConfig) -> TrainConfig:
                                face_discriminator=face_discriminator_config(ndf=8, n_layers=2))
 
 
-def registered_step(run_dir: str) -> int:
-    """The step of the latest checkpoint Ray Train's controller has registered (it keeps its
-    checkpoint manager's state in the run folder): a checkpoint only counts once registered."""
+def _latest_registered(run_dir: str) -> dict | None:
+    """The latest checkpoint Ray Train's controller has registered (it keeps its checkpoint manager's
+    state in the run folder): a checkpoint only counts once registered."""
     try:
         with open(os.path.join(run_dir, "checkpoint_manager_snapshot.json")) as f:
-            latest = json.load(f)["latest_checkpoint_result"]
+            return json.load(f)["latest_checkpoint_result"]
     except (OSError, ValueError, KeyError):
-        return 0
+        return None
+
+
+def registered_step(run_dir: str) -> int:
+    latest = _latest_registered(run_dir)
     return latest["metrics"]["step"] if latest else 0
+
+
+def latest_checkpoint(run_dir: str) -> str:
+    """The folder of the run's latest registered checkpoint."""
+    return os.path.join(run_dir, _latest_registered(run_dir)["checkpoint_dir_name"])
 
 
 def logged_steps(tracking_uri: str, run_id: str, metric: str = "G_gan") -> tuple[list[int], list[int]]:
