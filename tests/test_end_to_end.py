@@ -1,4 +1,5 @@
-"""Ingest -> Ray Train (2 workers, DDP) -> MLflow server registry -> transfer video -> evaluation."""
+"""Ingest -> Ray Train (2 workers, DDP) -> MLflow server registry -> transfer video -> evaluation, where the
+model must beat the mean training frame on the held-out frames."""
 import dataclasses
 import json
 import subprocess
@@ -19,6 +20,12 @@ from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import probe, read_frames
 
+# The smallest training that beats the mean frame, which scores 0.88 SSIM on these mostly static frames:
+# 32x32 frames, a generator learning fast (lr 2e-3, L1 weighted as pix2pix's 100) from one pair per
+# worker and step (pix2pixHD's batch), as each epoch of the 42 training pairs restarts Ray Data's pipeline
+SIZE, STEPS = 32, 200
+MARGIN = 0.01  # measured in two runs: 0.913 and 0.917 against 0.883 (0.914 and 0.924 without the face GAN)
+
 RENDER = """
 import sys, numpy as np
 from edn.registry import load_registered
@@ -31,22 +38,23 @@ np.save(sys.argv[3], m.renderer()(poses[38:42])[1])
 
 def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, tmp_path):
     dataset = str(tmp_path / "dataset")
-    assert ingest(dancers, dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
+    assert ingest(dancers, dataset, IngestConfig(estimator="groundtruth", width=SIZE, height=SIZE))["done"]
     cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
-                      generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2),
-                      steps=6, batch_size=2, num_workers=2, checkpoint_every=3, log_every=2, image_every=3,
+                      generator=GeneratorConfig(ngf=16, n_downsample=2, n_blocks=2),
+                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2), lr=2e-3, lambda_l1=100.0,
+                      steps=STEPS, batch_size=1, num_workers=2, checkpoint_every=STEPS // 2, log_every=50,
+                      image_every=STEPS,
                       storage_path=str(tmp_path / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True,
                       model_name="edn-e2e")  # its own name: the session's MLflow server holds other tests' models
     result = train(cfg)
-    assert result["steps"] == 6 and result["version"] == "1"
+    assert result["steps"] == STEPS and result["version"] == "1"
     assert result["metrics"]["rank_weight_spread"] == 0.0  # DDP kept both ranks' G and D identical
 
     client = MlflowClient(mlflow_server)
     mv = client.get_model_version_by_alias("edn-e2e", "candidate")
     assert mv.version == "1" and mv.run_id == result["run_id"]
     history = client.get_metric_history(result["run_id"], "G_gan")
-    assert [m.step for m in history] == [2, 4, 6]
+    assert [m.step for m in history] == [50, 100, 150, 200]
     assert "config.json" in {a.path for a in client.list_artifacts(result["run_id"])}
 
     assert client.get_run(result["run_id"]).data.tags["edn.perceptual_loss"] == "unavailable"
@@ -54,7 +62,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert body_only.face is None and body_only.body.temporal
 
     # the face stage on the frozen body generator: a new version holding both generators
-    face = train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=2,
+    face = train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=2, log_every=2, image_every=4,
                                      face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                                      face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
     assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
@@ -63,7 +71,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert model.face is not None and model.meta.body_version == "1"
     assert all(torch.equal(a, b) for a, b in zip(model.body.state_dict().values(),
                                                    body_only.body.state_dict().values()))  # body frozen
-    assert model.size == (64, 64) and model.meta.holdout_start == 43  # round(48 * 0.9)
+    assert model.size == (SIZE, SIZE) and model.meta.holdout_start == 43  # round(48 * 0.9)
 
     # a fresh process loads the registered model and renders the same frames
     out = tmp_path / "frames.npy"
@@ -75,13 +83,13 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     # the face GAN changes the face box only
     _, without_face = model.renderer(use_face=False)(poses[38:42])
     changed = np.abs(frames.astype(int) - without_face).max(-1) > 0
-    box = face_box(poses[41], 64, 64)
+    box = face_box(poses[41], SIZE, SIZE)
     assert changed[3].any() and not changed[3, :box[1]].any() and not changed[3, box[3]:].any()
 
     video = str(tmp_path / "transfer.mp4")
     info = transfer(dataset, "dancer_01", model, video)
     assert info["frames"] == 48
-    assert (probe(video).width, probe(video).height) == (192, 64)  # source | pose | output
+    assert (probe(video).width, probe(video).height) == (3 * SIZE, SIZE)  # source | pose | output
     assert sum(1 for _ in read_frames(video)) == 48
 
     metrics = evaluate_and_report(dataset, model, "edn-e2e", str(tmp_path / "eval"), mlflow_server, gate=True,
@@ -96,7 +104,10 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
         assert -1 < row["body_ssim"] <= 1 and len(row["ssim_per_frame"]) == 5
         assert row["body_lpips"] is None  # no AlexNet weights here: reported unavailable, never faked
     assert not metrics["lpips"]["available"] and "alexnet" in metrics["lpips"]["reason"]
-    # the nearest neighbour is a real training frame: the mean frame is not
+    print({name: round(row["body_ssim"], 4) for name, row in methods.items()})
+    # what training is for: from the held-out poses alone, the model is closer to the real frames than the
+    # average training frame, which knows the room but not the pose; so is the nearest neighbour, a real frame
+    assert methods["model"]["body_ssim"] > methods["mean_frame"]["body_ssim"] + MARGIN
     assert methods["nearest_neighbour"]["body_ssim"] > methods["mean_frame"]["body_ssim"]
     promoted = metrics["promotion"]["promoted"]
     version = client.get_model_version("edn-e2e", model.version)
