@@ -1,10 +1,14 @@
-"""The trained model must beat the mean-training-frame baseline on held-out target frames:
-proof that training learns the target's appearance from poses, not only the background.
+"""The trained model must beat the mean-training-frame baseline on held-out target frames: proof that
+training learns the target's appearance from poses, not only the background. Both body models: frame
+by frame (the paper's FBF ablation) and with temporal smoothing (the default), whose held-out video is
+also checked frame by frame and for steadiness (edn.eval.stability).
 
-Frame by frame (the paper's FBF ablation): at this budget (800 steps, 64x64) temporal smoothing
-beat the baseline by +0.014 SSIM in one run and by only +0.0015 in another (the generator must
-also learn to use its previous frame), too noisy for a bound; frame by frame it is steadier."""
+A small training proves it: 32x32 frames, a generator of 16 filters and 2 residual blocks learning fast
+(lr 1e-3, L1 weighted as pix2pix's 100) for 150 steps of 4 pairs (3 epochs of the 215 training pairs).
+Measured in two runs: the mean frame 0.594 SSIM, the model 0.684-0.691 frame by frame and 0.696-0.708
+with temporal smoothing (0.739 and 0.756 after 300 steps)."""
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
@@ -15,30 +19,59 @@ from edn.synth import synthesize
 from edn.train.config import TrainConfig
 from edn.train.run import train
 
-QUALITY_STEPS = 800   # about a minute on 2 cores at 64x64
-QUALITY_MARGIN = 0.01  # measured: +0.016 SSIM after 600 steps of the same set-up
+SIZE, STEPS = 32, 150
+MARGIN = 0.05  # measured: at least +0.090 SSIM frame by frame, +0.101 with temporal smoothing
 
 
-def test_model_beats_mean_frame_baseline(ray_cluster, tmp_path):
-    videos = synthesize(str(tmp_path / "videos"), dancers=1, frames=240, size=(128, 128), seed=5)
-    dataset = str(tmp_path / "dataset")
-    assert ingest([v for v in videos if v.endswith(".mp4")], dataset,
-                  IngestConfig(estimator="groundtruth", width=64, height=64))["done"] == ["dancer_00"]
+@pytest.fixture(scope="module")
+def dataset(ray_cluster, tmp_path_factory) -> str:
+    """One dancer, 240 frames: the last 24 held out."""
+    root = tmp_path_factory.mktemp("quality")
+    videos = synthesize(str(root / "videos"), dancers=1, frames=240, size=(128, 128), seed=5)
+    url = str(root / "dataset")
+    assert ingest([v for v in videos if v.endswith(".mp4")], url,
+                  IngestConfig(estimator="groundtruth", width=SIZE, height=SIZE))["done"] == ["dancer_00"]
+    return url
+
+
+def _train_and_evaluate(dataset: str, tmp_path, temporal: bool) -> dict:
+    """Train the body model, check that its losses fall, and return its held-out metrics by method."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = TrainConfig(dataset_url=dataset, target="dancer_00", temporal=False,
-                      generator=GeneratorConfig(ngf=16, n_downsample=3, n_blocks=4),
-                      discriminator=DiscriminatorConfig(ndf=32, n_layers=3, num_D=2), lambda_l1=10.0, allow_no_vgg=True,
-                      steps=QUALITY_STEPS, batch_size=4, cpus_per_worker=1, torch_threads=2,
-                      checkpoint_every=QUALITY_STEPS, image_every=QUALITY_STEPS,
-                      storage_path=str(tmp_path / "ray"), tracking_uri=uri)
+    cfg = TrainConfig(dataset_url=dataset, target="dancer_00", temporal=temporal,
+                      generator=GeneratorConfig(ngf=16, n_downsample=2, n_blocks=2),
+                      discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2), lr=1e-3, lambda_l1=100.0,
+                      allow_no_vgg=True, steps=STEPS, batch_size=4, cpus_per_worker=1, torch_threads=2,
+                      checkpoint_every=STEPS, image_every=STEPS, storage_path=str(tmp_path / "ray"), tracking_uri=uri)
     result = train(cfg)
     # losses fall: the reconstruction term over the first and the last 50 steps (logged every 10)
     history = MlflowClient(uri).get_metric_history(result["run_id"], "G_l1")
     l1 = [m.value for m in sorted(history, key=lambda m: m.step)]
     print(f"G_l1 first 50 steps {np.mean(l1[:5]):.4f}, last 50 steps {np.mean(l1[-5:]):.4f}")
-    assert len(l1) == QUALITY_STEPS // 10 and np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
+    assert len(l1) == STEPS // 10 and np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
     metrics = evaluate_heldout(dataset, load_registered("edn-dancer_00", "candidate", uri))
-    ssim = {name: row["body_ssim"] for name, row in metrics["methods"].items()}
     assert metrics["heldout_frames"] == 24
-    print(f"held-out SSIM {ssim}")
-    assert ssim["model"] > ssim["mean_frame"] + QUALITY_MARGIN, ssim
+    methods = metrics["methods"]
+    print({name: {k: row[k] for k in ("body_ssim", "change_ratio", "flicker")} for name, row in methods.items()})
+    assert methods["model"]["body_ssim"] > methods["mean_frame"]["body_ssim"] + MARGIN
+    return methods
+
+
+def test_frame_by_frame_model_beats_mean_frame(dataset, tmp_path):
+    _train_and_evaluate(dataset, tmp_path, temporal=False)
+
+
+def test_temporal_model_beats_mean_frame_to_the_last_frame_and_is_steady(dataset, tmp_path):
+    methods = _train_and_evaluate(dataset, tmp_path, temporal=True)
+    model, mean = methods["model"], methods["mean_frame"]
+    # each held-out frame is drawn from the one before, from a blank frame at the first: an error that
+    # built up along the chain would show at its end. Every frame, the 24th too, is ahead of the baseline
+    # (measured: by at least 0.106).
+    lead = np.subtract(model["ssim_per_frame"], mean["ssim_per_frame"])
+    print(f"lead over the mean frame: first frame {lead[0]:+.3f}, last {lead[-1]:+.3f}, least {lead.min():+.3f}")
+    assert lead.min() > 0, model["ssim_per_frame"]
+    # steady: a still frame's flicker is the real frames' own change (the mean frame's: the slow dance and
+    # the dataset's JPEG noise, 2.03 gray levels), and the model's error adds little to it (measured +0.14
+    # and +0.16; a generator misled by its previous frame would jump). Its frames change, as the dance does,
+    # without copying the noise (measured 0.27 and 0.30 of the real frames' change; a frozen video: 0)
+    assert model["flicker"] < mean["flicker"] + 0.5, (model, mean)
+    assert 0.1 < model["change_ratio"] < 1.0, model
