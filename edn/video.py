@@ -8,7 +8,7 @@ import contextlib
 import fractions
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import av
@@ -219,10 +219,3 @@ class VideoWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.abort() if exc_type else self.close()
-
-
-def write_video(url: str, frames: Iterable[np.ndarray], fps: float, audio=None) -> int:
-    with VideoWriter(url, fps, audio=audio) as writer:
-        for frame in frames:
-            writer.write(frame)
-    return writer.frames

@@ -43,7 +43,7 @@ def _wait_until_up(proc: subprocess.Popen, url: str, log, name: str, seconds: fl
         except OSError:
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(f"{name} did not start: {log.read_text()[-2000:]}") from None
             time.sleep(0.3)
 
 

@@ -78,7 +78,8 @@ def _catalog(studio, path) -> str:
         ("dancer_00", ds, "edn-dancer_00@candidate", f"{blocked}/under_a_file.mp4", "", ""),
         ("dancer_00", ds, "edn-dancer_00@candidate", "bad_layout.mp4", "sideways", ""),
     ]
-    pd.DataFrame(rows, columns=["source", "dataset", "target", "output", "layout", "face_gan"]).to_csv(path, index=False)
+    columns = ["source", "dataset", "target", "output", "layout", "face_gan"]
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
     return str(path)
 
 
@@ -97,8 +98,10 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
     assert failed[8]["stage"] == "output" and "under_a_file.mp4" in failed[8]["error"]
     assert failed[9]["stage"] == "catalog" and "sideways" in failed[9]["error"]
     client = MlflowClient(studio["tracking_uri"])  # the session's server: other tests register versions too
-    assert manifest[0]["model_version"] == f"edn-dancer_01@{client.get_model_version_by_alias('edn-dancer_01', 'production').version}"
-    assert manifest[1]["model_version"] == f"edn-dancer_00@{client.get_model_version_by_alias('edn-dancer_00', 'candidate').version}"
+    production = client.get_model_version_by_alias("edn-dancer_01", "production").version
+    candidate = client.get_model_version_by_alias("edn-dancer_00", "candidate").version
+    assert manifest[0]["model_version"] == f"edn-dancer_01@{production}"
+    assert manifest[1]["model_version"] == f"edn-dancer_00@{candidate}"
 
     # the shared video file was extracted once, under its content hash
     sources = os.listdir(os.path.join(out, "_work", "sources", "videos"))

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from edn.video import VideoError, plan_segments, probe, read_frames, write_video
+from edn.video import VideoError, VideoWriter, plan_segments, probe, read_frames
+
+
+def write_video(url, frames, fps):
+    """Frames to a video file through the product's writer (the renderer streams into one the same way)."""
+    with VideoWriter(url, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.frames
 
 
 def _frames(n, w=81, h=65):
