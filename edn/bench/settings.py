@@ -215,10 +215,11 @@ BENCHES = {
 }
 
 
-def _shown(value) -> str:
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
-        return ",".join(map(_shown, value))
-    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+def _shown(field: str, value) -> str:
+    """A default as its flag takes it: sizes by name (a pair of ints may be a list: actors 1,2)."""
+    if field.endswith("sizes"):
+        return ",".join(f"{w}x{h}" for w, h in value)
+    if field.endswith("size"):
         return f"{value[0]}x{value[1]}"
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -237,7 +238,7 @@ def add_bench_parsers(benches: argparse._SubParsersAction) -> None:
                 p.add_argument(f"--no-{flag}", dest=field, action="store_false", default=None, help=help_)
                 continue
             kind = type(default) if isinstance(default, (int, float)) else str
-            shown = "" if "default" in help_ or default == "" else f" (default {_shown(default)})"
+            shown = "" if "default" in help_ or default == "" else f" (default {_shown(field, default)})"
             p.add_argument(f"--{flag}", dest=field, type=kind, default=None, help=help_ + shown)
         p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {bench.settings.__name__} settings")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
