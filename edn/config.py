@@ -6,8 +6,6 @@ import os
 import typing
 from typing import Any, TypeVar
 
-import yaml
-
 from edn.errors import ConfigError
 
 T = TypeVar("T")
@@ -56,6 +54,7 @@ def _field_default(field: dataclasses.Field) -> Any:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`a.b=value` strings (value parsed as YAML: numbers, booleans, lists) into a nested dict."""
+    import yaml  # here, not at the top: edn.train.loop imports this module where PyYAML may be absent (gpu_check)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -86,6 +85,8 @@ def load_config(cls: type[T], url: str | None = None, overrides: list[str] | Non
     if url and url in preset_names() and not os.path.exists(url):
         url = os.path.join(PRESETS, f"{url}.yaml")
     if url:
+        import yaml
+
         from edn.storage import read_bytes  # fsspec and pyarrow: only when a file is read
         try:
             loaded = yaml.safe_load(read_bytes(url)) or {}

@@ -67,6 +67,13 @@ class TargetModel:
         return Renderer(self, use_face and self.face is not None)
 
 
+def generate(body: BodyGenerator, x: torch.Tensor, prev: torch.Tensor | None, precision: str) -> torch.Tensor:
+    """The body generator's frames from pose figures `x` in `precision` (edn.runtime: fp32, or bf16
+    under autocast), turned back to float32 before they become pixels."""
+    with autocast(x.device.type, precision):
+        return body(x, prev).float()
+
+
 class Renderer:
     """Renders videos' poses in order, in as many calls as wanted: with temporal smoothing each
     frame is generated from the previous output of the same stream, carried across calls.
@@ -88,8 +95,7 @@ class Renderer:
     def _generate(self, poses: np.ndarray, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         """The body generator's frames; the target's empty scene where a pose is missing (the
         source's dancer out of the frame), which is also what the next frame is generated from."""
-        with autocast(self.device.type, self.model.precision):
-            y = self.model.body(x, prev).float()
+        y = generate(self.model.body, x, prev, self.model.precision)
         missing = ~has_pose(poses)
         if self.plate is not None and missing.any():
             y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)

@@ -6,13 +6,18 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import fsspec
 import pyarrow.fs
-from fsspec.core import url_to_fs
+
+if TYPE_CHECKING:
+    import fsspec
 
 
 def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    # fsspec imported here, on first use: edn.train.loop's imports reach this module, and
+    # edn.bench.gpu_check must import that where fsspec is absent
+    from fsspec.core import url_to_fs
     return url_to_fs(url)
 
 

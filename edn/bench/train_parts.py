@@ -86,14 +86,18 @@ def plain_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | Non
 
 
 def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | None = None,
-                   compile_networks: bool = False) -> GANStep:
+                   compile_networks: bool = False, fused: bool | None = None,
+                   compile_backend: str = "inductor") -> GANStep:
     """edn's step as the trainer builds it (edn.train.loop.build + make_step); with
-    `compile_networks`, G and D through torch.compile (a variant, to see whether it pays)."""
+    `compile_networks`, G and D through torch.compile (a variant, to see whether it pays); with
+    `fused`, Adam's fused kernel on or off instead of build's choice (on on GPU), a variant too."""
     G, D, opt_G, opt_D = build(cfg, device)
+    if fused is not None:  # build's parameter groups and settings, only the kernel changed
+        opt_G, opt_D = (torch.optim.Adam([{**g, "fused": fused} for g in o.param_groups]) for o in (opt_G, opt_D))
     if body is not None:
         body = copy.deepcopy(body).to(memory_format=step_memory_format(cfg, device))
     if compile_networks:
-        G, D = torch.compile(G), torch.compile(D)
+        G, D = torch.compile(G, backend=compile_backend), torch.compile(D, backend=compile_backend)
     return make_step(cfg, G, D, opt_G, opt_D, device, body)
 
 

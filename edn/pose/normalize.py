@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
 from edn.pose.layout import B, ankle_y, body_height
 
@@ -39,6 +38,7 @@ def _fill_nan(values: np.ndarray, default: float) -> np.ndarray:
     anywhere (the feet out of the frame, or no dancer), `default`."""
     if np.isnan(values).all():
         return np.full_like(values, default)
+    import pandas as pd  # here: rendering and edn.bench.gpu_check import this module where pandas may be absent
     return pd.Series(values).interpolate(limit_direction="both").to_numpy()
 
 
