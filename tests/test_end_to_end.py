@@ -2,6 +2,7 @@
 model must beat the mean training frame on the held-out frames."""
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 
@@ -36,7 +37,12 @@ np.save(sys.argv[3], m.renderer()(poses[38:42])[1])
 """
 
 
-def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, tmp_path):
+def progress_lines(caplog, prefix: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "edn.progress" and r.getMessage().startswith(prefix)]
+
+
+def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edn.progress")  # the console's progress lines (not a terminal here)
     dataset = str(tmp_path / "dataset")
     assert ingest(dancers, dataset, IngestConfig(estimator="groundtruth", width=SIZE, height=SIZE))["done"]
     cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
@@ -48,6 +54,12 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
                       model_name="edn-e2e")  # its own name: the session's MLflow server holds other tests' models
     result = train(cfg)
     assert result["steps"] == STEPS and result["version"] == "1"
+    ingested = progress_lines(caplog, f"ingest {dataset}: ")[-1]  # the last line, at the end
+    assert f"{len(dancers) * 48}/{len(dancers) * 48} frames" in ingested and "ETA" in ingested
+    # the driver shows rank 0's step reports: step/total, images/s, the main losses, ETA
+    trained = progress_lines(caplog, "train dancer_00 body: ")[-1]
+    assert f"{STEPS}/{STEPS} steps (100%)" in trained and "ETA 00:00" in trained
+    assert all(f" {k} " in trained for k in ("images/s", "G_gan", "G_feat", "G_l1", "D_real", "D_fake"))
     assert result["metrics"]["rank_weight_spread"] == 0.0  # DDP kept both ranks' G and D identical
 
     client = MlflowClient(mlflow_server)
@@ -66,6 +78,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
                                      face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                                      face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
     assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
+    assert "4/4 steps" in progress_lines(caplog, "train dancer_00 face: ")[-1]
     assert {m.step for m in client.get_metric_history(face["run_id"], "G_feat")} == {2, 4}
     model = load_registered("edn-e2e", "candidate", mlflow_server)
     assert model.face is not None and model.meta.body_version == "1"
@@ -95,6 +108,8 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     metrics = evaluate_and_report(dataset, model, "edn-e2e", str(tmp_path / "eval"), mlflow_server, gate=True,
                                   sources=["dancer_01"])
     cross = metrics["transfers"][0]
+    assert "5/5 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: render held-out: ")[-1]
+    assert "20/20 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: score: ")[-1]  # 4 methods x 5
     assert (cross["source"], cross["frames"]) == ("dancer_01", 48) and 0 <= cross["pose_missed"] <= 1
     assert cross["background_flicker"] >= 0
     assert metrics["heldout_frames"] == 5 and metrics["heldout_first_frame"] == 43

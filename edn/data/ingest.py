@@ -22,6 +22,7 @@ from edn.data.segments import ExtractPoses, describe_error, plan_video
 from edn.errors import DataError, ResourcesError
 from edn.pose.cleanup import CleanupConfig
 from edn.pose.track import TrackConfig
+from edn.progress import Progress
 from edn.storage import exists, filesystem, join, write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -128,15 +129,19 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
             # one segment in flight per actor: otherwise the first actor up queues the others' work
             compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.concurrency, len(pending))),
                                                max_tasks_in_flight_per_actor=1))
-        for r in _rows(results, cfg):
-            vid = r["video_id"]
-            if r["error"]:
-                failed.setdefault(vid, r["error"])
-            done_frames[vid] += int(r["frames"])
-            remaining[vid] -= 1
-            log.info("%s: %d/%d frames", vid, done_frames[vid], videos[vid]["frames"])
-            if remaining[vid] == 0 and vid not in failed:
-                commits[vid] = commit_task.remote(out_url, videos[vid], cfg)
+        with Progress(f"ingest {out_url}", sum(v["frames"] for v in videos.values()), "frames",
+                      initial=sum(done_frames.values())) as progress:
+            for r in _rows(results, cfg):
+                vid = r["video_id"]
+                if r["error"]:
+                    failed.setdefault(vid, r["error"])
+                done_frames[vid] += int(r["frames"])
+                remaining[vid] -= 1
+                log.info("%s: %d/%d frames", vid, done_frames[vid], videos[vid]["frames"])
+                progress.set(sum(done_frames.values()), videos=f"{sum(not n for n in remaining.values())} of "
+                                                              f"{len(videos)} extracted")
+                if remaining[vid] == 0 and vid not in failed:
+                    commits[vid] = commit_task.remote(out_url, videos[vid], cfg)
     done = []
     for vid, record in zip(commits, ray.get(list(commits.values()))):
         if "error" in record:

@@ -26,6 +26,7 @@ from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
+from edn.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,16 @@ def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarr
     index, reals, poses, outputs, without_face, figures = [], [], [], [], [], []
     render = model.renderer()
     render_body = model.renderer(use_face=False) if model.face is not None else None
-    for i, images, p in video_frames(dataset_url, target, start=start):
-        p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
-        images = _at_size(images, w, h)
-        fig, out = render(p)
-        index.append(i), reals.append(images), poses.append(p), outputs.append(out), figures.append(fig)
-        if render_body:
-            without_face.append(render_body(p)[1])
+    total = video_record(dataset_url, target)["frames"] - start
+    with Progress(f"evaluate {target}: render held-out", total, "frames") as progress:
+        for i, images, p in video_frames(dataset_url, target, start=start):
+            p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
+            images = _at_size(images, w, h)
+            fig, out = render(p)
+            index.append(i), reals.append(images), poses.append(p), outputs.append(out), figures.append(fig)
+            if render_body:
+                without_face.append(render_body(p)[1])
+            progress.update(len(i))
     if not index:
         raise DataError(f"{dataset_url}: target {target!r} has no held-out frames from index {start}")
     methods = {"model": np.concatenate(outputs)}
@@ -132,6 +136,7 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
         log.warning("LPIPS is not reported: %s", status["reason"])
     detector = make_estimator(cfg.detector)
     results = {}
+    progress = Progress(f"evaluate {model.meta.target}: score", len(methods) * len(reals), "frames")
     try:
         for name, frames in methods.items():
             faces = _face_crops(frames, boxes)
@@ -146,7 +151,9 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
                 **{k: v for k, v in stability(frames, reals).items() if k in ("change_ratio", "flicker")},
                 "ssim_per_frame": [round(v, 4) for v in per_frame],
             }
+            progress.update(len(frames), method=name)
     finally:
+        progress.close()
         detector.close()
     chosen = np.linspace(0, len(reals) - 1, min(cfg.strip_frames, len(reals))).round().astype(int)
     strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],

@@ -93,12 +93,14 @@ def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch
 
 
 class LossLog:
-    """Logs a step's losses to MLflow without stalling the GPU: `add` starts their copy to the
-    host (non_blocking, into pinned memory) and logs them at the next `add` or `flush`, by when
-    the copy has long finished, so the step loop never waits for the device."""
+    """Logs a step's losses to MLflow, and sends them to the driver's progress display, without
+    stalling the GPU: `add` starts their copy to the host (non_blocking, into pinned memory) and
+    logs them at the next `add` or `flush`, by when the copy has long finished, so the step loop
+    never waits for the device."""
 
-    def __init__(self, client, run_id: str):
-        self.client, self.run_id, self.pending = client, run_id, None
+    def __init__(self, client, run_id: str, progress=None):
+        """`progress`: the driver's ray.util.queue.Queue (edn.train.run.progress_of)."""
+        self.client, self.run_id, self.progress, self.pending = client, run_id, progress, None
 
     def add(self, step: int, losses: dict[str, torch.Tensor], extra: dict[str, float], when: float) -> None:
         self.flush()
@@ -118,6 +120,8 @@ class LossLog:
             event.synchronize()
         values = {**{k: float(v) for k, v in host.items()}, **extra}
         self.client.log_batch(self.run_id, [Metric(k, v, when, step) for k, v in values.items()])
+        if self.progress is not None:
+            self.progress.put_nowait({"step": step, **values})
         self.pending = None
 
 
@@ -176,7 +180,9 @@ def train_loop_per_worker(config: dict) -> None:
     gan_step = make_step(cfg, G, D, opt_G, opt_D, device, reference, perceptual)
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
-    log = LossLog(client, run_id) if client else None
+    log = LossLog(client, run_id, config["progress"]) if client else None
+    if log and config["progress"] is not None:
+        config["progress"].put_nowait({"step": step, "start": True})  # where the run starts: the ETA's origin
 
     shard = ray.train.get_dataset_shard("train")
     tick, images_since = time.time(), 0

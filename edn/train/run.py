@@ -1,10 +1,12 @@
 """Driver side of a training run: MLflow run, TorchTrainer over Ray Data, registration."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import tempfile
+import threading
 
 from edn.config import to_dict
 from edn.data.plate import background_plate
@@ -15,6 +17,7 @@ from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.pose.face import boxes_array, face_box
 from edn.pose.normalize import FloorStats, floor_stats
+from edn.progress import Progress
 from edn.registry import load_registered, register
 from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
@@ -87,6 +90,7 @@ def train(cfg: TrainConfig) -> dict:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
@@ -114,12 +118,13 @@ def train(cfg: TrainConfig) -> dict:
         client.log_metric(run_id, f"data_{key}", value)
     perceptual = perceptual_check(cfg, client, run_id)
 
+    reports = Queue(actor_options={"num_cpus": 0})  # rank 0's step reports, for the progress display
     storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
                                         else os.path.abspath(cfg.storage_path)])
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
-                           "perceptual_available": perceptual},
+                           "perceptual_available": perceptual, "progress": reports},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={**cfg.resources_per_worker,
                                                                      "CPU": cfg.cpus_per_worker}),
@@ -129,7 +134,8 @@ def train(cfg: TrainConfig) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": pairs},
     )
-    result = trainer.fit()
+    with progress_of(reports, f"train {cfg.target} {cfg.stage}", cfg.steps):
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with result.checkpoint.as_directory() as d:
@@ -156,6 +162,45 @@ def train(cfg: TrainConfig) -> dict:
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],
             "training_data": counts, "metrics": result.metrics, "tracking_uri": uri}
+
+
+MAIN_LOSSES = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_real", "D_fake")  # shown beside the rate
+
+
+@contextlib.contextmanager
+def progress_of(reports, desc: str, steps: int):
+    """Shows training's progress (step/total, images/s, the main losses, ETA) from rank 0's
+    reports while the body runs: a thread on the driver reads them from the queue."""
+    from ray.util.queue import Empty
+
+    done = threading.Event()
+
+    def follow() -> None:
+        progress = None
+        while not done.is_set() or not reports.empty():
+            try:
+                report = reports.get(timeout=0.5)
+            except Empty:
+                continue
+            if report.get("start"):  # a (re)started worker group: the ETA counts from here
+                if progress is not None:
+                    progress.close()
+                progress = Progress(desc, steps, "steps", initial=report["step"])
+                continue
+            if progress is not None:
+                progress.set(report["step"], **{"images/s": report["images_per_s"]},
+                             **{k: report[k] for k in MAIN_LOSSES if k in report})
+        if progress is not None:
+            progress.close()
+
+    thread = threading.Thread(target=follow, name="edn-train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+        reports.shutdown()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
