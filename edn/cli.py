@@ -289,13 +289,14 @@ def parser() -> argparse.ArgumentParser:
 
     p = verb("render-catalog", cmd_render_catalog, "Render a catalog of source -> target transfers (CSV or "
              "Parquet, a row each) on Ray: chunked, batched per target, with the sources' sound; a manifest of "
-             "every row; a rerun skips finished rows and retries failed ones.",
+             "every row and an index.html gallery, both rewritten as rows finish; a rerun skips finished rows "
+             "and retries failed ones.",
              "edn render-catalog --catalog catalog.csv --out outputs/catalog --set actors=2\n"
              "  catalog.csv:\n    source,target,output,dataset,layout,face_gan,resolution\n"
              "    dancer_01,edn-dancer_00@candidate,d01_on_d00.mp4,outputs/dataset,side_by_side,,\n"
              "    gs://bucket/clips/salsa.mp4,edn-alice@production,salsa_alice.mp4,,output,true,512x512")
     p.add_argument("--catalog", required=True, help="catalog table URL (.csv or .parquet; edn/render/catalog.py)")
-    p.add_argument("--out", required=True, help="folder URL: manifest.parquet, relative outputs, _work/")
+    p.add_argument("--out", required=True, help="folder URL: manifest.parquet, index.html, relative outputs, _work/")
     _tracking_arg(p)
     _runtime_args(p)
     _config_args(p, "CatalogConfig", "chunk_frames=240")

@@ -1,8 +1,17 @@
 """A catalog of transfers rendered on Ray: 3 sources x 2 targets and bad rows, chunked with
 warm-up, the sources' music carried over, a manifest, and a rerun that does no work."""
+import base64
 import dataclasses
+import html.parser
+import json
+import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,7 +92,56 @@ def _catalog(studio, path) -> str:
     return str(path)
 
 
-def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
+class Gallery(html.parser.HTMLParser):
+    """index.html's rows: row, status, video src and poster, and each cell's text."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.rows, self.cell = [], None
+        self.feed(open(path).read())
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "tr" and "data-row" in a:
+            self.rows.append({"row": int(a["data-row"]), "status": a["data-status"], "cells": []})
+        elif tag == "td" and self.rows:
+            self.rows[-1]["cells"].append("")
+            self.cell = self.rows[-1]["cells"]
+        elif tag == "video":
+            self.rows[-1] |= {"src": a["src"], "poster": a["poster"]}
+
+    def handle_endtag(self, tag):
+        if tag == "td":
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell[-1] += data
+
+
+def check_gallery(out: str, manifest: dict[int, dict]) -> list[dict]:
+    """index.html holds every manifest row with its status; a done row's poster is a frame of its
+    video and its link leads to the output; a failed row shows its stage and error."""
+    rows = Gallery(os.path.join(out, "index.html")).rows
+    assert {r["row"]: r["status"] for r in rows} == {n: m["status"] for n, m in manifest.items()}
+    for r in rows:
+        m = manifest[r["row"]]
+        stage, error = r["cells"][6], r["cells"][7]
+        assert (r["cells"][2], r["cells"][3]) == (m["source"], m["target"])
+        if m["status"] == "done":
+            assert os.path.normpath(os.path.join(out, r["src"])) == os.path.normpath(m["output"])
+            head, data = r["poster"].split(",", 1)
+            assert head == "data:image/jpeg;base64"
+            poster = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+            info = probe(m["output"])
+            assert poster.shape[:2] == (info.height, info.width) and poster.std() > 5  # a frame, not a blank
+        else:
+            assert "src" not in r and (stage, error) == (m["stage"] or "", m["error"] or "")
+    return rows
+
+
+def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="edn.progress")
     out = str(tmp_path / "out")
     catalog = _catalog(studio, tmp_path / "catalog.csv")
     cfg = CatalogConfig(tracking_uri=studio["tracking_uri"], chunk_frames=40, warmup_frames=16, batch_chunks=3,
@@ -97,6 +155,11 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
     assert failed[7]["stage"] == "source" and "corrupt.mp4" in failed[7]["error"]
     assert failed[8]["stage"] == "output" and "under_a_file.mp4" in failed[8]["error"]
     assert failed[9]["stage"] == "catalog" and "sideways" in failed[9]["error"]
+    check_gallery(out, manifest)
+    assert "complete" in open(os.path.join(out, "index.html")).read()
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"catalog {catalog}: ")][-1]
+    assert f"{6 * FRAMES}/{6 * FRAMES} frames (100%)" in line and "ETA" in line
+    assert "rows 6 done, 4 failed, of 10" in line
     client = MlflowClient(studio["tracking_uri"])  # the session's server: other tests register versions too
     production = client.get_model_version_by_alias("edn-dancer_01", "production").version
     candidate = client.get_model_version_by_alias("edn-dancer_00", "candidate").version
@@ -129,6 +192,58 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path):
     assert {n: os.path.getmtime(manifest[n]["output"]) for n in mtimes} == mtimes
     assert {r["row"] for r in again["failed"]} == {6, 7, 8, 9}  # failed rows were tried again
     assert all(not r["ran"] for r in read_manifest(out) if r["status"] == "done")
+
+
+def test_a_killed_driver_leaves_the_rows_finished_so_far(studio, tmp_path):
+    """`edn render-catalog` killed (SIGKILL, its local Ray with it) once a row is done: the manifest
+    and index.html hold the rows finished so far, done with their videos, the others pending; a rerun
+    keeps those and renders the rest."""
+    ds, out = studio["dataset"], str(tmp_path / "out")
+    rows = [(src, ds, target, f"{src}_{target.split('@')[0]}_{face}.mp4", "output", face)
+            for src in ("dancer_00", "dancer_01") for target in ("edn-dancer_00@candidate", "edn-dancer_01@production")
+            for face in ("false", "true")]
+    catalog = str(tmp_path / "catalog.csv")
+    pd.DataFrame(rows, columns=["source", "dataset", "target", "output", "layout", "face_gan"]).to_csv(catalog,
+                                                                                                    index=False)
+    # short chunks with long warm-ups, one at a time: a job of many small steps, to be killed inside
+    settings = ["actors=1", "batch_chunks=1", "chunk_frames=8", "warmup_frames=16", "publish_every_s=0"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own, killed with it
+    driver = subprocess.Popen([sys.executable, "-m", "edn.cli", "render-catalog", "--catalog", catalog, "--out", out,
+                               "--tracking-uri", studio["tracking_uri"], *[x for s in settings for x in ("--set", s)]],
+                              env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "w"),
+                              start_new_session=True)
+    manifest, deadline = {}, time.monotonic() + 600
+    try:
+        while driver.poll() is None and time.monotonic() < deadline:
+            if os.path.exists(os.path.join(out, "manifest.parquet")):
+                manifest = {r["row"]: r for r in read_manifest(out)}
+                if any(r["status"] == "done" for r in manifest.values()):
+                    break
+            time.sleep(0.1)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    manifest = {r["row"]: r for r in read_manifest(out)}
+    states = {n: json.loads(open(path).read()) for n, r in manifest.items()
+              if os.path.exists(path := os.path.join(out, "_work", "rows", f"{r['row_id']}.json"))}
+    page = {r["row"]: r["status"] for r in Gallery(os.path.join(out, "index.html")).rows}
+    # each is written after the one before: a row's state, then the page, then the manifest
+    in_manifest, on_page = [{n for n, s in m.items() if s == "done"}
+                            for m in ({n: r["status"] for n, r in manifest.items()}, page)]
+    assert len(manifest) == 8 and set(page) == set(manifest), (tmp_path / "driver.log").read_text()
+    assert in_manifest and in_manifest <= on_page <= set(states) and len(on_page) < 8
+    for n in on_page:
+        assert states[n]["status"] == "done" and probe(states[n]["output"]).frames == FRAMES
+    check_gallery(out, {n: states[n] if n in on_page else r for n, r in manifest.items()})
+    assert "in progress" in open(os.path.join(out, "index.html")).read()
+
+    cfg = CatalogConfig(tracking_uri=studio["tracking_uri"], ingest=IngestConfig(estimator="groundtruth"))
+    again = render_catalog(catalog, out, cfg)
+    finished = {n for n, state in states.items() if state["status"] == "done"}
+    assert again["done"] == 8 and again["skipped"] == len(finished)
+    final = {r["row"]: r for r in read_manifest(out)}
+    assert all(not final[n]["ran"] for n in finished)
+    check_gallery(out, final)
 
 
 def _render(model, dataset, chunks, use_face=True):

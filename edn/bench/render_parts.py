@@ -106,6 +106,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     from edn.pose.draw import draw_pose
     from edn.pose.normalize import transfer_poses
     from edn.registry import load_registered, parse_model_ref, resolve_version
+    from edn.render.batch import staged_name
     from edn.render.chunks import SourceChunk, compose, plan_chunks
     from edn.render.worker import ChunkTask, RenderWorker, join_chunks
     from edn.video import VideoWriter
@@ -116,7 +117,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     floor = video_floor_stats(studio.dataset, source).to_dict()
     staging = os.path.join(workdir, "profile", "chunks")
     tasks = [ChunkTask("profile", model, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
-                       record["fps"], os.path.join(staging, f"chunk-{c.start:09d}.mp4"))
+                       record["fps"], os.path.join(staging, staged_name(c)))
              for c in plan_chunks(record["frames"], chunk_frames, warmup)]
     actor = RenderWorker(studio.tracking_uri)
 
@@ -135,7 +136,8 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     phases["the rest of the actor's loop"] = render_s - sum(phases.values())
     t = time.perf_counter()
     joined = join_chunks([task.staged_url for task in tasks], studio.dataset, source,
-                         os.path.join(workdir, "profile", "out.mp4"), 18, staging)
+                         os.path.join(workdir, "profile", "out.mp4"), 18, staging,
+                         os.path.join(workdir, "profile", "poster.jpg"))
     phases["join (decode staged, H.264 encode, audio)"] = time.perf_counter() - t
     rendered = sum(c.source.chunk.stop - c.source.chunk.render_from for c in tasks)
     return {"frames": joined["frames"], "rendered_frames": rendered, "model_load_s": load_s,

@@ -11,25 +11,29 @@
    dies (a node lost) is restarted by Ray and its batch run again;
 5. join: once a row's chunks are staged, a task writes its mp4 with the source's sound.
 Every row's result is recorded as it finishes (edn.render.manifest), so a rerun skips the rows
-done and tries the failed ones again.
+done and tries the failed ones again; the manifest and its gallery page (edn.render.gallery) are
+rewritten as rows finish.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
 from edn.errors import ConfigError
 from edn.models.meta import ModelMeta
+from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
-from edn.render.chunks import SourceChunk, normalization, plan_chunks
-from edn.render.manifest import finished, load_state, write_manifest
+from edn.render.chunks import Chunk, SourceChunk, normalization, plan_chunks
+from edn.render.gallery import gallery_html
+from edn.render.manifest import finished, load_state, poster_url, write_manifest
 from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
 from edn.render.worker import ChunkTask, join_chunks
 from edn.runtime import DEVICES, PRECISIONS
-from edn.storage import exists, join
+from edn.storage import exists, join, read_bytes, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ class CatalogConfig:
     worker_restarts: int = 3         # a dead render actor is restarted and its batch retried this often
     join_cpus: float = 0.5
     crf: int = 18
+    publish_every_s: float = 2.0     # manifest.parquet and index.html rewritten at most this often as rows finish
     ingest: IngestConfig = field(default_factory=IngestConfig)  # how source videos' poses are extracted
 
 
@@ -64,11 +69,16 @@ def _entry(row: CatalogRow, **fields) -> dict:
 
 class CatalogResults:
     """What became of each row: manifest entries by row number. A row that finishes, done or
-    failed, is recorded at once (edn.render.manifest.finished)."""
+    failed, is recorded at once (edn.render.manifest.finished); then the manifest and the gallery
+    beside it (edn.render.gallery) are rewritten, the rows not finished yet shown as pending, so a
+    driver killed mid-job leaves the state so far (rewrites at most every `publish_every_s`)."""
 
-    def __init__(self, work_url: str):
-        self.work = work_url
+    def __init__(self, work_url: str, out_url: str, catalog_url: str, publish_every_s: float):
+        self.work, self.out, self.catalog, self.publish_every_s = work_url, out_url, catalog_url, publish_every_s
         self.entries: dict[int, dict] = {}
+        self.pending: dict[int, dict] = {}   # rows not finished yet
+        self.posters: dict[str, bytes] = {}  # row_id -> the gallery's poster JPEG
+        self.published, self.unpublished = float("-inf"), False
 
     def unreadable(self, invalid: list[dict]) -> None:
         """Rows the catalog reader refused ({row, reason, **raw}): failed at stage catalog."""
@@ -79,32 +89,69 @@ class CatalogResults:
                 "error": bad["reason"]}
 
     def still_to_do(self, rows: list[CatalogRow]) -> list[CatalogRow]:
-        """The rows to render now; those an earlier run finished (and whose output is still
-        there) are kept as it recorded them."""
+        """The rows to render now, pending until they finish; those an earlier run finished (and
+        whose output is still there) are kept as it recorded them."""
         todo = []
         for row in rows:
             state = load_state(self.work, row.row_id)
             if state and state["status"] == "done" and exists(row.output):
                 self.entries[row.number] = {**state, "row": row.number, "ran": False}
+                self._load_poster(row.row_id)
             else:
                 todo.append(row)
+                self.pending[row.number] = _entry(row, status="pending", stage="", error="", ran=False)
         return todo
+
+    def _load_poster(self, row_id: str) -> None:
+        if exists(url := poster_url(self.work, row_id)):
+            self.posters[row_id] = read_bytes(url)
+
+    def _finish(self, row: CatalogRow, entry: dict) -> None:
+        self.pending.pop(row.number, None)
+        self.entries[row.number] = finished(self.work, entry)
+        self.unpublished = True
+        self.publish()
 
     def fail(self, row: CatalogRow, stage: str, error: str, **extra) -> None:
         log.error("row %d (%s -> %s): %s", row.number, row.source, row.target, error)
-        self.entries[row.number] = finished(self.work, _entry(row, status="failed", stage=stage, error=error, **extra))
+        self._finish(row, _entry(row, status="failed", stage=stage, error=error, **extra))
 
     def done(self, row: CatalogRow, **fields) -> None:
-        self.entries[row.number] = finished(self.work, _entry(row, status="done", stage="", error="", **fields))
+        self._load_poster(row.row_id)
+        self._finish(row, _entry(row, status="done", stage="", error="", **fields))
         log.info("row %d done: %s (%d frames)", row.number, row.output, fields["frames"])
 
-    def summary(self, out_url: str, scheduler: RenderScheduler) -> dict:
-        """Writes the manifest; -> the run's counts, its failed rows, and the actors' model loads."""
+    def counts(self) -> str:
+        """Rows done, failed and in all, for the progress line."""
+        done = sum(e["status"] == "done" for e in self.entries.values())
+        return f"{done} done, {len(self.entries) - done} failed, of {len(self.entries) + len(self.pending)}"
+
+    def publish_due_in(self) -> float | None:
+        """Seconds until finished rows not yet shown are due to be published; None: none waits."""
+        return max(0.0, self.published + self.publish_every_s - time.monotonic()) if self.unpublished else None
+
+    def publish(self, force: bool = False) -> str:
+        """Rewrites manifest.parquet and index.html (each atomically) with every row so far, when
+        forced or a finished row waits and the last rewrite is `publish_every_s` old."""
+        url = join(self.out, "manifest.parquet")
+        if not force and (not self.unpublished or self.publish_due_in() > 0):
+            return url
+        entries = sorted([*self.entries.values(), *self.pending.values()], key=lambda e: e["row"])
+        page = gallery_html(entries, self.posters, self.out, self.catalog, complete=not self.pending)
+        # the page first: killed in between, the page is one row ahead of the manifest, never behind
+        write_bytes_atomic(join(self.out, "index.html"), page.encode())
+        write_manifest(self.out, entries)
+        self.published, self.unpublished = time.monotonic(), False
+        return url
+
+    def summary(self, scheduler: RenderScheduler) -> dict:
+        """The last manifest and gallery; -> the run's counts, its failed rows, and the actors' model loads."""
+        manifest = self.publish(force=True)
         entries = sorted(self.entries.values(), key=lambda e: e["row"])
-        manifest = write_manifest(out_url, entries)
         done = [e for e in entries if e["status"] == "done"]
-        return {"manifest": manifest, "rows": len(entries), "done": len(done),
-                "rendered": sum(1 for e in done if e["ran"]), "skipped": sum(1 for e in done if not e["ran"]),
+        return {"manifest": manifest, "gallery": join(self.out, "index.html"), "rows": len(entries),
+                "done": len(done), "rendered": sum(1 for e in done if e["ran"]),
+                "skipped": sum(1 for e in done if not e["ran"]),
                 "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
                            for e in entries if e["status"] == "failed"],
                 "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors)}
@@ -176,6 +223,12 @@ class RowPlan:
         return not self.left
 
 
+def staged_name(chunk: Chunk) -> str:
+    """A staged chunk's file name: its bounds, so that a rerun with other chunk settings never
+    takes an interrupted run's chunk for one of its own."""
+    return f"chunk-{chunk.start:09d}-{chunk.stop:09d}.mp4"
+
+
 def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: CatalogConfig,
               work: str) -> tuple[dict[str, RowPlan], list[ChunkTask]]:
     """-> (each row's plan by row_id, the chunks still to render in row order). Chunks of a
@@ -187,7 +240,7 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
         staging = join(work, "chunks", row.row_id)
         tasks = [ChunkTask(row.row_id, model, use_face, SourceChunk(source.dataset_url, source.video_id,
                                                                     source.floor, c),
-                           row.layout, row.resolution, source.fps, join(staging, f"chunk-{c.start:09d}.mp4"))
+                           row.layout, row.resolution, source.fps, join(staging, staged_name(c)))
                  for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
         unstaged = [t for t in tasks if not exists(t.staged_url)]
         plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
@@ -212,7 +265,7 @@ class RowJoins:
             self.results.fail(plan.row, "render", plan.error, model_version=plan.model)
             return
         ref = self.task.remote([t.staged_url for t in plan.tasks], plan.source.dataset_url, plan.source.video_id,
-                               plan.row.output, self.crf, plan.staging)
+                               plan.row.output, self.crf, plan.staging, poster_url(self.results.work, plan.row.row_id))
         self.running[ref] = plan
 
     def collect(self, ref) -> None:
@@ -254,9 +307,10 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     tracking_uri = default_tracking_uri(cfg.tracking_uri)
     work = cfg.work_url or join(out_url, "_work")
     rows, invalid = read_catalog(catalog_url, out_url, cfg.default_alias)
-    results = CatalogResults(work)
+    results = CatalogResults(work, out_url, catalog_url, cfg.publish_every_s)
     results.unreadable(invalid)
     todo = results.still_to_do(rows)
+    results.publish(force=True)
     log.info("catalog %s: %d rows, %d already done, %d unreadable", catalog_url, len(rows) + len(invalid),
              len(rows) - len(todo), len(invalid))
     ready = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), results)
@@ -269,14 +323,23 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     for plan in plans.values():
         if not plan.left:  # every chunk staged by an interrupted run
             joins.start(plan)
-    while scheduler.busy or joins.running:
-        scheduler.dispatch()
-        [ref], _ = ray.wait([*scheduler.running, *joins.running], num_returns=1)
-        if ref in joins.running:
-            joins.collect(ref)
-            continue
-        for task, result in scheduler.collect(ref):
-            plan = plans[task.row_id]
-            if plan.add(result):
-                joins.start(plan)
-    return results.summary(out_url, scheduler)
+    staged = sum(t.frames for p in plans.values() for t in p.tasks) - sum(t.frames for t in chunks)
+    with Progress(f"catalog {catalog_url}", sum(p.source.frames for p in plans.values()), "frames",
+                  initial=staged) as progress:
+        while scheduler.busy or joins.running:
+            scheduler.dispatch()
+            ready, _ = ray.wait([*scheduler.running, *joins.running], num_returns=1, timeout=results.publish_due_in())
+            results.publish()  # finished rows shown within publish_every_s, even while the next ones take long
+            if not ready:
+                continue
+            ref = ready[0]
+            if ref in joins.running:
+                joins.collect(ref)
+            else:
+                for task, result in scheduler.collect(ref):
+                    progress.update(task.frames)
+                    plan = plans[task.row_id]
+                    if plan.add(result):
+                        joins.start(plan)
+            progress.update(0, rows=results.counts())
+    return results.summary(scheduler)

@@ -2,7 +2,9 @@
 reads to skip finished work), and the manifest table built from them at the end of a run.
 
     WORK/rows/<row_id>.json     written atomically when the row is done or has failed
-    OUT/manifest.parquet        one row per catalog row (MANIFEST_COLUMNS), rewritten each run
+    WORK/posters/<row_id>.jpg   a done row's poster frame, for the gallery (edn.render.gallery)
+    OUT/manifest.parquet        one row per catalog row (MANIFEST_SCHEMA), rewritten atomically as rows
+                                finish: rows not finished yet are pending
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("target", pa.string()),             # as the catalog names it
     pa.field("model_version", pa.string()),      # the version the alias pointed at when rendered
     pa.field("output", pa.string()),
-    pa.field("status", pa.string()),             # done | failed
+    pa.field("status", pa.string()),             # done | failed | pending (not finished: the job runs, or died)
     pa.field("stage", pa.string()),              # a failure's: catalog, model, output, source, render, join
     pa.field("ran", pa.bool_()),                 # rendered by this run (false: done by an earlier one)
     pa.field("frames", pa.int64()),
@@ -40,6 +42,10 @@ MANIFEST_SCHEMA = pa.schema([
 
 def state_url(work_url: str, row_id: str) -> str:
     return join(work_url, "rows", f"{row_id}.json")
+
+
+def poster_url(work_url: str, row_id: str) -> str:
+    return join(work_url, "posters", f"{row_id}.jpg")
 
 
 def load_state(work_url: str, row_id: str) -> dict | None:

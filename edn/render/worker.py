@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from edn.inference import TargetModel
 from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
+from edn.render.gallery import poster_jpeg
 from edn.render.output import TransferWriter
 from edn.runtime import resolve_and_log
-from edn.storage import filesystem
+from edn.storage import filesystem, write_bytes_atomic
 from edn.video import VideoWriter, read_frames
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,11 @@ class ChunkTask:
     resolution: tuple[int, int] | None
     fps: float
     staged_url: str
+
+    @property
+    def frames(self) -> int:
+        """Frames kept (the warm-up's are thrown away)."""
+        return self.source.chunk.stop - self.source.chunk.start
 
 
 class RenderWorker:
@@ -89,14 +95,20 @@ class RenderWorker:
 
 
 def join_chunks(staged_urls: list[str], dataset_url: str, video_id: str, out_url: str, crf: int,
-                staging_dir: str) -> dict:
-    """The row's video from its staged chunks, in order, with the source's timing and sound;
-    then the chunks are removed. Safe to run again: the output is published atomically."""
+                staging_dir: str, poster_url: str) -> dict:
+    """The row's video from its staged chunks, in order, with the source's timing and sound, and
+    its middle frame as the gallery's poster (edn.render.gallery); then the chunks are removed.
+    Safe to run again: the output and the poster are published atomically."""
     started = time.perf_counter()
+    poster = None
     with TransferWriter(dataset_url, video_id, out_url, crf) as writer:
         for url in staged_urls:
             for _, _, frame in read_frames(url):
+                if writer.written == writer.frames // 2:
+                    poster = poster_jpeg(frame)
                 writer.write(frame)
+    if poster is not None:
+        write_bytes_atomic(poster_url, poster)
     fs, path = filesystem(staging_dir)
     if fs.exists(path):
         fs.rm(path, recursive=True)
