@@ -48,13 +48,13 @@ def resolve_version(name: str, ref: str, tracking_uri: str):
             f"{tracking_uri} ({e.message})") from None
 
 
-def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, ModelMeta]:
-    """(version, its metadata) without downloading the weights."""
+def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, ModelMeta, dict[str, str]]:
+    """(version, its metadata, the version's tags) without downloading the weights."""
     mv = resolve_version(name, ref, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{META_FILE}", dst_path=tmp,
                                                     tracking_uri=tracking_uri)
-        return str(mv.version), ModelMeta.read(local)
+        return str(mv.version), ModelMeta.read(local), dict(mv.tags)
 
 
 def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu",

@@ -108,7 +108,8 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     metrics = evaluate_and_report(dataset, model, "edn-e2e", str(tmp_path / "eval"), mlflow_server, gate=True,
                                   sources=["dancer_01"])
     cross = metrics["transfers"][0]
-    assert "5/5 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: render held-out: ")[-1]
+    assert "5/5 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: render held-out in fp32: ")[-1]
+    assert "5/5 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: render held-out in bf16: ")[-1]
     assert "20/20 frames (100%)" in progress_lines(caplog, "evaluate dancer_00: score: ")[-1]  # 4 methods x 5
     assert (cross["source"], cross["frames"]) == ("dancer_01", 48) and 0 <= cross["pose_missed"] <= 1
     assert cross["background_flicker"] >= 0
@@ -124,6 +125,17 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     # average training frame, which knows the room but not the pose; so is the nearest neighbour, a real frame
     assert methods["model"]["body_ssim"] > methods["mean_frame"]["body_ssim"] + MARGIN
     assert methods["nearest_neighbour"]["body_ssim"] > methods["mean_frame"]["body_ssim"]
+    # the same held-out frames in both precisions (the model was loaded in fp32, so evaluated in it)
+    both = metrics["precision_comparison"]
+    assert both["evaluated_in"] == "fp32" and both["fp32"]["body_ssim"] == methods["model"]["body_ssim"]
+    assert both["body_ssim_difference"] == both["bf16"]["body_ssim"] - both["fp32"]["body_ssim"]
+    assert 0 < both["renders_ssim"] <= 1 and both["fp32"]["pose_missed"] == methods["model"]["pose_missed"]
+    alike = abs(both["body_ssim_difference"]) <= 0.005 and both["renders_ssim"] >= 0.98 \
+        and both["bf16"]["pose_missed"] <= both["fp32"]["pose_missed"] + 0.02
+    assert both["cleared"] == metrics["cleared_precisions"] == (["fp32", "bf16"] if alike else ["fp32"])
+    print("precision comparison", {k: both[k] for k in ("fp32", "bf16", "renders_ssim", "cleared")})
+    assert client.get_model_version("edn-e2e", model.version).tags["edn.precisions"] == ",".join(both["cleared"])
+    assert metrics["promotion"]["reason"].endswith("rendered in fp32")
     promoted = metrics["promotion"]["promoted"]
     version = client.get_model_version("edn-e2e", model.version)
     assert version.tags["edn.promotion"] == metrics["promotion"]["reason"]
@@ -132,6 +144,6 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert saved["methods"]["model"]["body_ssim"] == methods["model"]["body_ssim"]
     report = (tmp_path / "eval" / "report.html").read_text()
     assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
-    assert "Cross-person transfers" in report
+    assert "Cross-person transfers" in report and "<h2>Precision</h2>" in report
     logged = {a.path for a in client.list_artifacts(face["run_id"], "evaluation")}
     assert logged == {"evaluation/metrics.json", "evaluation/report.html"}

@@ -417,7 +417,7 @@ def test_nearest_neighbour_scale():
 
 
 def _gate_metrics(model: dict, nn: dict) -> dict:
-    return {"heldout_frames": 50, "methods": {"model": model, "nearest_neighbour": nn}}
+    return {"heldout_frames": 50, "precision": "fp32", "methods": {"model": model, "nearest_neighbour": nn}}
 
 
 def test_promotion_gate_needs_ssim_pose_and_as_many_frames_found():

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.eval.heldout import evaluate_heldout
+from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import load_registered
 from edn.synth import synthesize
@@ -48,7 +48,8 @@ def _train_and_evaluate(dataset: str, tmp_path, temporal: bool) -> dict:
     l1 = [m.value for m in sorted(history, key=lambda m: m.step)]
     print(f"G_l1 first 50 steps {np.mean(l1[:5]):.4f}, last 50 steps {np.mean(l1[-5:]):.4f}")
     assert len(l1) == STEPS // 10 and np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
-    metrics = evaluate_heldout(dataset, load_registered("edn-dancer_00", "candidate", uri))
+    metrics = evaluate_heldout(dataset, load_registered("edn-dancer_00", "candidate", uri),
+                               EvalConfig(compare_precision=False))
     assert metrics["heldout_frames"] == 24
     methods = metrics["methods"]
     print({name: {k: row[k] for k in ("body_ssim", "change_ratio", "flicker")} for name, row in methods.items()})

@@ -146,6 +146,11 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
     catalog = _catalog(studio, tmp_path / "catalog.csv")
     cfg = CatalogConfig(tracking_uri=studio["tracking_uri"], chunk_frames=40, warmup_frames=16, batch_chunks=3,
                         actors=2, ingest=IngestConfig(estimator="groundtruth"))
+    client = MlflowClient(studio["tracking_uri"])  # the session's server: other tests register versions too
+    production = client.get_model_version_by_alias("edn-dancer_01", "production").version
+    candidate = client.get_model_version_by_alias("edn-dancer_00", "candidate").version
+    # dancer_01's model as if its evaluation cleared fp32 only (edn.eval.precision); dancer_00's was never evaluated
+    client.set_model_version_tag("edn-dancer_01", production, "edn.precisions", "fp32")
     result = render_catalog(catalog, out, cfg)
     manifest = {r["row"]: r for r in read_manifest(out)}
     assert result["done"] == result["rendered"] == 6 and len(manifest) == 10
@@ -160,9 +165,6 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
     line = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"catalog {catalog}: ")][-1]
     assert f"{6 * FRAMES}/{6 * FRAMES} frames (100%)" in line and "ETA" in line
     assert "rows 6 done, 4 failed, of 10" in line
-    client = MlflowClient(studio["tracking_uri"])  # the session's server: other tests register versions too
-    production = client.get_model_version_by_alias("edn-dancer_01", "production").version
-    candidate = client.get_model_version_by_alias("edn-dancer_00", "candidate").version
     assert manifest[0]["model_version"] == f"edn-dancer_01@{production}"
     assert manifest[1]["model_version"] == f"edn-dancer_00@{candidate}"
 
@@ -176,7 +178,13 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
         if row["status"] != "done":
             continue
         assert row["frames"] == FRAMES and row["seconds_per_frame"] > 0 and row["audio"] == "copied"
-        assert (row["device"], row["precision"]) == ("cpu", resolve("cpu").precision) and row["precision_reason"]
+        auto = resolve("cpu")  # what the actors' auto picks on this CPU
+        if row["target"].startswith("edn-dancer_01"):  # kept to what its evaluation cleared
+            assert (row["device"], row["precision"]) == ("cpu", "fp32")
+            assert ("evaluated in fp32 only" if auto.precision == "bf16" else "cleared fp32") in row["precision_reason"]
+        else:
+            assert (row["device"], row["precision"], row["precision_reason"]) == ("cpu", auto.precision,
+                                                                                 auto.precision_reason)
         info = probe(row["output"])
         layout_width = SIZE if number in (2, 3) else 3 * SIZE
         assert (info.width, info.height, info.frames) == (layout_width, SIZE, FRAMES)

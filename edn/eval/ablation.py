@@ -23,7 +23,8 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
     """Trains each variant as its own registered model (edn-<target>-fbf, edn-<target>-ts) and
     returns {"methods": {row: metrics}} with the baselines, as the report's table. The report's
     strips are the full model's (the last row); its loss curves every row's own stage."""
-    eval_cfg = eval_cfg or EvalConfig()
+    # the variants are compared with each other in one precision; `edn evaluate` compares precisions
+    eval_cfg = dataclasses.replace(eval_cfg or EvalConfig(), compare_precision=False)
     runtime = resolve_and_log(eval_cfg.device, eval_cfg.precision, "edn ablate's evaluation")
     rows, curves, first = {}, {}, None
     for row, suffix, temporal, face in ROWS:

@@ -21,6 +21,7 @@ from edn.errors import DataError
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.pose_distance import detected_pose_distance, summarize
+from edn.eval.precision import compare_precisions, in_precision
 from edn.eval.stability import stability
 from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
@@ -38,6 +39,7 @@ class EvalConfig:
     strip_frames: int = 4
     device: str = "auto"          # where the model runs: auto | cpu | cuda (edn.runtime)
     precision: str = "auto"       # auto | fp32 | bf16
+    compare_precision: bool = True  # also render in the other precision and score both (edn.eval.precision)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,28 +53,30 @@ def _at_size(images: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
 
 
-def _heldout(dataset_url: str, model: TargetModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Held-out indices, real frames and poses at the model's size, and each method's frames."""
+def _heldout(dataset_url: str, model: TargetModel, without_face: bool = True
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Held-out indices, real frames and poses at the model's size, and each method's frames
+    (the model without its face GAN too, if it has one and `without_face`)."""
     target, start = model.meta.target, model.meta.holdout_start
     w, h = model.size
-    index, reals, poses, outputs, without_face, figures = [], [], [], [], [], []
+    index, reals, poses, outputs, without_face_outputs, figures = [], [], [], [], [], []
     render = model.renderer()
-    render_body = model.renderer(use_face=False) if model.face is not None else None
+    render_body = model.renderer(use_face=False) if model.face is not None and without_face else None
     total = video_record(dataset_url, target)["frames"] - start
-    with Progress(f"evaluate {target}: render held-out", total, "frames") as progress:
+    with Progress(f"evaluate {target}: render held-out in {model.precision}", total, "frames") as progress:
         for i, images, p in video_frames(dataset_url, target, start=start):
             p = p * np.array([w / images.shape[2], h / images.shape[1], 1], np.float32)
             images = _at_size(images, w, h)
             fig, out = render(p)
             index.append(i), reals.append(images), poses.append(p), outputs.append(out), figures.append(fig)
             if render_body:
-                without_face.append(render_body(p)[1])
+                without_face_outputs.append(render_body(p)[1])
             progress.update(len(i))
     if not index:
         raise DataError(f"{dataset_url}: target {target!r} has no held-out frames from index {start}")
     methods = {"model": np.concatenate(outputs)}
     if render_body:
-        methods["model_without_face"] = np.concatenate(without_face)
+        methods["model_without_face"] = np.concatenate(without_face_outputs)
     return np.concatenate(index), np.concatenate(reals), np.concatenate(poses), \
         {**methods, "figures": np.concatenate(figures)}
 
@@ -100,6 +104,12 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     cfg = cfg or EvalConfig()
     w, h = model.size
     index, reals, poses, methods = _heldout(dataset_url, model)
+    comparison = None
+    if cfg.compare_precision:  # the same frames in the other precision, scored beside these
+        other = "fp32" if model.precision == "bf16" else "bf16"
+        other_model = _heldout(dataset_url, in_precision(model, other), without_face=False)[3]["model"]
+        comparison = compare_precisions(model, reals, poses, {model.precision: methods["model"], other: other_model},
+                                        cfg.detector)
     # rendered in order (the temporal generator needs every frame), scored where the target's
     # pose exists: a frame without the dancer has nothing to transfer
     scored = has_pose(poses)
@@ -158,7 +168,9 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     chosen = np.linspace(0, len(reals) - 1, min(cfg.strip_frames, len(reals))).round().astype(int)
     strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],
                                               reals[c]], axis=1)) for c in chosen]
-    return {"target": model.meta.target, "model_version": model.version, "heldout_frames": len(index),
+    return {"target": model.meta.target, "model_version": model.version, "precision": model.precision,
+            "heldout_frames": len(index),
             "heldout_frames_without_pose": without_pose,
             "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,
-            "pose_detector": cfg.detector, "methods": results, "strips": strips}
+            "pose_detector": cfg.detector, "methods": results, "strips": strips,
+            **({"precision_comparison": comparison} if comparison else {})}

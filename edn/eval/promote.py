@@ -26,7 +26,7 @@ def decide(metrics: dict) -> tuple[bool, str]:
         f"({'better' if ssim_ok else 'not better'}); pose distance {model['pose_distance']:.4f} vs "
         f"{nn['pose_distance']:.4f} body heights, dancer missed in {model['pose_missed']:.0%} vs "
         f"{nn['pose_missed']:.0%} of frames ({'better' if pose_ok else 'not better'}), "
-        f"{metrics['heldout_frames']} frames")
+        f"{metrics['heldout_frames']} frames, rendered in {metrics['precision']}")
 
 
 def promote(client: MlflowClient, name: str, version: str, metrics: dict, alias: str = "production") -> dict:

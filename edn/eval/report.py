@@ -10,6 +10,7 @@ import json
 import cv2
 import numpy as np
 
+from edn.eval.precision import format_comparison
 from edn.storage import write_bytes_atomic
 
 COLUMNS = (("body_ssim", "body SSIM ↑"), ("face_ssim", "face SSIM ↑"), ("body_lpips", "body LPIPS ↓"),
@@ -79,6 +80,9 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
                   f"{cross}</table>") if cross else ""
     gate = metrics.get("promotion")
     gate_html = f"<h2>Promotion</h2><p>{html.escape(gate['reason'])}</p>" if gate else ""
+    comparison = metrics.get("precision_comparison")
+    precision_html = ("<h2>Precision</h2><pre>" + html.escape(format_comparison(comparison)) + "</pre>") \
+        if comparison else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixelated;max-width:100%}}</style></head>
@@ -87,7 +91,7 @@ td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixel
 {metrics["heldout_frames"]} held-out frames from frame {metrics["heldout_first_frame"]} (never trained on),
 each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
 distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>
-<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}{cross_html}
+<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}{precision_html}{cross_html}
 <h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{curve_imgs}
 <h2>Frames</h2>{images}
 <h2>Files</h2><ul>{link_items}</ul></body></html>"""

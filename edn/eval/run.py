@@ -6,6 +6,7 @@ from mlflow import MlflowClient
 
 from edn.eval.cross import evaluate_transfer
 from edn.eval.heldout import EvalConfig, evaluate_heldout
+from edn.eval.precision import PRECISIONS_TAG, format_comparison
 from edn.eval.promote import promote
 from edn.eval.report import format_table, write_metrics, write_report
 from edn.inference import TargetModel
@@ -41,9 +42,15 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
     strips = metrics.pop("strips")
     metrics["transfers"] = [evaluate_transfer(dataset_url, s, model, cfg.detector) for s in sources or []]
     client = MlflowClient(tracking_uri)
+    # what the model may be rendered in: the precision judged here, and the other one if it renders alike
+    cleared = metrics.get("precision_comparison", {}).get("cleared", [model.precision])
+    client.set_model_version_tag(name, model.version, PRECISIONS_TAG, ",".join(cleared))
+    metrics["cleared_precisions"] = cleared
     if gate:
         metrics["promotion"] = promote(client, name, model.version, metrics)
     print(format_table(metrics["methods"]))
+    if comparison := metrics.get("precision_comparison"):
+        print(format_comparison(comparison))
     write_metrics(join(out_url, "metrics.json"), metrics)
     report = join(out_url, "report.html")
     write_report(report, f"edn evaluation: {model.meta.target}", metrics, strips,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
 from edn.errors import ConfigError
+from edn.eval.precision import cleared_precisions
 from edn.models.meta import ModelMeta
 from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
@@ -51,7 +52,8 @@ class CatalogConfig:
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0      # fractions share a GPU between actors
     device: str = "auto"             # the actors': auto = cuda with gpus_per_actor > 0, else cpu (edn.runtime)
-    precision: str = "auto"          # auto | fp32 | bf16, resolved in each actor on its own hardware
+    precision: str = "auto"          # auto | fp32 | bf16, resolved in each actor on its own hardware;
+                                     # auto keeps to the precisions a model's evaluation cleared
     resources_per_actor: dict = field(default_factory=dict)  # custom Ray resources, e.g. a node pool's label
     models_per_actor: int = 2        # target models an actor keeps loaded
     worker_restarts: int = 3         # a dead render actor is restarted and its batch retried this often
@@ -158,15 +160,17 @@ class CatalogResults:
 
 
 def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
-              results: CatalogResults) -> list[tuple[CatalogRow, str, ModelMeta, Source]]:
-    """-> (row, model "name@version", model meta, source) for the rows that can be rendered;
-    the others are failed with the reason."""
-    models = {}
+              results: CatalogResults) -> tuple[list[tuple[CatalogRow, str, ModelMeta, Source]], dict[str, list[str]]]:
+    """-> (row, model "name@version", model meta, source) for the rows that can be rendered, and
+    the precisions each model's evaluation cleared (edn.eval.precision); the other rows are
+    failed with the reason."""
+    models, cleared = {}, {}
     for ref in {r.target for r in rows}:
         try:
             name, alias = parse_model_ref(ref, "")
-            version, meta = registered_meta(name, alias, tracking_uri)
+            version, meta, tags = registered_meta(name, alias, tracking_uri)
             models[ref] = (f"{name}@{version}", meta)
+            cleared[f"{name}@{version}"] = cleared_precisions(tags)
         except ModelNotFoundError as e:
             models[ref] = str(e)
     outputs = {r.output: probe_writable(r.output) for r in rows}
@@ -197,7 +201,7 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
             results.fail(row, "source", source)
         else:
             ready.append((row, model, meta, source))
-    return ready
+    return ready, cleared
 
 
 @dataclass
@@ -313,12 +317,12 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     results.publish(force=True)
     log.info("catalog %s: %d rows, %d already done, %d unreadable", catalog_url, len(rows) + len(invalid),
              len(rows) - len(todo), len(invalid))
-    ready = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), results)
+    ready, cleared = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), results)
     plans, chunks = plan_rows(ready, cfg, work)
 
     scheduler = RenderScheduler(chunks, tracking_uri, cfg.actors, cfg.batch_chunks, cfg.models_per_actor, {
         "num_cpus": cfg.cpus_per_actor, "num_gpus": cfg.gpus_per_actor, "resources": cfg.resources_per_actor or None,
-        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision)
+        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision, cleared)
     joins = RowJoins(cfg, results)
     for plan in plans.values():
         if not plan.left:  # every chunk staged by an interrupted run

@@ -32,9 +32,11 @@ class RenderScheduler:
     waits, idle actors are stopped, freeing their CPUs/GPUs for the joins."""
 
     def __init__(self, tasks: list[ChunkTask], tracking_uri: str, actors: int, batch_chunks: int,
-                 models_per_actor: int, options: dict, device: str = "cpu", precision: str = "auto"):
+                 models_per_actor: int, options: dict, device: str = "cpu", precision: str = "auto",
+                 cleared: dict[str, list[str]] | None = None):
         """`options`: the actors' ray.remote options; `device` and `precision`, what they render
-        in (edn.runtime.resolve, in each actor)."""
+        in (edn.runtime.resolve, in each actor); `cleared`, the precisions each model's evaluation
+        cleared (RenderWorker)."""
         import ray
 
         self.pending: dict[QueueKey, deque[ChunkTask]] = defaultdict(deque)
@@ -42,7 +44,7 @@ class RenderScheduler:
             self.pending[task.model, task.use_face].append(task)
         self.batch_chunks = batch_chunks
         self._worker = ray.remote(RenderWorker).options(**options)
-        self._worker_args = (tracking_uri, models_per_actor, device, precision)
+        self._worker_args = (tracking_uri, models_per_actor, device, precision, cleared)
         self.actors = [self._new_actor() for _ in range(max(0, min(actors, len(tasks))))]
         self.holds = {a: deque(maxlen=models_per_actor) for a in range(len(self.actors))}
         self.idle = list(range(len(self.actors)))

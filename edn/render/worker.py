@@ -2,6 +2,7 @@
 chunks into its video. Both are thin: the rendering is edn.render.chunks'."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -12,7 +13,7 @@ from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.gallery import poster_jpeg
 from edn.render.output import TransferWriter
-from edn.runtime import resolve_and_log
+from edn.runtime import Runtime, resolve_and_log
 from edn.storage import filesystem, write_bytes_atomic
 from edn.video import VideoWriter, read_frames
 
@@ -43,19 +44,37 @@ class RenderWorker:
     actor and reuses it across rows. Its device and precision are resolved here, on the actor's
     own hardware (edn.runtime), and recorded with each chunk it renders."""
 
-    def __init__(self, tracking_uri: str, models: int = 2, device: str = "cpu", precision: str = "auto"):
+    def __init__(self, tracking_uri: str, models: int = 2, device: str = "cpu", precision: str = "auto",
+                 cleared: dict[str, list[str]] | None = None):
+        """`cleared`: per model "name@version", the precisions its evaluation cleared it for
+        (edn.eval.precision); with precision auto, a model is rendered in one of them."""
         self.tracking_uri, self.capacity = tracking_uri, models
         self.runtime = resolve_and_log(device, precision, "a render actor")
+        self.auto, self.cleared = precision == "auto", cleared or {}
         self.models: OrderedDict[str, TargetModel] = OrderedDict()
         self.loads = 0
+
+    def runtime_for(self, ref: str) -> Runtime:
+        """The actor's device and precision for model `ref`: the precision auto chose here, unless
+        the model's evaluation did not clear it; then the one it was evaluated in. A precision
+        asked for explicitly is kept."""
+        cleared = self.cleared.get(ref, [])
+        if not self.auto or not cleared:
+            return self.runtime
+        if self.runtime.precision in cleared:
+            return dataclasses.replace(self.runtime, precision_reason=f"{self.runtime.precision_reason}; "
+                                       f"the model's evaluation cleared {', '.join(cleared)}")
+        return dataclasses.replace(self.runtime, precision=cleared[0], precision_reason=(
+            f"the model was evaluated in {', '.join(cleared)} only (tag edn.precisions), so not in the "
+            f"{self.runtime.precision} auto chose ({self.runtime.precision_reason})"))
 
     def _model(self, ref: str) -> TargetModel:
         if ref in self.models:
             self.models.move_to_end(ref)
         else:
             name, version = parse_model_ref(ref, "")
-            self.models[ref] = load_registered(name, version, self.tracking_uri, self.runtime.device,
-                                               self.runtime.precision)
+            runtime = self.runtime_for(ref)
+            self.models[ref] = load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
             self.loads += 1
             while len(self.models) > self.capacity:
                 self.models.popitem(last=False)
@@ -87,8 +106,9 @@ class RenderWorker:
                 w.abort()
             raise
         per_frame = (time.perf_counter() - started) / max(1, sum(w.frames for w in writers))
+        runtime = self.runtime_for(tasks[0].model).record()
         return [{"staged_url": t.staged_url, "frames": w.frames, "seconds": per_frame * w.frames, "error": "",
-                 "runtime": self.runtime.record()} for t, w in zip(tasks, writers)]
+                 "runtime": runtime} for t, w in zip(tasks, writers)]
 
     def stats(self) -> dict:
         return {"loads": self.loads, "models": list(self.models)}
