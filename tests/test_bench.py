@@ -5,6 +5,7 @@ import pytest
 
 from edn.bench.settings import add_bench_parsers, bench_settings
 from edn.cli import main
+from edn.runtime import native_bf16
 
 
 def _settings(argv: list[str]):
@@ -76,6 +77,8 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
         step = figures[f"step_{stage}_64x32"]
         assert step["flops"]["eager"] > 0 and step["flops"]["edn"] > 0 and step["images_per_s"]["edn"] > 0
         assert sum(step["phases_s"].values()) > 0
+        # the step in bf16 too, where this CPU computes it natively (edn.runtime); else not timed, and said why
+        assert ("bf16_ratio" in step) == native_bf16("cpu")[0] and step.get("bf16_ratio", 1) > 0
     assert figures["pipeline"]["batches_per_epoch"] > 0 and figures["pipeline"]["ratio_steady"] > 0
     scaling = figures["scaling"]
     assert set(scaling["runs"]) == {"1", "2"}  # JSON keys: worker counts

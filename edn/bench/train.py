@@ -26,6 +26,7 @@ from edn.bench.train_parts import (
     synthetic_pairs,
     train_config,
 )
+from edn.runtime import native_bf16
 
 
 def run(b: TrainBench, out: str) -> dict:
@@ -57,6 +58,9 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
     rows.append(row("device", str(device), "", f"{name}; torch threads {torch.get_num_threads()}; nets {b.nets}; "
                     f"sides take turns (ABBA), median of {b.rounds} rounds of {b.steps_per_round}"))
     keys = []
+    cpu_bf16, why = native_bf16("cpu") if device.type == "cpu" else (False, "")
+    if device.type == "cpu":
+        rows.append(row("bf16 step", "timed" if cpu_bf16 else "not timed", "", why))
     for size in b.sizes:
         for stage in b.stages:
             batch_size = b.batch or BATCH[device.type].get(size[0], 1)
@@ -69,6 +73,8 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
             sides = {"eager": functools.partial(plain, plain_batch), "edn": functools.partial(edn, batch)}
             if b.compile and device.type == "cuda":
                 sides["edn compiled"] = functools.partial(optimized_side(cfg, device, body, True), batch)
+            if cpu_bf16:  # what training in bf16 would gain here (the trainer keeps CPU steps in fp32)
+                sides["edn bf16"] = functools.partial(optimized_side(cfg, device, body, amp=True), batch)
             warmup = b.warmup + 2 * ("edn compiled" in sides)  # compiling: both requires_grad variants of D
             times = interleaved(sides, b.rounds, b.steps_per_round, device, warmup=warmup)
             label = f"{stage} {_size(size)} b{batch_size}"
@@ -84,6 +90,10 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
             ratio = median(times["eager"]) / median(times["edn"])
             fig["ratio"] = ratio
             rows.append(row(f"{label}: ratio edn / eager", ratio, "", "images/s"))
+            if "edn bf16" in times:
+                fig["bf16_ratio"] = median(times["edn"]) / median(times["edn bf16"])
+                rows.append(row(f"{label}: ratio edn bf16 / edn fp32", fig["bf16_ratio"], "",
+                                "the step under CPU bf16 autocast; training uses fp32 on CPU"))
             if "edn compiled" in times:
                 fig["compile_ratio"] = median(times["edn"]) / median(times["edn compiled"])
                 rows.append(row(f"{label}: ratio compiled / edn", fig["compile_ratio"], "", "does compiling pay?"))

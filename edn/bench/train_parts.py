@@ -87,10 +87,11 @@ def plain_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | Non
 
 def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator | None = None,
                    compile_networks: bool = False, fused: bool | None = None,
-                   compile_backend: str = "inductor") -> GANStep:
+                   compile_backend: str = "inductor", amp: bool | None = None) -> GANStep:
     """edn's step as the trainer builds it (edn.train.loop.build + make_step); with
     `compile_networks`, G and D through torch.compile (a variant, to see whether it pays); with
-    `fused`, Adam's fused kernel on or off instead of build's choice (on on GPU), a variant too."""
+    `fused`, Adam's fused kernel on or off instead of build's choice (on on GPU), a variant too;
+    `amp`, bf16 autocast on or off instead of the trainer's rule (make_step)."""
     G, D, opt_G, opt_D = build(cfg, device)
     if fused is not None:  # build's parameter groups and settings, only the kernel changed
         opt_G, opt_D = (torch.optim.Adam([{**g, "fused": fused} for g in o.param_groups]) for o in (opt_G, opt_D))
@@ -98,7 +99,7 @@ def optimized_side(cfg: TrainConfig, device: torch.device, body: BodyGenerator |
         body = copy.deepcopy(body).to(memory_format=step_memory_format(cfg, device))
     if compile_networks:
         G, D = torch.compile(G, backend=compile_backend), torch.compile(D, backend=compile_backend)
-    return make_step(cfg, G, D, opt_G, opt_D, device, body)
+    return make_step(cfg, G, D, opt_G, opt_D, device, body, amp=amp)
 
 
 def phase_profile(step: GANStep, batch: dict[str, torch.Tensor], device: torch.device,

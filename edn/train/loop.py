@@ -53,16 +53,17 @@ def step_memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_f
 
 
 def make_step(cfg: TrainConfig, G, D, opt_G, opt_D, device: torch.device, body: BodyGenerator | None = None,
-              perceptual: nn.Module | None = None) -> GANStep:
-    """The stage's training step as the trainer runs it (also what `edn bench train` times):
-    bf16 autocast on GPU only (on CPU, bf16 convolutions are slower than fp32); `body` is the
-    frozen body generator of the face stage."""
+              perceptual: nn.Module | None = None, amp: bool | None = None) -> GANStep:
+    """The stage's training step as the trainer runs it (also what `edn bench train` times);
+    `body` is the frozen body generator of the face stage. `amp`, bf16 autocast; None: the
+    trainer's rule, on GPU only (`cfg.amp`): CPU training in bf16 has not been measured for quality
+    (docs/rendering.md); `edn bench train` times it where the CPU has native bf16."""
     if cfg.stage == "body":
         judge = functools.partial(body_judged, G, temporal=cfg.temporal)
     else:
         judge = functools.partial(face_judged, body, G)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" and cfg.amp \
-        else contextlib.nullcontext
+    amp = cfg.amp and device.type == "cuda" if amp is None else amp
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     return GANStep(judge, D, opt_G, opt_D, cfg.loss_weights(perceptual is not None), perceptual, autocast)
 
 
