@@ -85,6 +85,7 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
     assert scaling["grad_bytes"]["G"] > 0 and scaling["allreduce_s"] > 0 and scaling["bus_GBps"] > 0
     assert result["config"]["smoke"] and result["config"]["allreduce_reps"] == 1
     assert result["machine"]["cpu_count"] >= 1 and "torch" in result["machine"]["packages"]
+    assert result["machine"]["cpu_native_bf16"] == native_bf16("cpu")[1]  # which CPU the figures came from
 
 
 def test_bench_render_smoke(ray_cluster, tmp_path, capsys):

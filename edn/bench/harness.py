@@ -103,6 +103,9 @@ def profile_calls(fn: Callable[[], Any], phases: dict[str, Callable]) -> tuple[A
     return result, seconds, inside
 
 
+CPU_FLAGS = {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16"}
+
+
 def load_avg() -> list[float] | None:
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
@@ -114,11 +117,18 @@ def machine_info() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    cpu_model = ""
+    cpu_model, flags = "", set()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+        info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}  # any CPU's
+        cpu_model, flags = info.get("model name", ""), set(info.get("flags", "").split())
+    import torch
+
+    from edn.runtime import native_bf16
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "cpu_model": cpu_model, "load_avg_1_5_15": load_avg(),
+    # the flags that decide the speed of these figures: same model name, different machines (docs/performance.md)
+    return {"cpu_count": os.cpu_count(), "cpus_usable": usable, "cpu_model": cpu_model,
+            "cpu_flags": sorted(flags & CPU_FLAGS), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_native_bf16": native_bf16("cpu")[1], "load_avg_1_5_15": load_avg(),
             "platform": platform.platform(), "python": sys.version.split()[0], "packages": versions}
 
 
