@@ -12,6 +12,14 @@ TINY = ["generator.ngf=8", "generator.n_downsample=2", "generator.n_blocks=1", "
         "checkpoint_every=2", "log_every=1", "image_every=100", "allow_no_vgg=true", "cpus_per_worker=1"]
 
 
+def progress_line(logs: str, done: str) -> None:
+    """The driver's last training progress line in the job's logs: a plain line (no carriage
+    return), at `done`, with an ETA and the losses."""
+    lines = [line for line in logs.split("\n") if "train dancer_00 body: " in line]
+    assert lines and done in lines[-1] and "ETA" in lines[-1] and "G_gan" in lines[-1], lines
+    assert not any("\r" in line for line in lines)
+
+
 def train_result(logs: str) -> dict:
     """The JSON summary `edn train` prints, from the job's logs (Ray's own lines may follow it)."""
     return json.JSONDecoder().raw_decode(logs, logs.rindex('{\n "run_id"'))[0]
@@ -37,6 +45,7 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     status, logs = ray_head.status_and_logs("edn-train-1")
     assert "Job 'edn-train-1' succeeded" in status, status
     first = train_result(logs)
+    progress_line(logs, "4/4 steps (100%)")
     assert first["steps"] == 4 and first["version"] == "1" and first["tracking_uri"] == mlflow_server
 
     client = MlflowClient(mlflow_server)
@@ -48,6 +57,7 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     ray_head.submit("edn-train-2", [*train, "--set", "steps=8"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
     status, logs = ray_head.status_and_logs("edn-train-2")
     second = train_result(logs)
+    progress_line(logs, "8/8 steps (100%)")
     assert "Job 'edn-train-2' succeeded" in status and second["steps"] == 8 and second["version"] == "2"
     assert second["run_id"] == first["run_id"]  # the same MLflow run continues
     steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]

@@ -13,8 +13,7 @@ from edn.inference import TargetModel
 from edn.models.meta import ModelMeta
 from edn.runtime import Runtime
 from edn.storage import join, read_bytes
-
-LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")
+from edn.train.step import LOSS_TERMS
 
 
 def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] = ("body", "face")) -> dict:

@@ -198,7 +198,7 @@ def train_loop_per_worker(config: dict) -> None:
             losses = gan_step(batch)
             step += 1
             images_since += cfg.batch_size * world
-            if log and step % cfg.log_every == 0:
+            if log and (step % cfg.log_every == 0 or step == cfg.steps):  # the last step too: progress ends at 100%
                 now = time.time()
                 log.add(step, losses, {"images_per_s": images_since / (now - tick), "lr": lr, "epoch": epoch}, now)
                 tick, images_since = now, 0

@@ -25,6 +25,7 @@ from edn.train.checkpoint import load_state
 from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, split_point, training_pairs
 from edn.train.loop import train_loop_per_worker
+from edn.train.step import LOSS_TERMS
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,6 @@ def train(cfg: TrainConfig) -> dict:
             "training_data": counts, "metrics": result.metrics, "tracking_uri": uri}
 
 
-MAIN_LOSSES = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_real", "D_fake")  # shown beside the rate
-
-
 @contextlib.contextmanager
 def progress_of(reports, desc: str, steps: int):
     """Shows training's progress (step/total, images/s, the main losses, ETA) from rank 0's
@@ -189,7 +187,7 @@ def progress_of(reports, desc: str, steps: int):
                 continue
             if progress is not None:
                 progress.set(report["step"], **{"images/s": report["images_per_s"]},
-                             **{k: report[k] for k in MAIN_LOSSES if k in report})
+                             **{k: report[k] for k in LOSS_TERMS if k in report})
         if progress is not None:
             progress.close()
 

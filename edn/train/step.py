@@ -18,6 +18,8 @@ from edn.models.body import BodyGenerator
 from edn.models.face import apply_face, crop
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 
+LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")  # every loss a step returns, by name
+
 
 def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
