@@ -13,7 +13,7 @@ from tqdm import tqdm
 log = logging.getLogger("edn.progress")
 
 INTERVAL_S = float(os.environ.get("EDN_PROGRESS_INTERVAL_S", "30"))  # between plain lines
-LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {rate_fmt}, ETA {remaining}, " \
+LINE_FORMAT = "{desc}: {n_fmt}/{total_fmt}{unit} ({percentage:.0f}%), {rate_noinv_fmt}, ETA {remaining}, " \
               "elapsed {elapsed}{postfix}"
 
 
@@ -28,6 +28,7 @@ class Progress:
         self.desc, self.total, self.unit, self.interval = desc, total, unit, interval
         self.n = self.initial = initial
         self.started = self.last_line = time.monotonic()
+        self.shown = None  # the count the last plain line showed
         self.postfix = ""
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}", file=stream,
                         dynamic_ncols=True) if stream.isatty() else None
@@ -53,14 +54,14 @@ class Progress:
         return " ".join(line.split())  # tqdm pads the rate
 
     def _line(self) -> None:
-        self.last_line = time.monotonic()
+        self.last_line, self.shown = time.monotonic(), self.n
         log.info("%s", self.line())
 
     def close(self) -> None:
-        """The last state: the bar closed, or one last line."""
+        """The last state: the bar closed, or one last line (unless the last line showed it)."""
         if self.bar is not None:
             self.bar.close()
-        else:
+        elif self.shown != self.n:
             self._line()
 
     def __enter__(self) -> Progress:

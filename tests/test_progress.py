@@ -38,8 +38,19 @@ def test_rate_and_eta_count_this_runs_work_only(clock, caplog):
     p.update(20)  # past the interval: a line, the postfix kept
     assert [r.getMessage() for r in caplog.records] == [p.line()]
     assert "80/140" in p.line() and "G_l1 0.0421" in p.line()
-    p.close()  # always a last line
-    assert len(caplog.records) == 2
+    p.close()  # the last line showed the end already: no second one
+    assert len(caplog.records) == 1
+    clock.now += 1
+    p.update(60)
+    p.close()  # always a line at the end
+    assert len(caplog.records) == 2 and "140/140 steps (100%)" in caplog.records[-1].getMessage()
+
+
+def test_a_slow_rate_reads_per_second_too(clock):
+    p = Progress("evaluate alice: render held-out in bf16", 48, "frames", stream=io.StringIO())
+    clock.now += 80
+    p.set(48)
+    assert "0.60 frames/s" in p.line() and "ETA 00:00" in p.line()  # not tqdm's inverse, 1.67s/frame
 
 
 def test_a_terminal_gets_a_bar_and_no_log_lines(clock, caplog):

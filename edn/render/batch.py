@@ -337,13 +337,14 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
             if not ready:
                 continue
             ref = ready[0]
+            rendered = 0
             if ref in joins.running:
                 joins.collect(ref)
             else:
                 for task, result in scheduler.collect(ref):
-                    progress.update(task.frames)
+                    rendered += task.frames
                     plan = plans[task.row_id]
                     if plan.add(result):
                         joins.start(plan)
-            progress.update(0, rows=results.counts())
+            progress.update(rendered, rows=results.counts())
     return results.summary(scheduler)
