@@ -28,7 +28,7 @@ class Progress:
         self.desc, self.total, self.unit, self.interval = desc, total, unit, interval
         self.n = self.initial = initial
         self.started = self.last_line = time.monotonic()
-        self.shown = None  # the count the last plain line showed
+        self.shown = None  # what the last plain line showed: (count, postfix)
         self.postfix = ""
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}", file=stream,
                         dynamic_ncols=True) if stream.isatty() else None
@@ -54,14 +54,14 @@ class Progress:
         return " ".join(line.split())  # tqdm pads the rate
 
     def _line(self) -> None:
-        self.last_line, self.shown = time.monotonic(), self.n
+        self.last_line, self.shown = time.monotonic(), (self.n, self.postfix)
         log.info("%s", self.line())
 
     def close(self) -> None:
         """The last state: the bar closed, or one last line (unless the last line showed it)."""
         if self.bar is not None:
             self.bar.close()
-        elif self.shown != self.n:
+        elif self.shown != (self.n, self.postfix):
             self._line()
 
     def __enter__(self) -> Progress:

@@ -44,6 +44,9 @@ def test_rate_and_eta_count_this_runs_work_only(clock, caplog):
     p.update(60)
     p.close()  # always a line at the end
     assert len(caplog.records) == 2 and "140/140 steps (100%)" in caplog.records[-1].getMessage()
+    p.update(0, rows="3 done")  # what came after the count's end (a catalog's last joins) is shown too
+    p.close()
+    assert len(caplog.records) == 3 and "rows 3 done" in caplog.records[-1].getMessage()
 
 
 def test_a_slow_rate_reads_per_second_too(clock):
