@@ -24,7 +24,7 @@ from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.train.config import TrainConfig
 from edn.train.run import train
 from tests.ray_head import node_ports
-from tests.train_helpers import logged_steps, registered_step
+from tests.train_helpers import logged_steps, logged_values, registered_step
 
 SLOT = "edn_worker_slot"  # one per worker node: at most one training worker or render actor per node
 
@@ -108,12 +108,13 @@ def main(work: str, video: str) -> dict:
     try:
         result = train(cfg)
         steps, repeated = logged_steps(uri, result["run_id"])
+        started_at = [int(v) for v in logged_values(uri, result["run_id"], "started_at_step")]
         seen["hosts"] = train_worker_nodes(alive=False)
     finally:
         shut_down(cluster, seen, stop)
     return {**seen, "steps": result["steps"], "final_step": result["metrics"]["step"],
             "rank_weight_spread": result["metrics"]["rank_weight_spread"], "logged_steps": steps,
-            "repeated_steps": repeated}
+            "repeated_steps": repeated, "started_at": started_at}
 
 
 if __name__ == "__main__":

@@ -55,3 +55,9 @@ def logged_steps(tracking_uri: str, run_id: str, metric: str = "G_gan") -> tuple
     a checkpoint logs the steps after it twice, and the steps before it once."""
     steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, metric)]
     return steps, sorted({s for s in steps if steps.count(s) > 1})
+
+
+def logged_values(tracking_uri: str, run_id: str, metric: str) -> list[float]:
+    """Every value the run logged for `metric`, in the order logged."""
+    history = MlflowClient(tracking_uri).get_metric_history(run_id, metric)
+    return [m.value for m in sorted(history, key=lambda m: m.timestamp)]

@@ -7,6 +7,7 @@ import functools
 import random
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -103,6 +104,23 @@ class LossLog:
         """`progress`: the driver's ray.util.queue.Queue (edn.train.run.progress_of)."""
         self.client, self.run_id, self.progress, self.pending = client, run_id, progress, None
 
+    def started(self, step: int) -> None:
+        """Where this worker group starts (0, or the step a resume restored): in MLflow, so a run's
+        restarts can be read back, and for the driver's display, where the ETA counts from."""
+        from mlflow.entities import Metric
+        self.client.log_batch(self.run_id, [Metric("started_at_step", step, int(time.time() * 1000), step)])
+        self.report({"step": step, "start": True})
+
+    def report(self, item: dict) -> None:
+        """Progress is a display: a lost queue (its node gone) must never stop training."""
+        if self.progress is None:
+            return
+        try:
+            self.progress.put_nowait(item)
+        except Exception as e:  # ray.exceptions.RayError and the queue's Full
+            warnings.warn(f"training progress no longer reaches the driver: {type(e).__name__}: {e}")
+            self.progress = None
+
     def add(self, step: int, losses: dict[str, torch.Tensor], extra: dict[str, float], when: float) -> None:
         self.flush()
         host = {k: v.to("cpu", non_blocking=True) for k, v in losses.items()}
@@ -121,8 +139,7 @@ class LossLog:
             event.synchronize()
         values = {**{k: float(v) for k, v in host.items()}, **extra}
         self.client.log_batch(self.run_id, [Metric(k, v, when, step) for k, v in values.items()])
-        if self.progress is not None:
-            self.progress.put_nowait({"step": step, **values})
+        self.report({"step": step, **values})
         self.pending = None
 
 
@@ -182,8 +199,8 @@ def train_loop_per_worker(config: dict) -> None:
     client = MlflowClient(config["tracking_uri"]) if rank == 0 else None
     run_id = config["mlflow_run_id"]
     log = LossLog(client, run_id, config["progress"]) if client else None
-    if log and config["progress"] is not None:
-        config["progress"].put_nowait({"step": step, "start": True})  # where the run starts: the ETA's origin
+    if log:
+        log.started(step)
 
     shard = ray.train.get_dataset_shard("train")
     tick, images_since = time.time(), 0

@@ -92,6 +92,7 @@ def train(cfg: TrainConfig) -> dict:
     from mlflow.exceptions import MlflowException
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
@@ -119,7 +120,10 @@ def train(cfg: TrainConfig) -> dict:
         client.log_metric(run_id, f"data_{key}", value)
     perceptual = perceptual_check(cfg, client, run_id)
 
-    reports = Queue(actor_options={"num_cpus": 0})  # rank 0's step reports, for the progress display
+    # rank 0's step reports, for the progress display; on the driver's node, which lives as long as
+    # the driver does, not on a worker node the run may lose
+    reports = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=False)})
     storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
                                         else os.path.abspath(cfg.storage_path)])
     trainer = TorchTrainer(
