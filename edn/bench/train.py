@@ -121,13 +121,15 @@ def make_dataset(workdir: str, frames: int, size: tuple[int, int], seed: int) ->
 
 
 def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: list, figures: dict) -> dict:
+    from edn.data.reader import video_record
     from edn.train.data import training_pairs
     from edn.train.loop import epoch_batches, step_memory_format, to_batch
     t = time.perf_counter()
     url, target = (b.dataset, b.target) if b.dataset else make_dataset(workdir, b.frames, b.sizes[0], b.seed)
     made = time.perf_counter() - t
     cfg = train_config(b.nets, "body", 0)
-    pairs, record = training_pairs(url, target, cfg.holdout_fraction)
+    record = video_record(url, target)
+    pairs = training_pairs(url, target, record, cfg.holdout_fraction)
     size = (record["width"], record["height"])
     cfg.batch_size = bs = b.batch or BATCH[device.type].get(size[0], 1)
     edn, mf = optimized_side(cfg, device), step_memory_format(cfg, device)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 import random
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -118,7 +118,8 @@ class LossLog:
         try:
             self.progress.put_nowait(item)
         except Exception as e:  # ray.exceptions.RayError and the queue's Full
-            warnings.warn(f"training progress no longer reaches the driver: {type(e).__name__}: {e}")
+            logging.getLogger(__name__).warning("training progress no longer reaches the driver (training goes on): "
+                                                "%s: %s", type(e).__name__, e)
             self.progress = None
 
     def add(self, step: int, losses: dict[str, torch.Tensor], extra: dict[str, float], when: float) -> None:

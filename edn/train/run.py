@@ -10,7 +10,7 @@ import threading
 
 from edn.config import to_dict
 from edn.data.plate import background_plate
-from edn.data.reader import video_poses
+from edn.data.reader import video_poses, video_record
 from edn.errors import ConfigError, DataError
 from edn.inference import write_model_dir
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
@@ -96,9 +96,10 @@ def train(cfg: TrainConfig) -> dict:
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
-    pairs, record = training_pairs(cfg.dataset_url, cfg.target, cfg.holdout_fraction,
-                                   need_face=cfg.stage == "face", downscale=cfg.downscale)
+    record = video_record(cfg.dataset_url, cfg.target)
     check_config(cfg, record)
+    pairs = training_pairs(cfg.dataset_url, cfg.target, record, cfg.holdout_fraction,
+                           need_face=cfg.stage == "face", downscale=cfg.downscale)
     counts, floor, floor_error = training_data(cfg, record)
     log.info("%s: %d training pairs; left out: %d without the dancer's pose, %d without a face box "
              "(%d of %d frames have no pose)", cfg.target, counts["pairs"], counts["pairs_without_pose"],
