@@ -95,9 +95,11 @@ def _model(a, runtime):
 
 
 def cmd_render(a) -> dict:
+    from edn.eval.precision import registered_runtime
     from edn.render.transfer import transfer
-    from edn.runtime import resolve_and_log
-    runtime = resolve_and_log(a.device or "auto", a.precision or "auto", "edn render")
+    from edn.tracking import tracking_uri
+    runtime = registered_runtime(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri),
+                                 a.device or "auto", a.precision or "auto", "edn render")
     return {**transfer(a.dataset, a.source, _model(a, runtime), a.out, layout=a.layout), **runtime.record()}
 
 

@@ -11,6 +11,7 @@ autocast on GPU only, edn.train.step).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 
@@ -74,6 +75,21 @@ def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
         return Runtime(device, precision, f"{precision} asked for")
     native, why = native_bf16(device)
     return Runtime(device, "bf16" if native else "fp32", f"auto: {why}")
+
+
+def keep_to_cleared(runtime: Runtime, asked: str, cleared: list[str]) -> Runtime:
+    """The runtime to render a model in, given the precisions its evaluation cleared (tag
+    edn.precisions, edn.eval.precision): with precision `asked` auto, auto's choice if cleared,
+    else the first cleared (the one it was evaluated in). A precision asked for explicitly, or a
+    model never evaluated, keeps `runtime`."""
+    if asked != "auto" or not cleared:
+        return runtime
+    if runtime.precision in cleared:
+        return dataclasses.replace(runtime, precision_reason=f"{runtime.precision_reason}; "
+                                   f"the model's evaluation cleared {', '.join(cleared)}")
+    return dataclasses.replace(runtime, precision=cleared[0], precision_reason=(
+        f"the model was evaluated in {', '.join(cleared)} only (tag edn.precisions), so not in the "
+        f"{runtime.precision} auto chose ({runtime.precision_reason})"))
 
 
 def resolve_and_log(device: str = "auto", precision: str = "auto", who: str = "edn") -> Runtime:

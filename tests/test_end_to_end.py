@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from mlflow import MlflowClient
 
+from edn.cli import main
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.run import evaluate_and_report
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
@@ -41,7 +42,7 @@ def progress_lines(caplog, prefix: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "edn.progress" and r.getMessage().startswith(prefix)]
 
 
-def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, tmp_path, caplog):
+def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, tmp_path, caplog, capsys, monkeypatch):
     caplog.set_level(logging.INFO, logger="edn.progress")  # the console's progress lines (not a terminal here)
     dataset = str(tmp_path / "dataset")
     assert ingest(dancers, dataset, IngestConfig(estimator="groundtruth", width=SIZE, height=SIZE))["done"]
@@ -135,6 +136,17 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert both["cleared"] == metrics["cleared_precisions"] == (["fp32", "bf16"] if alike else ["fp32"])
     print("precision comparison", {k: both[k] for k in ("fp32", "bf16", "renders_ssim", "cleared")})
     assert client.get_model_version("edn-e2e", model.version).tags["edn.precisions"] == ",".join(both["cleared"])
+    # `edn render` with precision auto keeps to what the evaluation cleared, as a catalog's actors do: where
+    # auto picks bf16 (AMX made to report present), the model renders in bf16 only if bf16 was cleared
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    capsys.readouterr()
+    assert main(["render", "--dataset", dataset, "--source", "dancer_01", "--target", "dancer_00", "--model", "edn-e2e",
+                 "--alias", model.version, "--tracking-uri", mlflow_server, "--out", str(tmp_path / "auto.mp4")]) == 0
+    rendered = json.loads(capsys.readouterr().out)
+    assert rendered["frames"] == 48 and rendered["precision"] == ("bf16" if alike else "fp32"), rendered
+    assert rendered["precision_reason"].endswith("cleared fp32, bf16") if alike else \
+        rendered["precision_reason"].startswith("the model was evaluated in fp32 only"), rendered
     assert metrics["promotion"]["reason"].endswith("rendered in fp32")
     promoted = metrics["promotion"]["promoted"]
     version = client.get_model_version("edn-e2e", model.version)

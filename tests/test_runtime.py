@@ -8,7 +8,7 @@ from edn.errors import ConfigError
 from edn.inference import TargetModel
 from edn.models.body import BodyGenerator
 from edn.models.networks import GeneratorConfig
-from edn.runtime import resolve
+from edn.runtime import Runtime, keep_to_cleared, resolve
 from tests.test_models import META_16, _poses
 
 
@@ -58,3 +58,15 @@ def test_bf16_renderer_runs_in_bf16_and_stays_close_to_fp32(temporal):
     frames = slice(0, 1) if temporal else slice(None)
     diff = np.abs(bf16[frames].astype(int) - fp32[frames].astype(int))
     assert diff.mean() < 1.0 and diff.max() <= 5, (diff.mean(), diff.max())
+
+
+def test_auto_keeps_to_the_precisions_a_models_evaluation_cleared():
+    chose_bf16 = Runtime("cpu", "bf16", "auto: CPU with AMX")
+    kept = keep_to_cleared(chose_bf16, "auto", ["fp32"])  # evaluated in fp32, bf16 not cleared
+    assert kept.precision == "fp32" and kept.precision_reason.startswith("the model was evaluated in fp32 only")
+    assert "not in the bf16 auto chose (auto: CPU with AMX)" in kept.precision_reason
+    both = keep_to_cleared(chose_bf16, "auto", ["fp32", "bf16"])
+    assert both.precision == "bf16" and both.precision_reason.endswith("; the model's evaluation cleared fp32, bf16")
+    assert keep_to_cleared(chose_bf16, "auto", []) == chose_bf16  # never evaluated
+    asked = Runtime("cpu", "bf16", "bf16 asked for")
+    assert keep_to_cleared(asked, "bf16", ["fp32"]) == asked  # an explicit choice is the user's

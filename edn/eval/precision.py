@@ -7,6 +7,7 @@ in a cleared precision (edn.render.worker)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 
@@ -14,6 +15,10 @@ from edn.eval.pose_distance import detected_pose_distance, summarize
 from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
 from edn.pose.layout import has_pose
+from edn.registry import resolve_version
+from edn.runtime import Runtime, keep_to_cleared, resolve_and_log
+
+log = logging.getLogger(__name__)
 
 PRECISIONS_TAG = "edn.precisions"
 # the other precision is cleared when its held-out body SSIM is this close to the evaluated one's,
@@ -62,6 +67,19 @@ def format_comparison(c: dict) -> str:
 def in_precision(model: TargetModel, precision: str) -> TargetModel:
     """The same loaded model, rendering in `precision`."""
     return dataclasses.replace(model, precision=precision)
+
+
+def registered_runtime(name: str, ref: str, tracking_uri: str, device: str, precision: str, who: str) -> Runtime:
+    """The device and precision to render registered model `name`@`ref` in: resolved here
+    (edn.runtime), and with precision auto kept to what its evaluation cleared, as a catalog's
+    actors do (edn.render.worker)."""
+    runtime = resolve_and_log(device, precision, who)
+    if precision != "auto":
+        return runtime
+    kept = keep_to_cleared(runtime, precision, cleared_precisions(resolve_version(name, ref, tracking_uri).tags))
+    if kept != runtime:
+        log.info("%s renders %s@%s in %s (%s)", who, name, ref, kept.precision, kept.precision_reason)
+    return kept
 
 
 def cleared_precisions(tags: dict) -> list[str]:

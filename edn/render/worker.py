@@ -2,7 +2,6 @@
 chunks into its video. Both are thin: the rendering is edn.render.chunks'."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -13,7 +12,7 @@ from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.gallery import poster_jpeg
 from edn.render.output import TransferWriter
-from edn.runtime import Runtime, resolve_and_log
+from edn.runtime import Runtime, keep_to_cleared, resolve_and_log
 from edn.storage import filesystem, write_bytes_atomic
 from edn.video import VideoWriter, read_frames
 
@@ -50,23 +49,13 @@ class RenderWorker:
         (edn.eval.precision); with precision auto, a model is rendered in one of them."""
         self.tracking_uri, self.capacity = tracking_uri, models
         self.runtime = resolve_and_log(device, precision, "a render actor")
-        self.auto, self.cleared = precision == "auto", cleared or {}
+        self.asked, self.cleared = precision, cleared or {}
         self.models: OrderedDict[str, TargetModel] = OrderedDict()
         self.loads = 0
 
     def runtime_for(self, ref: str) -> Runtime:
-        """The actor's device and precision for model `ref`: the precision auto chose here, unless
-        the model's evaluation did not clear it; then the one it was evaluated in. A precision
-        asked for explicitly is kept."""
-        cleared = self.cleared.get(ref, [])
-        if not self.auto or not cleared:
-            return self.runtime
-        if self.runtime.precision in cleared:
-            return dataclasses.replace(self.runtime, precision_reason=f"{self.runtime.precision_reason}; "
-                                       f"the model's evaluation cleared {', '.join(cleared)}")
-        return dataclasses.replace(self.runtime, precision=cleared[0], precision_reason=(
-            f"the model was evaluated in {', '.join(cleared)} only (tag edn.precisions), so not in the "
-            f"{self.runtime.precision} auto chose ({self.runtime.precision_reason})"))
+        """The actor's device and precision for model `ref` (edn.runtime.keep_to_cleared)."""
+        return keep_to_cleared(self.runtime, self.asked, self.cleared.get(ref, []))
 
     def _model(self, ref: str) -> TargetModel:
         if ref in self.models:
