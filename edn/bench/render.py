@@ -10,7 +10,7 @@ from edn.bench import harness
 from edn.bench.harness import key_ratio, row
 from edn.bench.settings import RenderBench
 
-TARGET = 0.85
+TARGET = 0.9  # issue 16: the catalog job at least 0.9 of its bare generator pass
 
 
 def run(b: RenderBench, out: str) -> dict:
