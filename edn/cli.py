@@ -87,20 +87,20 @@ def cmd_train(a) -> dict:
     return train(cfg)
 
 
-def _model(a, runtime):
+def _model(a, runtime, ref: str = ""):
     from edn.registry import load_registered
     from edn.tracking import tracking_uri
-    return load_registered(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri), runtime.device,
-                           runtime.precision)
+    return load_registered(a.model or f"edn-{a.target}", ref or a.alias, tracking_uri(a.tracking_uri),
+                           runtime.device, runtime.precision)
 
 
 def cmd_render(a) -> dict:
     from edn.eval.precision import registered_runtime
     from edn.render.transfer import transfer
     from edn.tracking import tracking_uri
-    runtime = registered_runtime(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri),
-                                 a.device or "auto", a.precision or "auto", "edn render")
-    return {**transfer(a.dataset, a.source, _model(a, runtime), a.out, layout=a.layout), **runtime.record()}
+    runtime, ref = registered_runtime(a.model or f"edn-{a.target}", a.alias, tracking_uri(a.tracking_uri),
+                                      a.device or "auto", a.precision or "auto", "edn render")
+    return {**transfer(a.dataset, a.source, _model(a, runtime, ref), a.out, layout=a.layout), **runtime.record()}
 
 
 def cmd_render_catalog(a) -> dict:

@@ -137,7 +137,7 @@ def test_render_and_evaluate_load_the_model_where_device_and_precision_say(monke
 
     loaded, evaluated = [], {}
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    monkeypatch.setattr("edn.cli._model", lambda a, runtime: loaded.append(runtime) or "model")
+    monkeypatch.setattr("edn.cli._model", lambda a, runtime, ref="": loaded.append(runtime) or "model")
     monkeypatch.setattr(edn.render.transfer, "transfer", lambda *args, **kw: {"output": "t.mp4"})
     monkeypatch.setattr(edn.eval.run, "evaluate_and_report",
                         lambda *args, **kw: evaluated.update(kw) or {"methods": {}})

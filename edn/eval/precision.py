@@ -69,17 +69,20 @@ def in_precision(model: TargetModel, precision: str) -> TargetModel:
     return dataclasses.replace(model, precision=precision)
 
 
-def registered_runtime(name: str, ref: str, tracking_uri: str, device: str, precision: str, who: str) -> Runtime:
+def registered_runtime(name: str, ref: str, tracking_uri: str, device: str, precision: str,
+                       who: str) -> tuple[Runtime, str]:
     """The device and precision to render registered model `name`@`ref` in: resolved here
     (edn.runtime), and with precision auto kept to what its evaluation cleared, as a catalog's
-    actors do (edn.render.worker)."""
+    actors do (edn.render.worker). Also the ref to load: with auto, the version whose tags were
+    read, so that an alias moved meanwhile cannot pair one version's precisions with another."""
     runtime = resolve_and_log(device, precision, who)
     if precision != "auto":
-        return runtime
-    kept = keep_to_cleared(runtime, precision, cleared_precisions(resolve_version(name, ref, tracking_uri).tags))
+        return runtime, ref
+    version = resolve_version(name, ref, tracking_uri)
+    kept = keep_to_cleared(runtime, precision, cleared_precisions(version.tags))
     if kept != runtime:
         log.info("%s renders %s@%s in %s (%s)", who, name, ref, kept.precision, kept.precision_reason)
-    return kept
+    return kept, str(version.version)
 
 
 def cleared_precisions(tags: dict) -> list[str]:
