@@ -1,4 +1,5 @@
 """Synthetic dancers: what is drawn, the ground truth written beside it, and the detectors on it."""
+import colorsys
 import json
 
 import numpy as np
@@ -6,10 +7,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from edn.errors import ConfigError
 from edn.pose.estimator import make_estimator
 from edn.pose.layout import FACE, LHAND, N_KEYPOINTS, RHAND, B, body_height
 from edn.synth import make_dancer, synthesize
-from edn.synth.body import shade
+from edn.synth.body import (
+    BAND_WIDTH,
+    BASE_TROUSERS,
+    HELDOUT_TROUSERS,
+    HUE_BANDS,
+    TROUSER_COLORS,
+    random_appearance,
+    shade,
+)
 from edn.video import probe, read_frames
 
 # The body joints BlazePose and the drawing both define the same way: mediapipe's eyes, ears
@@ -41,7 +51,9 @@ def test_files_schema_and_metadata(three_dancers):
     assert table.schema.field("keypoints").type == pa.list_(pa.float32())
     assert table["frame_index"].to_pylist() == list(range(60))
     assert {len(k) for k in table["keypoints"].to_pylist()} == {N_KEYPOINTS * 3}
-    meta = json.loads((out / "dancers.json").read_text())["dancers"]
+    top = json.loads((out / "dancers.json").read_text())
+    assert "palette" not in top  # only a base or held-out set records its palette
+    meta = top["dancers"]
     assert [m["id"] for m in meta] == ["dancer_00", "dancer_01", "dancer_02"]
     for m, video in zip(meta, files[::2]):
         assert 0.5 * 256 < m["stature_px"] < 0.95 * 256 and m["body_height_px"] < m["stature_px"]
@@ -215,3 +227,108 @@ def test_groundtruth_estimator_round_trips_and_rescales(three_dancers, tmp_path)
     lonely.write_bytes(open(files[0], "rb").read())
     with pytest.raises(FileNotFoundError, match="lonely.keypoints.parquet"):
         make_estimator("groundtruth").begin(str(lonely))
+
+
+# ------------------------------------------------------------------ palettes: base and held-out
+
+QUANTIZED = 2 / 360  # hue error of a colour rounded to 8-bit RGB (saturation >= 0.18)
+
+
+def _hue(rgb) -> float:
+    return colorsys.rgb_to_hsv(*(np.asarray(rgb, float) / 255))[0]
+
+
+def _from_base_centre(hue: float) -> float:
+    """Circular distance (in turns) from the hue to the nearest base band's centre (k / HUE_BANDS)."""
+    d = (hue * HUE_BANDS) % 1.0
+    return min(d, 1 - d) / HUE_BANDS
+
+
+def _wall_hue(dancer) -> float:
+    # The wall's top row: no picture reaches it at 128 px, and the shading, stripes and texture
+    # (the same added to R, G and B) keep the wall's hue.
+    return _hue(dancer.background[0].astype(float).mean(0))
+
+
+def _bands(hues: list[float], palette: str) -> set[int]:
+    """The palette's bands (0..HUE_BANDS-1) the hues fall in."""
+    return {int(round(h * HUE_BANDS - (0.5 if palette == "heldout" else 0))) % HUE_BANDS for h in hues}
+
+
+def _check_palette(hues: list[float], palette: str) -> None:
+    near = [_from_base_centre(h) for h in hues]
+    if palette == "base":  # inside the base bands
+        assert max(near) <= BAND_WIDTH / 2 + QUANTIZED, np.degrees(2 * np.pi * np.array(near))
+    else:  # inside the held-out bands, halfway between: at least 10 degrees from every base hue
+        assert min(near) >= 0.5 / HUE_BANDS - BAND_WIDTH / 2 - QUANTIZED, np.degrees(2 * np.pi * np.array(near))
+
+
+def test_heldout_dancers_differ_from_every_base_dancer_in_clothes_and_room():
+    """A base of 12 dancers and 4 held-out ones, rendered as the docs say (different seeds): no
+    held-out shirt, skirt or wall hue falls in a base band, and each set is varied."""
+    sets = {"base": [make_dancer(1, i, 12, (128, 128), palette="base") for i in range(12)],
+            "heldout": [make_dancer(2, i, 4, (128, 128), palette="heldout") for i in range(4)]}
+    for palette, dancers in sets.items():
+        looks = [d.appearance for d in dancers]
+        clothes = [_hue(a.shirt) for a in looks] + [_hue(a.bottom) for a in looks if a.bottom_style == "skirt"]
+        walls = [_wall_hue(d) for d in dancers]
+        _check_palette(clothes, palette)
+        _check_palette(walls, palette)
+        assert len(_bands(walls, palette)) >= (5 if palette == "base" else 3)
+        assert len(_bands(clothes, palette)) >= 3
+        assert len({a.skin for a in looks}) == len(looks) and len({round(a.stature_px) for a in looks}) == len(looks)
+        for a in looks:
+            if a.bottom_style != "skirt":  # trousers and shorts from the palette's half of the table
+                nearest = TROUSER_COLORS[np.argmin([np.abs(np.subtract(a.bottom, c)).sum() for c in TROUSER_COLORS])]
+                assert nearest in (BASE_TROUSERS if palette == "base" else HELDOUT_TROUSERS)
+
+
+def test_palettes_split_every_clothes_colour():
+    """Many appearances (no rendering): every shirt and skirt hue in its palette's bands, all six
+    bands used, trousers from disjoint halves of the table."""
+    assert not set(BASE_TROUSERS) & set(HELDOUT_TROUSERS) and set(BASE_TROUSERS) | set(HELDOUT_TROUSERS) == set(
+        TROUSER_COLORS)
+    for palette in ("base", "heldout"):
+        rng = np.random.default_rng(9)
+        looks = [random_appearance(rng, 128, 128, rng.uniform(), 9, palette) for _ in range(300)]
+        hues = [_hue(a.shirt) for a in looks] + [_hue(a.bottom) for a in looks if a.bottom_style == "skirt"]
+        _check_palette(hues, palette)
+        assert _bands(hues, palette) == set(range(HUE_BANDS))
+        table = BASE_TROUSERS if palette == "base" else HELDOUT_TROUSERS
+        for a in looks:
+            if a.bottom_style != "skirt":
+                assert min(np.abs(np.subtract(a.bottom, c)).max() for c in table) < 45
+
+
+def test_palette_any_is_the_default_and_unchanged():
+    for seed, index in ((2, 1), (11, 0)):
+        plain, any_ = make_dancer(seed, index, 4, (64, 64)), make_dancer(seed, index, 4, (64, 64), palette="any")
+        assert plain.appearance.to_dict() == any_.appearance.to_dict() and plain.palette == "any"
+        assert np.array_equal(plain.background, any_.background)
+    # colours drawn before palettes existed: "any" keeps the generator's draws
+    a = make_dancer(2, 1, 4, (64, 64)).appearance
+    assert (a.shirt, a.bottom, a.skin) == PINNED_ANY
+
+
+PINNED_ANY = ((149, 129, 64), (94, 42, 34), (110, 74, 46))
+
+
+def test_palette_same_seed_same_dancers():
+    for palette in ("base", "heldout"):
+        a, b = (make_dancer(1, 3, 12, (64, 64), palette=palette) for _ in range(2))
+        assert a.appearance == b.appearance and np.array_equal(a.background, b.background)
+        assert a.palette == palette
+        other = make_dancer(2, 3, 12, (64, 64), palette=palette)
+        assert other.appearance.shirt != a.appearance.shirt
+    with pytest.raises(ConfigError, match="palette"):
+        make_dancer(1, 0, 1, (64, 64), palette="pastel")
+
+
+def test_synthesize_records_the_heldout_palette(tmp_path):
+    files = synthesize(str(tmp_path), dancers=2, frames=3, size=(64, 64), seed=2, palette="heldout")
+    top = json.loads(open(files[-1]).read())
+    assert top["palette"] == "heldout" and len(top["dancers"]) == 2
+    _check_palette([_hue(d["shirt"]) for d in top["dancers"]], "heldout")
+    from edn.cli import parser
+    args = parser().parse_args(["synth", "out", "--palette", "base", "--seed", "1"])
+    assert args.palette == "base" and parser().parse_args(["synth", "out"]).palette == "any"

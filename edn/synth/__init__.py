@@ -9,6 +9,12 @@ With `hard` options (edn.synth.hard.HardOptions) the footage gets harder (turns,
 occluders, a passer-by, shake, light drift, blur, compression) and the keypoints table gains
 per-frame ground truth: others (list<list<float32>>, every other person's flattened pose),
 back_view, in_frame and passerby (bool); dancers.json records the options.
+
+`palette` ("any", "base" or "heldout", edn.synth.body) picks the dancers' clothes and rooms
+from disjoint colour sets, so that a base model trained on many dancers can be judged on
+dancers unlike any it saw: e.g. a base of 12 or more dancers with palette="base", seed=1 and
+held-out dancers with palette="heldout", seed=2. dancers.json records a palette other than
+"any"; "any", the default, gives the same dancers and files as before palettes existed.
 """
 from __future__ import annotations
 
@@ -37,13 +43,13 @@ class Dancer:
     """One synthetic dancer in their room: `frame(i)` renders frame i and its keypoints."""
 
     def __init__(self, seed: int, index: int, width: int, height: int, size: float, fps: float = 30.0,
-                 hard: HardOptions = HardOptions()):
+                 hard: HardOptions = HardOptions(), palette: str = "any"):
         rng = np.random.default_rng([seed, index])
-        self.seed, self.index, self.hard = seed, index, hard
+        self.seed, self.index, self.hard, self.palette = seed, index, hard, palette
         self.width, self.height, self.fps = width, height, fps
-        self.appearance: Appearance = random_appearance(rng, width, height, size, seed)
+        self.appearance: Appearance = random_appearance(rng, width, height, size, seed, palette)
         self.choreography = Choreography(rng, self.appearance, width)
-        self.background = render_background(rng, width, height, self.appearance)
+        self.background = render_background(rng, width, height, self.appearance, palette)
 
     def poses(self, frames: int) -> list[dict]:
         """The motion channels of frames 0..frames-1, one dict of scalars per frame."""
@@ -80,10 +86,11 @@ def _sizes(rng: np.random.Generator, dancers: int) -> np.ndarray:
 
 
 def make_dancer(seed: int, index: int, dancers: int, size: tuple[int, int], fps: float = 30.0,
-                hard: HardOptions = HardOptions()) -> Dancer:
-    """Dancer `index` of the `dancers` that synthesize(..., seed, hard=hard) renders at size (W, H)."""
+                hard: HardOptions = HardOptions(), palette: str = "any") -> Dancer:
+    """Dancer `index` of the `dancers` that synthesize(..., seed, hard=hard, palette=palette)
+    renders at size (W, H)."""
     on_screen = _sizes(np.random.default_rng(seed), dancers)[index]
-    return Dancer(seed, index, size[0], size[1], float(on_screen), fps, hard)
+    return Dancer(seed, index, size[0], size[1], float(on_screen), fps, hard, palette)
 
 
 def _pose_lists(poses: np.ndarray) -> pa.Array:
@@ -106,17 +113,18 @@ def keypoints_table(poses: np.ndarray, width: int, height: int, shots: list[Shot
 
 
 def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], seed: int,
-               fps: float = 30.0, audio: bool = False, hard: HardOptions = HardOptions()) -> list[str]:
+               fps: float = 30.0, audio: bool = False, hard: HardOptions = HardOptions(),
+               palette: str = "any") -> list[str]:
     """Render `dancers` videos of `frames` frames at size (W, H); return the URLs written
     (per dancer the mp4 then its keypoints, and dancers.json last). With `audio`, each video
     has music: a click on every beat of the dancer's choreography, from t=0. `hard` makes the
-    footage harder (see edn.synth.hard)."""
+    footage harder (see edn.synth.hard); `palette` picks their clothes and rooms (edn.synth.body)."""
     if dancers < 1 or frames < 1:
         raise ConfigError(f"need at least one dancer and one frame, got dancers={dancers} frames={frames}")
     width, height = int(size[0]), int(size[1])
     written, described = [], []
     for i in range(dancers):
-        dancer = make_dancer(seed, i, dancers, (width, height), fps, hard)
+        dancer = make_dancer(seed, i, dancers, (width, height), fps, hard, palette)
         video_url = join(out_url, f"dancer_{i:02d}.mp4")
         truth = []
         music = SampledAudio(click_track(dancer.choreography.beat, frames / fps), 44100) if audio else None
@@ -137,5 +145,6 @@ def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], s
         if hard:
             described[-1]["hard"] = hard.enabled()
     meta_url = join(out_url, "dancers.json")
-    write_bytes_atomic(meta_url, json.dumps({"seed": seed, "dancers": described}, indent=1).encode())
+    top = {"seed": seed, **({"palette": palette} if palette != "any" else {}), "dancers": described}
+    write_bytes_atomic(meta_url, json.dumps(top, indent=1).encode())
     return written + [meta_url]

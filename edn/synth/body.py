@@ -3,6 +3,25 @@
 Lengths are fractions of the dancer's stature (crown to sole) unless named `_px`; the
 vertical chain head + neck + torso + thigh + shin + ankle sums to 1 by construction, so the
 stature in pixels is exactly what the dancer measures standing straight.
+
+Palettes. A base model trained on many dancers must be judged on people and rooms it never
+saw, so colours can come from one of two disjoint palettes (the `palette` argument):
+
+- "any" (the default): every hue, the full trousers table; the draws are those of the
+  original generator, so existing seeds give exactly the same dancers.
+- "base" and "heldout": the hue circle is cut into 12 bands of 30 degrees. "base" gets the
+  six centred on the primary and secondary hues (red 0, yellow 60, green 120, cyan 180,
+  blue 240, magenta 300 degrees), "heldout" the six tertiary ones between them (orange 30,
+  chartreuse 90, spring green 150, azure 210, violet 270, rose 330). Only the middle
+  BAND_WIDTH (20 degrees) of each band is used, so a held-out hue is at least 10 degrees
+  from every base hue. Shirts and skirts, and the room's wall and carpet (edn.synth.draw),
+  draw their hues this way (each independently); trousers and shorts come from disjoint
+  halves of TROUSER_COLORS (BASE_TROUSERS: navy, blue, black, maroon; HELDOUT_TROUSERS:
+  grey, khaki, white). Bodies, skin, hair and camera distance vary as with "any".
+
+A palette fixes the colours, the seed the dancers: render the base and the held-out set with
+different seeds too (e.g. `edn synth base --palette base --seed 1` and `edn synth heldout
+--palette heldout --seed 2`): with one seed the two sets share most bodies and dances.
 """
 from __future__ import annotations
 
@@ -10,6 +29,8 @@ import colorsys
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from edn.errors import ConfigError
 
 Color = tuple[int, int, int]
 
@@ -25,6 +46,8 @@ TROUSER_COLORS: tuple[Color, ...] = (
     (40, 60, 110), (60, 85, 140), (25, 25, 30), (70, 70, 75), (150, 130, 95), (100, 40, 40),
     (230, 230, 225),
 )
+BASE_TROUSERS = tuple(TROUSER_COLORS[i] for i in (0, 1, 2, 5))  # navy, blue, black, maroon
+HELDOUT_TROUSERS = tuple(TROUSER_COLORS[i] for i in (3, 4, 6))  # grey, khaki, white
 SHOE_COLORS: tuple[Color, ...] = ((240, 240, 240), (25, 25, 25), (95, 60, 35), (180, 30, 40), (40, 60, 160))
 
 
@@ -90,15 +113,33 @@ def hsv_color(h: float, s: float, v: float) -> Color:
     return tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
 
 
-def _shirt_color(rng: np.random.Generator) -> Color:
+PALETTES = ("any", "base", "heldout")
+HUE_BANDS = 6              # per palette; "heldout"'s sit halfway between "base"'s
+BAND_WIDTH = 20 / 360      # the part of each 30-degree band that is used
+
+
+def palette_hue(u: float, palette: str) -> float:
+    """The hue (0..1) for a uniform draw `u` in [0, 1): `u` itself for "any", else a hue in one
+    of the palette's bands (see the module docstring)."""
+    if palette == "any":
+        return u
+    band, frac = divmod(u * HUE_BANDS, 1.0)
+    centre = (band + (0.5 if palette == "heldout" else 0.0)) / HUE_BANDS
+    return (centre + (frac - 0.5) * BAND_WIDTH) % 1.0
+
+
+def _shirt_color(rng: np.random.Generator, palette: str = "any") -> Color:
     # Saturated mid-bright cloth: stands out from the muted walls and from skin.
-    return hsv_color(rng.uniform(0, 1), rng.uniform(0.45, 0.9), rng.uniform(0.45, 0.95))
+    return hsv_color(palette_hue(rng.uniform(0, 1), palette), rng.uniform(0.45, 0.9), rng.uniform(0.45, 0.95))
 
 
 def random_appearance(rng: np.random.Generator, width: int, height: int, size: float,
-                      seed: int) -> Appearance:
+                      seed: int, palette: str = "any") -> Appearance:
     """A dancer whose standing height on screen is about `size` (0 smallest .. 1 largest the
-    camera allows), somewhere across the floor."""
+    camera allows), somewhere across the floor, dressed from `palette` (one of PALETTES)."""
+    if palette not in PALETTES:
+        raise ConfigError(f"unknown palette {palette!r}: use one of {', '.join(PALETTES)}")
+    trousers = {"any": TROUSER_COLORS, "base": BASE_TROUSERS, "heldout": HELDOUT_TROUSERS}[palette]
     chain = np.array([0.13 * rng.uniform(0.9, 1.12), 0.05 * rng.uniform(0.85, 1.15),
                       0.30 * rng.uniform(0.93, 1.07), 0.245 * rng.uniform(0.92, 1.08),
                       0.235 * rng.uniform(0.92, 1.08), 0.04])
@@ -126,8 +167,8 @@ def random_appearance(rng: np.random.Generator, width: int, height: int, size: f
         hair=_jitter(rng, HAIR_COLORS[rng.integers(len(HAIR_COLORS))], 0.1),
         eyes=_jitter(rng, ((60, 40, 25), (70, 110, 150), (80, 110, 60))[rng.integers(3)], 0.1),
         lips=_jitter(rng, (170, 80, 80), 0.15),
-        shirt=_shirt_color(rng),
-        bottom=_shirt_color(rng) if skirt else _jitter(rng, TROUSER_COLORS[rng.integers(len(TROUSER_COLORS))], 0.1),
+        shirt=_shirt_color(rng, palette),
+        bottom=_shirt_color(rng, palette) if skirt else _jitter(rng, trousers[rng.integers(len(trousers))], 0.1),
         shoes=_jitter(rng, SHOE_COLORS[rng.integers(len(SHOE_COLORS))], 0.1),
         hair_style=("short", "long", "bun")[rng.integers(3)],
         sleeves=("short", "long")[rng.integers(2)],

@@ -4,6 +4,9 @@ Everything is drawn with OpenCV's anti-aliased fills at 1/16 pixel precision (SH
 figure is smooth and sub-pixel exact at every resolution. Light comes from the upper left: each
 part is filled in a darker shade and then again in its own colour, smaller and nudged towards
 the light, which gives the rounded look that pose detectors expect of people.
+
+The room's wall and carpet hues follow the dancer's palette (edn.synth.body: "base" and
+"heldout" rooms never share a hue band); wooden floors and the pictures are alike in all.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import cv2
 import numpy as np
 
 from edn.pose.layout import FACE, LHAND, RHAND, B
-from edn.synth.body import Appearance, hsv_color, shade
+from edn.synth.body import Appearance, hsv_color, palette_hue, shade
 from edn.synth.motion import SIDES, Geometry
 
 SHIFT = 4
@@ -68,13 +71,16 @@ def shaded_polygon(img, points, color) -> None:
 
 # ---------------------------------------------------------------------------------- background
 
-def render_background(rng: np.random.Generator, width: int, height: int, app: Appearance) -> np.ndarray:
+def render_background(rng: np.random.Generator, width: int, height: int, app: Appearance,
+                      palette: str = "any") -> np.ndarray:
     """A room seen by a fixed camera: textured wall with a picture or two, skirting board,
-    wooden or carpeted floor in perspective. Drawn once per video."""
+    wooden or carpeted floor in perspective, in `palette`'s hues. Drawn once per video."""
     W, H, S = width, height, app.stature_px
     horizon = int(np.clip(app.floor_y_px - S * rng.uniform(0.3, 0.45), 0.15 * H, 0.8 * H))
     img = np.empty((H, W, 3), np.float32)
-    wall = np.array(hsv_color(rng.uniform(0, 1), rng.uniform(0.08, 0.35), rng.uniform(0.55, 0.9)), np.float32)
+    sat = (0.08, 0.35) if palette == "any" else (0.18, 0.4)  # a palette's wall is tinted enough to show its hue
+    wall = np.array(hsv_color(palette_hue(rng.uniform(0, 1), palette), rng.uniform(*sat), rng.uniform(0.55, 0.9)),
+                    np.float32)
     rows = np.linspace(1.08, 0.9, horizon)[:, None, None]
     img[:horizon] = wall * rows
     if rng.random() < 0.4:  # striped wallpaper
@@ -82,7 +88,7 @@ def render_background(rng: np.random.Generator, width: int, height: int, app: Ap
         img[:horizon] *= (1 - 0.06 * stripe)[None, :, None]
     for _ in range(rng.integers(1, 3)):
         _picture(img, rng, W, horizon)
-    _floor(img, rng, W, H, horizon, app)
+    _floor(img, rng, W, H, horizon, app, palette)
     board = max(2, int(0.018 * H))
     img[horizon - board:horizon] = np.array(shade(tuple(wall.astype(int)), 1.15), np.float32) * 0.92
     img[horizon - 1:horizon] *= 0.7
@@ -108,10 +114,11 @@ def _picture(img, rng, W, horizon) -> None:
             cv2.ellipse(inner, c, ax, 0, 0, 360, hsv_color(rng.uniform(0, 1), 0.6, 0.8), -1, AA)
 
 
-def _floor(img, rng, W, H, horizon, app: Appearance) -> None:
+def _floor(img, rng, W, H, horizon, app: Appearance, palette: str) -> None:
     wood = rng.random() < 0.65
     base = np.array(hsv_color(rng.uniform(0.05, 0.11), rng.uniform(0.35, 0.65), rng.uniform(0.4, 0.75)) if wood
-                    else hsv_color(rng.uniform(0, 1), rng.uniform(0.05, 0.3), rng.uniform(0.3, 0.6)), np.float32)
+                    else hsv_color(palette_hue(rng.uniform(0, 1), palette), rng.uniform(0.05, 0.3),
+                                   rng.uniform(0.3, 0.6)), np.float32)
     rows = np.linspace(0.85, 1.05, H - horizon)[:, None, None]
     img[horizon:] = base * rows
     if not wood:
