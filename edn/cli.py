@@ -36,7 +36,7 @@ def _init_ray() -> None:
 
 def cmd_synth(a) -> dict:
     from edn.synth import synthesize
-    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard)}
+    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard, a.palette)}
 
 
 def _hard(text: str):
@@ -74,9 +74,11 @@ def _train_config(a):
     from edn.config import load_config
     from edn.train.config import TrainConfig
     cfg = load_config(TrainConfig, a.config, a.set, flags=_flags(
-        dataset_url=a.dataset, target=a.target, stage=a.stage, model_name=a.model, tracking_uri=a.tracking_uri))
-    if not cfg.dataset_url or not cfg.target:
-        raise ConfigError(f"{a.verb} needs --dataset and --target (or dataset_url and target in --config)")
+        dataset_url=a.dataset, target=a.target, stage=a.stage, model_name=a.model, tracking_uri=a.tracking_uri,
+        videos=[v for v in getattr(a, "videos", "").split(",") if v], init_from=getattr(a, "init_from", "")))
+    if not cfg.dataset_url or not (cfg.target or cfg.videos):
+        raise ConfigError(f"{a.verb} needs --dataset and --target, or --videos for a base model "
+                          "(or dataset_url and target or videos in --config)")
     return cfg
 
 
@@ -88,10 +90,13 @@ def cmd_train(a) -> dict:
 
 
 def _model(a, runtime, ref: str = ""):
+    """The registered model; a base model (--model edn-base) renders --target zero-shot."""
+    from edn.inference import zero_shot
     from edn.registry import load_registered
     from edn.tracking import tracking_uri
-    return load_registered(a.model or f"edn-{a.target}", ref or a.alias, tracking_uri(a.tracking_uri),
-                           runtime.device, runtime.precision)
+    model = load_registered(a.model or f"edn-{a.target}", ref or a.alias, tracking_uri(a.tracking_uri),
+                            runtime.device, runtime.precision)
+    return zero_shot(model, a.dataset, a.target) if model.meta.kind == "base" else model
 
 
 def cmd_render(a) -> dict:
@@ -255,6 +260,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hard", type=_hard, default="", metavar="OPTIONS",
                    help="harder footage, a comma list of turn, exit, occluder, passerby, shake, light, blur, "
                    "compression, or all; adds per-frame ground truth to the keypoints files")
+    p.add_argument("--palette", choices=("any", "base", "heldout"), default="any",
+                   help="clothes and room colours: base and heldout draw from disjoint sets, so a base model "
+                   "can be judged on dancers unlike any it saw (give the two sets different seeds, e.g. 1 and 2)")
 
     p = verb("ingest", cmd_ingest, "Decode videos and detect poses into a Parquet frame/pose dataset (Ray Data).",
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
@@ -271,18 +279,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="dataset URL")
 
     p = verb("train", cmd_train, "Train a target's body GAN (then, --stage face, its face GAN) on Ray Train; "
-             "register edn-<target> in MLflow.",
+             "register edn-<target> in MLflow. With --videos, a base model on many videos (edn-base); with "
+             "--init-from, a target fine-tuned from a base.",
              "edn train --dataset outputs/dataset --target dancer_00 --set steps=500 --set num_workers=2\n"
-             "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200")
+             "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200\n"
+             "  edn train --dataset outputs/dataset --videos dancer_00,dancer_01,dancer_02 --config cpu_small\n"
+             "  edn train --dataset outputs/dataset --target newbie --config cpu_small --init-from edn-base@candidate")
     _dataset_args(p, required=False)
+    p.add_argument("--videos", default="", help="comma list of video ids: train a base model on all of them")
+    p.add_argument("--init-from", default="", help="registered base model NAME@ALIAS-OR-VERSION a target starts from")
     p.add_argument("--stage", choices=["body", "face"], default=None,
                    help="body (default), then face: the face GAN on the frozen body model (body_model alias)")
     _model_arg(p)
     _tracking_arg(p)
     _config_args(p, "TrainConfig", "generator.ngf=32", presets=True)
 
-    p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4).",
-             "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4")
+    p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4); "
+             "with a base model (--model edn-base), onto the --target video's person zero-shot, with no training.",
+             "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4\n"
+             "  edn render --dataset outputs/dataset --source dancer_01 --target newbie --model edn-base "
+             "--out outputs/z.mp4")
     _registered_args(p)
     p.add_argument("--source", required=True, help="source video id in the dataset")
     p.add_argument("--out", required=True, help="output mp4 URL")

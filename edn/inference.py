@@ -6,11 +6,17 @@ A model folder needs no training code's state to use:
     edn_model.json     what rendering needs and where the model came from (edn.models.meta.ModelMeta)
     background.png     the target's empty scene (edn.data.plate), shown where a source has no
                        pose; models registered before it render those frames with the generator
+    reference.png, reference_pose.png
+                       a target with reference channels (fine-tuned from a base): the frame and
+                       pose figure of its appearance reference (with background.png: edn.data.reference)
+    discriminator.pt, face_discriminator.pt
+                       a base model's discriminators, which a fine-tuned target starts from
 
 The registry (edn.registry) stores these folders as MLflow model versions.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -28,16 +34,34 @@ from edn.pose.normalize import FloorStats
 from edn.runtime import autocast
 
 BACKGROUND = "background.png"
+REFERENCE_IMAGES = ("reference.png", "reference_pose.png")
+DISCRIMINATORS = {"body": "discriminator.pt", "face": "face_discriminator.pt"}
+
+
+def _write_png(path: str, rgb: np.ndarray) -> None:
+    cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _read_png(path: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
 
 
 def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: dict | None = None,
-                    background: np.ndarray | None = None) -> None:
+                    background: np.ndarray | None = None, reference: np.ndarray | None = None,
+                    discriminators: dict[str, dict] | None = None) -> None:
+    """`reference`: (H, W, 9) plate | frame | figure (edn.data.reference), its plate the `background`;
+    `discriminators`: stage -> state_dict, kept by a base model."""
     os.makedirs(path, exist_ok=True)
     torch.save(body_state, os.path.join(path, "generator.pt"))
     if face_state is not None:
         torch.save(face_state, os.path.join(path, "face_generator.pt"))
+    for stage, state in (discriminators or {}).items():
+        torch.save(state, os.path.join(path, DISCRIMINATORS[stage]))
     if background is not None:
-        cv2.imwrite(os.path.join(path, BACKGROUND), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
+        _write_png(os.path.join(path, BACKGROUND), background)
+    if reference is not None:
+        for name, i in zip(REFERENCE_IMAGES, (3, 6)):
+            _write_png(os.path.join(path, name), reference[..., i:i + 3])
     meta.write(os.path.join(path, META_FILE))
 
 
@@ -49,6 +73,8 @@ class TargetModel:
     version: str
     background: np.ndarray | None = None  # (H, W, 3) uint8: the target's empty scene
     precision: str = "fp32"  # what its generators run in: fp32, or bf16 under autocast (edn.runtime)
+    reference: np.ndarray | None = None  # (H, W, 9) uint8, with reference channels (edn.data.reference)
+    discriminators: dict[str, dict] | None = None  # a base's, by stage: what fine-tuning starts from
 
     @property
     def size(self) -> tuple[int, int]:
@@ -59,6 +85,15 @@ class TargetModel:
         """The target's floor statistics; None when its feet were never seen (no normalization)."""
         return self.meta.floor_stats
 
+    @property
+    def zero_shot_note(self) -> str | None:
+        """What every output of a zero-shot model says about it; None for a trained model."""
+        if self.meta.kind != "zero-shot":
+            return None
+        t = self.meta.target
+        return (f"ZERO-SHOT base render: base model version {self.version} shown {t!r}'s appearance reference "
+                f"(frame {self.meta.references[t]} and the empty scene of its video); never trained on {t!r}")
+
     def figures(self, poses: np.ndarray) -> np.ndarray:
         w, h = self.size
         return np.stack([draw_pose(p, w, h) for p in poses])
@@ -67,11 +102,17 @@ class TargetModel:
         return Renderer(self, use_face and self.face is not None)
 
 
-def generate(body: BodyGenerator, x: torch.Tensor, prev: torch.Tensor | None, precision: str) -> torch.Tensor:
+def generate(body: BodyGenerator, x: torch.Tensor, prev: torch.Tensor | None, precision: str,
+             reference: torch.Tensor | None = None) -> torch.Tensor:
     """The body generator's frames from pose figures `x` in `precision` (edn.runtime: fp32, or bf16
     under autocast), turned back to float32 before they become pixels."""
     with autocast(x.device.type, precision):
-        return body(x, prev).float()
+        return body(x, prev, reference).float()
+
+
+def to_tensor(images: np.ndarray, device) -> torch.Tensor:
+    """(..., H, W, C) uint8 -> (..., C, H, W) float in [-1, 1] on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).movedim(-1, -3).float() / 127.5 - 1
 
 
 class Renderer:
@@ -85,17 +126,20 @@ class Renderer:
         self.model, self.use_face = model, use_face
         self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
         self.device = next(model.body.parameters()).device
-        self.plate = None if model.background is None else \
-            torch.from_numpy(model.background).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1
+        self.plate = None if model.background is None else to_tensor(model.background[None], self.device)
+        self.reference = None if model.reference is None else to_tensor(model.reference[None], self.device)
+        if model.body.references and self.reference is None:
+            raise ValueError(f"model version {model.version} ({model.meta.kind}) renders from an appearance "
+                             "reference and has none: a base model renders a video zero-shot (edn.inference.zero_shot)")
 
     def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
-        return figures, torch.from_numpy(figures).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return figures, to_tensor(figures, self.device)
 
     def _generate(self, poses: np.ndarray, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         """The body generator's frames; the target's empty scene where a pose is missing (the
         source's dancer out of the frame), which is also what the next frame is generated from."""
-        y = generate(self.model.body, x, prev, self.model.precision)
+        y = generate(self.model.body, x, prev, self.model.precision, self.reference)
         missing = ~has_pose(poses)
         if self.plate is not None and missing.any():
             y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)
@@ -152,5 +196,44 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu", preci
     body = load(BodyGenerator(meta.generator, meta.temporal), "generator.pt")
     face = load(FaceGenerator(meta.face_generator), "face_generator.pt") if meta.face_generator else None
     plate = os.path.join(path, BACKGROUND)
-    background = cv2.cvtColor(cv2.imread(plate), cv2.COLOR_BGR2RGB) if os.path.exists(plate) else None
-    return TargetModel(body, face, meta, version, background, precision)
+    background = _read_png(plate) if os.path.exists(plate) else None
+    reference = None
+    if meta.generator.reference_channels and meta.kind == "target":
+        reference = np.concatenate([background, *(_read_png(os.path.join(path, n)) for n in REFERENCE_IMAGES)], 2)
+    discriminators = {stage: torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
+                      for stage, name in DISCRIMINATORS.items() if os.path.exists(os.path.join(path, name))}
+    return TargetModel(body, face, meta, version, background, precision, reference, discriminators or None)
+
+
+def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
+    """A base model rendering `video`'s person in `video`'s room with no training: the base's
+    networks, that video's appearance reference, empty scene and floor statistics, all taken from
+    its frames before the held-out tail (the base's holdout fraction), as a fine-tuned model's are."""
+    import dataclasses
+
+    # here, not at the top: the dataset readers (pyarrow) are not needed to render a registered model
+    from edn.data.reader import split_point, video_poses, video_record
+    from edn.data.reference import video_reference
+    from edn.errors import ConfigError
+    from edn.pose.normalize import floor_stats
+
+    if base.meta.kind != "base":
+        raise ConfigError(f"model version {base.version} of {base.meta.target!r} is a {base.meta.kind} model, "
+                          "not a base: only a base renders a new person zero-shot")
+    record = video_record(dataset_url, video)
+    if (record["width"], record["height"]) != base.size:
+        raise ConfigError(f"{dataset_url}: video {video!r} is {record['width']}x{record['height']}; the base model "
+                          f"(version {base.version}) renders {base.size[0]}x{base.size[1]}: ingest it at that size")
+    stop = split_point(record["frames"], base.meta.holdout_fraction)
+    ref = video_reference(dataset_url, video, stop, base.size)
+    index, poses = video_poses(dataset_url, video)
+    try:
+        floor, floor_error = floor_stats(poses[index < stop], *base.size), None
+    except ValueError as e:
+        floor, floor_error = None, str(e)
+    meta = dataclasses.replace(base.meta, kind="zero-shot", target=video, dataset_url=dataset_url, fps=record["fps"],
+                               holdout_start=stop, floor_stats=floor, floor_stats_error=floor_error,
+                               references={video: ref.frame_index})
+    model = dataclasses.replace(base, meta=meta, background=ref.plate, reference=ref.stacked(), discriminators=None)
+    logging.getLogger(__name__).warning("%s", model.zero_shot_note)
+    return model

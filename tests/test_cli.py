@@ -154,7 +154,8 @@ def test_render_and_evaluate_load_the_model_where_device_and_precision_say(monke
 def test_train_without_a_dataset_is_a_user_error(capsys):
     assert main(["train", "--target", "t"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "edn train: error: train needs --dataset and --target (or dataset_url and target in --config)")
+        "edn train: error: train needs --dataset and --target, or --videos for a base model (or dataset_url and "
+        "target or videos in --config)")
 
 
 def test_an_edn_error_in_a_ray_data_actor_reaches_the_user_as_its_message(ray_cluster, dancers, tmp_path, capsys):

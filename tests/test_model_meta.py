@@ -47,8 +47,12 @@ def test_todays_files_load_and_are_written_back_with_their_keys(written, meta, t
     assert ModelMeta.from_json(written) == meta
     again = meta.to_json()
     # every key today's readers know, with its value; a stage not trained is written as null
-    kept = [k for k in written if k != "training_data"]
+    kept = [k for k in written if k not in ("training_data", "generator")]
     assert {k: again[k] for k in kept} == {k: written[k] for k in kept}
+    assert {k: again["generator"][k] for k in written["generator"]} == written["generator"]
+    # what base models added (issue 15), at the values that mean "a target trained from random weights"
+    assert (again["kind"], again["references"], again["init_from"], again["generator"]["reference_channels"]) == \
+        ("target", {}, None, False)
     assert again["training_data"] == {"face": None, **written["training_data"]}
     meta.write(str(tmp_path / "edn_model.json"))
     assert ModelMeta.read(str(tmp_path / "edn_model.json")) == meta
@@ -76,3 +80,13 @@ def test_other_formats_and_keys_are_refused():
         ModelMeta.from_json({k: v for k, v in BODY_FILE.items() if k != "holdout_start"})
     with pytest.raises(ValueError, match=r"unknown \['colour'\]"):
         ModelMeta.from_json({**BODY_FILE, "colour": "blue"})
+
+
+def test_base_and_fine_tuned_models_round_trip(tmp_path):
+    base = dataclasses.replace(BODY, target="", kind="base", references={"dancer_00": 7, "dancer_01": 0},
+                               generator=dataclasses.replace(BODY.generator, reference_channels=True))
+    tuned = dataclasses.replace(base, target="dancer_05", kind="target", references={"dancer_05": 3},
+                                init_from="edn-base@2", face_init_from="edn-base@3")
+    for meta in (base, tuned):
+        meta.write(str(tmp_path / "edn_model.json"))
+        assert ModelMeta.read(str(tmp_path / "edn_model.json")) == meta

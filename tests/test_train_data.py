@@ -1,8 +1,9 @@
 import numpy as np
 
+from edn.data.reader import split_point
 from edn.data.schema import decode_image, encode_image
 from edn.pose.face import boxes_array
-from edn.train.data import make_pairs, pair_counts, render_pairs, split_point
+from edn.train.data import make_pairs, pair_counts, render_pairs
 
 
 def test_pairs_are_consecutive_frames_before_the_holdout():

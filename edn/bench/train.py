@@ -129,7 +129,7 @@ def pipeline_section(b: TrainBench, device: torch.device, workdir: str, rows: li
     made = time.perf_counter() - t
     cfg = train_config(b.nets, "body", 0)
     record = video_record(url, target)
-    pairs = training_pairs(url, target, record, cfg.holdout_fraction)
+    pairs = training_pairs(url, [(target, record)], cfg.holdout_fraction)
     size = (record["width"], record["height"])
     cfg.batch_size = bs = b.batch or BATCH[device.type].get(size[0], 1)
     edn, mf = optimized_side(cfg, device), step_memory_format(cfg, device)

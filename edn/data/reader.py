@@ -18,6 +18,11 @@ class DatasetLayoutError(DataError):
     pass
 
 
+def split_point(frames: int, holdout_fraction: float) -> int:
+    """First held-out frame index: the video's tail is kept for evaluation, never trained on."""
+    return max(2, int(round(frames * (1.0 - holdout_fraction))))
+
+
 def video_record(dataset_url: str, video_id: str) -> dict:
     """The video's record (schema.VIDEO_FIELDS); an error naming the rewrite command for a video
     written in an older layout."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
+from edn.errors import ConfigError
 from edn.eval.cross import evaluate_transfer
 from edn.eval.heldout import EvalConfig, evaluate_heldout
 from edn.eval.precision import PRECISIONS_TAG, format_comparison
@@ -41,10 +42,17 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
     strips = metrics.pop("strips")
     metrics["transfers"] = [evaluate_transfer(dataset_url, s, model, cfg.detector) for s in sources or []]
     client = MlflowClient(tracking_uri)
-    # what the model may be rendered in: the precision judged here, and the other one if it renders alike
-    cleared = metrics.get("precision_comparison", {}).get("cleared", [model.precision])
-    client.set_model_version_tag(name, model.version, PRECISIONS_TAG, ",".join(cleared))
-    metrics["cleared_precisions"] = cleared
+    note = model.zero_shot_note
+    if note:  # a base rendering one video: what is judged here is not the registered version's own use
+        if gate:
+            raise ConfigError(f"{name} version {model.version} is evaluated zero-shot on {model.meta.target!r}: "
+                              "the promotion gate judges a target's own model")
+        metrics["zero_shot"] = note
+    else:
+        # what the model may be rendered in: the precision judged here, and the other one if it renders alike
+        cleared = metrics.get("precision_comparison", {}).get("cleared", [model.precision])
+        client.set_model_version_tag(name, model.version, PRECISIONS_TAG, ",".join(cleared))
+        metrics["cleared_precisions"] = cleared
     if gate:
         metrics["promotion"] = promote(client, name, model.version, metrics)
     print(format_table(metrics["methods"]))
@@ -52,9 +60,10 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
         print(format_comparison(comparison))
     write_metrics(join(out_url, "metrics.json"), metrics)
     report = join(out_url, "report.html")
-    write_report(report, f"edn evaluation: {model.meta.target}", metrics, strips,
-                 curves=loss_curves(client, model.meta), links=links)
+    title = f"edn evaluation: {model.meta.target}" + (f" ({note})" if note else "")
+    write_report(report, title, metrics, strips, curves=loss_curves(client, model.meta), links=links)
     run_id = model.meta.face_run_id or model.meta.body_run_id  # the run that made this version
-    client.log_dict(run_id, metrics, "evaluation/metrics.json")
-    client.log_text(run_id, read_bytes(report).decode(), "evaluation/report.html")
+    where = f"evaluation/zero-shot/{model.meta.target}" if note else "evaluation"
+    client.log_dict(run_id, metrics, f"{where}/metrics.json")
+    client.log_text(run_id, read_bytes(report).decode(), f"{where}/report.html")
     return {**metrics, "metrics_file": join(out_url, "metrics.json"), "report": report}

@@ -9,7 +9,11 @@ function of position alone; without knowing the position the generator can only 
 where the figure is, and paints a blotchy average (measured: held-out SSIM below that of the mean
 training frame). With `position_channels` the input also carries each pixel's x and y in [-1, 1]
 (CoordConv, Liu et al. 2018), from which the background is learned as it is. Models registered
-without the setting load with it off (edn.registry)."""
+without the setting load with it off (edn.registry).
+
+Reference channels (a base model, issue 15): the input also carries a reference of the person and
+their room (edn.data.reference: empty scene, one frame, its pose figure), so one network renders
+whichever person the reference shows."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,31 +23,42 @@ from torch import nn
 
 from edn.models.networks import GeneratorConfig, make_generator
 
+REFERENCE_CHANNELS = 9  # edn.data.reference: empty scene, frame, pose figure (3 RGB pictures)
+
 
 class BodyGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig, temporal: bool):
         super().__init__()
         self.temporal, self.positions = temporal, cfg.position_channels
-        channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0)
+        self.references = cfg.reference_channels
+        channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0) \
+            + (REFERENCE_CHANNELS if cfg.reference_channels else 0)
         self.net = make_generator(dataclasses.replace(cfg, in_channels=channels))
 
     @property
     def stride(self) -> int:
         return self.net.stride
 
-    def forward(self, pose: torch.Tensor, prev: torch.Tensor | None = None) -> torch.Tensor:
-        """pose, prev: (B, 3, H, W) in [-1, 1]; prev is ignored frame by frame, zeros if None."""
+    def forward(self, pose: torch.Tensor, prev: torch.Tensor | None = None,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        """pose, prev: (B, 3, H, W) in [-1, 1]; prev is ignored frame by frame, zeros if None;
+        reference: (B or 1, 9, H, W) in [-1, 1], required with reference channels."""
         inputs = [pose]
         if self.temporal:
             inputs.append(torch.zeros_like(pose) if prev is None else prev)
         if self.positions:
             inputs.append(_positions(pose))
+        if self.references:
+            if reference is None:
+                raise ValueError("this generator renders from an appearance reference; none was given")
+            inputs.append(reference.expand(len(pose), -1, -1, -1))
         return self.net(torch.cat(inputs, 1))
 
-    def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
         """Frame t of a consecutive pair, as in training: from the frame generated for t-1 (from
         a blank previous frame) with temporal smoothing, from pose t alone frame by frame."""
-        return self(pose, self(pose_prev) if self.temporal else None)
+        return self(pose, self(pose_prev, None, reference) if self.temporal else None, reference)
 
 
 def _positions(like: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,12 @@ model. The file is read and written here only.
 
 Format 2, the format of every model registered so far. Fields added since it was first written
 load with a default where a model lacks them: the generator's position_channels (False: it was
-trained without them), floor_stats_error and training_data (not recorded).
+trained without them), floor_stats_error and training_data (not recorded), and the base-model
+fields (kind "target", no references, trained from random weights).
+
+Kinds: "target", one person's model (fine-tuned from a base or not); "base", trained on many
+videos, renders any video given that video's appearance reference (edn.data.reference); "zero-shot",
+a base joined in memory to one new video's reference (edn.inference.zero_shot): never registered.
 """
 from __future__ import annotations
 
@@ -59,6 +64,12 @@ class ModelMeta:
     face_steps: int | None = None
     face_perceptual_loss: bool | None = None
     body_version: str | None = None  # the registered body model the face stage started from
+    kind: str = "target"             # target | base | zero-shot (above)
+    # video -> frame index of its appearance reference: a target's own video, or every video of a base
+    references: dict[str, int] = field(default_factory=dict)
+    holdout_fraction: float = 0.1    # of each video, the tail never trained on (a base's videos: each its own)
+    init_from: str | None = None     # "name@version" of the base model the body stage started from
+    face_init_from: str | None = None  # the same for the face stage
 
     @property
     def size(self) -> tuple[int, int]:

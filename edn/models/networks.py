@@ -38,6 +38,9 @@ class GeneratorConfig:
     n_blocks_local: int = 3
     # body generator: two more input channels holding each pixel's x and y (edn.models.body)
     position_channels: bool = True
+    # body generator: nine more holding the video's appearance reference (edn.data.reference):
+    # on for a base model trained on many videos and for a target fine-tuned from one; set by the run
+    reference_channels: bool = False
 
 
 class GlobalGenerator(nn.Module):

@@ -28,5 +28,5 @@ def transfer(dataset_url: str, source: str, model: TargetModel, out_url: str, la
             "frames": writer.written, "frames_without_pose": record.get("frames_without_pose"),
             "normalization": normalization(bool(record.get("floor_stats")), model.floor is not None),
             "face_gan": render.use_face, "audio": writer.audio,
-            "output": out_url}
+            "output": out_url, **({"zero_shot": model.zero_shot_note} if model.zero_shot_note else {})}
 

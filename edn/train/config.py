@@ -13,12 +13,17 @@ STAGES = ("body", "face")
 class TrainConfig:
     dataset_url: str = ""          # the ingested frame/pose dataset (edn.data.schema)
     target: str = ""               # video id of the target person's video in that dataset
+    # a base model (docs/base-model.md): one generator trained on these videos of the dataset, each
+    # frame with its own video's appearance reference (edn.data.reference), instead of a target
+    videos: list = field(default_factory=list)
+    init_from: str = ""            # registry "name@alias-or-version" of a base model a target starts from
     model_name: str = ""           # registry name; default edn-<target>
     stage: str = "body"            # "body", then "face" on the frozen body generator
     temporal: bool = True          # temporal smoothing (False: the paper's frame-by-frame ablation)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    # its in_channels is set by the stage: 12 (two poses, two frames) with temporal smoothing, else 6
+    # its reference_channels is set by the run: on for a base and for a target fine-tuned from one
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    # its in_channels is set by the run (edn.train.step.body_discriminator_channels)
     face_generator: FaceGeneratorConfig = field(default_factory=FaceGeneratorConfig)
     face_discriminator: DiscriminatorConfig = field(default_factory=face_discriminator_config)
     body_model: str = "candidate"  # face stage: registry alias or version of the body model to freeze
@@ -69,8 +74,12 @@ class TrainConfig:
                 "G_l1": self.lambda_l1}
 
     @property
+    def is_base(self) -> bool:
+        return bool(self.videos)
+
+    @property
     def registry_name(self) -> str:
-        return self.model_name or f"edn-{self.target}"
+        return self.model_name or ("edn-base" if self.is_base else f"edn-{self.target}")
 
     @property
     def ray_run_name(self) -> str:

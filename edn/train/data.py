@@ -9,17 +9,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edn.data.reader import part_urls
+from edn.data.reader import part_urls, split_point
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
 from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.storage import for_arrow
-
-
-def split_point(frames: int, holdout_fraction: float) -> int:
-    """First held-out frame index: the video's tail is kept for evaluation, never trained on."""
-    return max(2, int(round(frames * (1.0 - holdout_fraction))))
 
 
 def pair_mask(index: np.ndarray, poses: np.ndarray, boxes: np.ndarray, max_index: int,
@@ -46,26 +41,30 @@ def pair_counts(index: np.ndarray, poses: np.ndarray, boxes: np.ndarray, max_ind
             "pairs_without_face_box": int((m["pair"] & m["pose"] & ~m["face"]).sum()) if need_face else 0}
 
 
-def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = False) -> dict[str, np.ndarray]:
+def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = False,
+               video: int = 0) -> dict[str, np.ndarray]:
     """Frame rows in file order -> compact pair rows (JPEG bytes, keypoints of t-1 and t, and
-    t's face box), for the pairs pair_mask keeps."""
+    t's face box), for the pairs pair_mask keeps; `video`: the video's place in the run's list."""
     index = np.asarray(batch["frame_index"])
     boxes = boxes_array(batch["face_box"])
     poses = keypoints_array(batch["keypoints"])
     t = np.flatnonzero(pair_mask(index, poses, boxes, max_index, need_face)["keep"]) + 1
-    return {"frame_index": index[t].astype(np.int32),
+    return {"frame_index": index[t].astype(np.int32), "video": np.full(len(t), video, np.int32),
             "image_prev": batch["image"][t - 1], "image": batch["image"][t],
             "keypoints_prev": poses[t - 1].reshape(len(t), N_KEYPOINTS * 3),
             "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3), "face_box": boxes[t]}
 
 
-def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1) -> dict[str, np.ndarray]:
+def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1,
+                 references: list[np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Compact pair rows -> decoded frames and drawn pose figures, each (N, 2, H, W, 3) uint8
-    ordered [t-1, t]; with `downscale` d, at 1/d of the stored size (coarse-to-fine training)."""
+    ordered [t-1, t]; with `downscale` d, at 1/d of the stored size (coarse-to-fine training).
+    With `references` (each video's (h, w, 9) edn.data.reference, at that size), each row's too."""
     if not len(batch["frame_index"]):  # a block whose frames formed no pair
         empty = np.zeros((0, 2, 1, 1, 3), np.uint8)
-        return {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty,
-                "face_box": np.zeros((0, 4), np.int32)}
+        out = {"frame_index": np.zeros(0, np.int32), "image": empty, "pose": empty,
+               "face_box": np.zeros((0, 4), np.int32)}
+        return {**out, "reference": np.zeros((0, 1, 1, 9), np.uint8)} if references is not None else out
     images, figures = [], []
     for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
         pair = [decode_image(prev), decode_image(cur)]
@@ -77,29 +76,36 @@ def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1) -> dict[str, 
         images.append(np.stack(pair))
         figures.append(np.stack([draw_pose(p, w, h) for p in poses]))
     boxes = np.asarray(batch["face_box"], np.int32)
-    return {"frame_index": np.asarray(batch["frame_index"], np.int32), "image": np.stack(images),
-            "pose": np.stack(figures), "face_box": np.where(boxes >= 0, boxes // downscale, -1)}
+    out = {"frame_index": np.asarray(batch["frame_index"], np.int32), "image": np.stack(images),
+           "pose": np.stack(figures), "face_box": np.where(boxes >= 0, boxes // downscale, -1)}
+    if references is not None:
+        out["reference"] = np.stack([references[v] for v in batch["video"]])
+    return out
 
 
-def training_pairs(dataset_url: str, target: str, record: dict, holdout_fraction: float, need_face: bool = False,
-                   downscale: int = 1):
-    """The Ray Dataset of training pairs of one target video (`record`: its entry, video_record).
+def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fraction: float, need_face: bool = False,
+                   downscale: int = 1, references: list[np.ndarray] | None = None):
+    """The Ray Dataset of training pairs of the run's videos (`videos`: (id, its record from
+    video_record)), one target's or a base model's many, each row with its video's place in the list.
 
     The Parquet parts are read and paired once, here: reading them again every epoch cost ~6 s of
     an epoch's 7.5 (a 240-frame 32x32 video on 2 cores). The compact pairs (JPEG bytes, each frame
     in two pairs) stay in the object store, spilled to disk if large. Every epoch shuffles them
-    afresh across the whole video while still compact, before the decode and draw: batches of
+    afresh across all videos while still compact, before the decode and draw: batches of
     neighbouring frames alone train poorly."""
     import ray
 
-    fs, paths = for_arrow(part_urls(dataset_url, target))
-    frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
-        ["frame_index", "image", "keypoints", "face_box"])
-    pairs = frames.map_batches(make_pairs, fn_kwargs={"max_index": split_point(record["frames"], holdout_fraction),
-                                                      "need_face": need_face},
-                               batch_size=None, batch_format="numpy").materialize()
-    return pairs.random_shuffle().map_batches(render_pairs, fn_kwargs={"downscale": downscale}, batch_size=32,
-                                              batch_format="numpy")
+    parts = []
+    for i, (video, record) in enumerate(videos):
+        fs, paths = for_arrow(part_urls(dataset_url, video))
+        frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
+            ["frame_index", "image", "keypoints", "face_box"])
+        parts.append(frames.map_batches(make_pairs, batch_size=None, batch_format="numpy", fn_kwargs={
+            "max_index": split_point(record["frames"], holdout_fraction), "need_face": need_face, "video": i}))
+    pairs = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
+    return pairs.random_shuffle().map_batches(render_pairs, fn_kwargs={"downscale": downscale,
+                                                                       "references": references},
+                                              batch_size=32, batch_format="numpy")
 
 
 def to_model_range(images: "torch.Tensor") -> "torch.Tensor":  # noqa: F821

@@ -23,20 +23,25 @@ from edn.models.perceptual import VGGPerceptualLoss
 from edn.train.checkpoint import restore, write
 from edn.train.config import TrainConfig
 from edn.train.data import to_model_range
-from edn.train.step import GANStep, body_judged, face_judged, unwrap
+from edn.train.step import GANStep, body_discriminator_channels, body_judged, face_judged, unwrap
 
 
-def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None):
+def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None, init: dict | None = None):
     """The stage's trained generator and discriminator, identical on every rank, and their
-    optimizers; `coarse`: a coarser global generator's weights for a local enhancer."""
+    optimizers; `coarse`: a coarser global generator's weights for a local enhancer; `init`: the
+    stage's {"G", "D"} weights of the base model a target is fine-tuned from."""
     torch.manual_seed(cfg.seed)
     if cfg.stage == "body":
         G = BodyGenerator(cfg.generator, cfg.temporal)
-        D = MultiscaleDiscriminator(dataclasses.replace(cfg.discriminator, in_channels=12 if cfg.temporal else 6))
+        D = MultiscaleDiscriminator(dataclasses.replace(
+            cfg.discriminator, in_channels=body_discriminator_channels(cfg.temporal, cfg.generator.reference_channels)))
         if coarse is not None:
             G.net.load_global(coarse)
     else:
         G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
+    if init is not None:
+        G.load_state_dict(init["G"])
+        D.load_state_dict(init["D"])
     G, D = G.to(device), D.to(device)
     G, D = G.to(memory_format=step_memory_format(cfg, device)), D.to(memory_format=step_memory_format(cfg, device))
     betas = (cfg.beta1, cfg.beta2)
@@ -91,6 +96,8 @@ def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch
         out[f"{name}_prev"] = to_model_range(batch[key][:, 0]).contiguous(memory_format=memory_format)
         out[name] = to_model_range(batch[key][:, 1]).contiguous(memory_format=memory_format)
     out["face_box"] = batch["face_box"]
+    if "reference" in batch:  # a generator with reference channels: each pair's video's (edn.data.reference)
+        out["reference"] = to_model_range(batch["reference"]).contiguous(memory_format=memory_format)
     return out
 
 
@@ -163,6 +170,7 @@ def sample_grid(*images: torch.Tensor) -> np.ndarray:
 
 
 def train_loop_per_worker(config: dict) -> None:
+    import ray
     import ray.train
     import ray.train.torch
     from mlflow import MlflowClient
@@ -179,7 +187,7 @@ def train_loop_per_worker(config: dict) -> None:
     if cfg.init_global_from:
         name, ref = parse_model_ref(cfg.init_global_from, cfg.registry_name)
         coarse = load_registered(name, ref, config["tracking_uri"]).body.net.state_dict()
-    G, D, opt_G, opt_D = build(cfg, device, coarse)
+    G, D, opt_G, opt_D = build(cfg, device, coarse, ray.get(config["init"]) if config.get("init") else None)
     torch.manual_seed(cfg.seed + 1 + rank)  # after the identical init: each rank its own stream
     np.random.seed(cfg.seed + 1 + rank)
     random.seed(cfg.seed + 1 + rank)
@@ -245,7 +253,8 @@ def _samples(cfg: TrainConfig, G, body, batch) -> np.ndarray:
     """pose | body output | with face GAN (face stage) | real, for the first pair's frame t."""
     first = {k: v[:1] for k, v in batch.items()}
     if cfg.stage == "body":
-        return sample_grid(first["pose"], G.frame_t(first["pose_prev"], first["pose"]), first["image"])
-    body_out = body.frame_t(first["pose_prev"], first["pose"])
+        return sample_grid(first["pose"], G.frame_t(first["pose_prev"], first["pose"], first.get("reference")),
+                           first["image"])
+    body_out = body.frame_t(first["pose_prev"], first["pose"], first.get("reference"))
     final, _ = apply_face(G, first["pose"], body_out, first["face_box"])
     return sample_grid(first["pose"], body_out, final, first["image"])

@@ -10,7 +10,8 @@ import threading
 
 from edn.config import to_dict
 from edn.data.plate import background_plate
-from edn.data.reader import video_poses, video_record
+from edn.data.reader import split_point, video_poses, video_record
+from edn.data.reference import video_reference
 from edn.errors import ConfigError, DataError
 from edn.inference import write_model_dir
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
@@ -23,20 +24,30 @@ from edn.storage import for_arrow
 from edn.tracking import run_for, tracking_uri
 from edn.train.checkpoint import load_state
 from edn.train.config import STAGES, TrainConfig
-from edn.train.data import pair_counts, split_point, training_pairs
+from edn.train.data import pair_counts, training_pairs
+from edn.train.init_from import base_weights
 from edn.train.loop import train_loop_per_worker
 from edn.train.step import LOSS_TERMS
 
 log = logging.getLogger(__name__)
 
 
-def check_config(cfg: TrainConfig, record: dict) -> None:
+def check_config(cfg: TrainConfig, records: list[tuple[str, dict]]) -> None:
+    """`records`: (video id, video_record) of the target, or of every video of a base."""
     if cfg.stage not in STAGES:
         raise ConfigError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
+    if cfg.is_base and (cfg.target or cfg.init_from):
+        raise ConfigError(f"a base model trains on videos={cfg.videos} from random weights: "
+                          "give no target or init_from with them")
+    (first, record), *_ = records
+    for video, other in records:
+        if (other["width"], other["height"]) != (record["width"], record["height"]):
+            raise ConfigError(f"{cfg.dataset_url}: video {video!r} is {other['width']}x{other['height']}, video "
+                              f"{first!r} {record['width']}x{record['height']}: a base trains on one frame size")
     stride = 2 ** (cfg.generator.n_downsample + cfg.generator.n_local_enhancers) * cfg.downscale
     if record["width"] % stride or record["height"] % stride:
         raise ConfigError(
-            f"{cfg.dataset_url}: frames of {cfg.target!r} are {record['width']}x{record['height']}, not multiples "
+            f"{cfg.dataset_url}: frames of {first!r} are {record['width']}x{record['height']}, not multiples "
             f"of {stride} (2**(generator.n_downsample + n_local_enhancers) * downscale); ingest with --size "
             f"at a multiple of {stride}")
 
@@ -59,27 +70,27 @@ def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
     return False
 
 
-def training_data(cfg: TrainConfig, record: dict) -> tuple[dict, FloorStats | None, str | None]:
-    """What the target's video gives training, checked before any worker starts: pair counts
-    (frames without the dancer's pose are left out; reported by the run and kept in the model)
-    and, for the body stage, the floor statistics of its training frames (None, with the reason,
-    when the feet are never seen: the model then renders sources without normalization; the face
-    stage keeps its body model's)."""
+def training_data(cfg: TrainConfig, video: str, record: dict) -> tuple[dict, FloorStats | None, str | None]:
+    """What a video gives training, checked before any worker starts: pair counts (frames
+    without the dancer's pose are left out; reported by the run and kept in the model) and, for a
+    target's body stage, the floor statistics of its training frames (None, with the reason, when
+    the feet are never seen: the model then renders sources without normalization; the face stage
+    keeps its body model's; a base has none, each video rendered zero-shot brings its own)."""
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
-    index, poses = video_poses(cfg.dataset_url, cfg.target)
+    index, poses = video_poses(cfg.dataset_url, video)
     boxes = boxes_array([face_box(p, record["width"], record["height"]) for p in poses])
     counts = pair_counts(index, poses, boxes, holdout_start, need_face=cfg.stage == "face")
     if not counts["pairs"]:
-        raise DataError(f"{cfg.dataset_url}: target {cfg.target!r} has no training pairs for the {cfg.stage} stage "
+        raise DataError(f"{cfg.dataset_url}: video {video!r} has no training pairs for the {cfg.stage} stage "
                          f"among its {counts['frames']} frames before the held-out tail: {counts}")
-    if cfg.stage == "face":
-        return counts, None, None
+    if cfg.stage == "face" or cfg.is_base:
+        return counts, None, "a base model: each video rendered zero-shot brings its own" if cfg.is_base else None
     try:
         stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
         return counts, stats.scaled(1 / cfg.downscale), None
     except ValueError as e:
         log.warning("%s: no floor statistics (%s): sources will be rendered onto it without normalization",
-                    cfg.target, e)
+                    video, e)
         return counts, None, str(e)
 
 
@@ -96,16 +107,34 @@ def train(cfg: TrainConfig) -> dict:
 
     uri = tracking_uri(cfg.tracking_uri)
     client = MlflowClient(uri)
-    record = video_record(cfg.dataset_url, cfg.target)
-    check_config(cfg, record)
-    pairs = training_pairs(cfg.dataset_url, cfg.target, record, cfg.holdout_fraction,
-                           need_face=cfg.stage == "face", downscale=cfg.downscale)
-    counts, floor, floor_error = training_data(cfg, record)
-    log.info("%s: %d training pairs; left out: %d without the dancer's pose, %d without a face box "
-             "(%d of %d frames have no pose)", cfg.target, counts["pairs"], counts["pairs_without_pose"],
-             counts["pairs_without_face_box"], counts["frames_without_pose"], counts["frames"])
+    records = [(v, video_record(cfg.dataset_url, v)) for v in (cfg.videos or [cfg.target])]
+    check_config(cfg, records)
+    record = records[0][1]
+    size = (record["width"] // cfg.downscale, record["height"] // cfg.downscale)
     body = load_registered(cfg.registry_name, cfg.body_model, uri) if cfg.stage == "face" else None
-    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target, "edn.stage": cfg.stage})
+    # reference channels: a base's and its fine-tuned targets' (the face stage: its body model's)
+    uses_reference = body.body.references if body is not None else cfg.is_base or bool(cfg.init_from)
+    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, reference_channels=uses_reference))
+    init, init_from = None, None
+    if cfg.init_from:  # the stage's weights from the base, checked against this run's networks first
+        init, init_from, _ = base_weights(cfg, uri, size)
+    references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size)
+                  for v, r in records] if uses_reference else None
+    pairs = training_pairs(cfg.dataset_url, records, cfg.holdout_fraction, need_face=cfg.stage == "face",
+                           downscale=cfg.downscale, references=[r.stacked() for r in references or []] or None)
+    per_video = [training_data(cfg, v, r) for v, r in records]
+    counts = {k: sum(c[k] for c, _, _ in per_video) for k in per_video[0][0]}
+    _, floor, floor_error = per_video[0]
+    log.info("%s: %d training pairs; left out: %d without the dancer's pose, %d without a face box "
+             "(%d of %d frames have no pose)", cfg.target or f"{len(records)} videos", counts["pairs"],
+             counts["pairs_without_pose"], counts["pairs_without_face_box"], counts["frames_without_pose"],
+             counts["frames"])
+    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target or cfg.registry_name,
+                                                                     "edn.stage": cfg.stage})
+    if init_from:
+        client.set_tag(run_id, "edn.init_from", init_from)
+    if references:
+        client.log_dict(run_id, {r.video: r.frame_index for r in references}, "references.json")
     for key, value in _flatten(to_dict(cfg)).items():
         try:
             client.log_param(run_id, key, value)
@@ -115,7 +144,7 @@ def train(cfg: TrainConfig) -> dict:
             log.warning("run %s keeps its logged %s (%s)", run_id, key, e.message.splitlines()[0])
     client.log_dict(run_id, to_dict(cfg), "config.json")
     client.set_tag(run_id, "edn.dataset_url", cfg.dataset_url)
-    client.set_tag(run_id, "edn.dataset_version", record["committed_at"])
+    client.set_tag(run_id, "edn.dataset_version", ",".join(sorted({r["committed_at"] for _, r in records})))
     client.log_dict(run_id, counts, "training_data.json")
     for key, value in counts.items():
         client.log_metric(run_id, f"data_{key}", value)
@@ -130,7 +159,8 @@ def train(cfg: TrainConfig) -> dict:
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
-                           "perceptual_available": perceptual, "progress": reports},
+                           "perceptual_available": perceptual, "progress": reports,
+                           "init": ray.put(init) if init else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={**cfg.resources_per_worker,
                                                                      "CPU": cfg.cpus_per_worker}),
@@ -140,34 +170,50 @@ def train(cfg: TrainConfig) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": pairs},
     )
-    with progress_of(reports, f"train {cfg.target} {cfg.stage}", cfg.steps):
+    with progress_of(reports, f"train {cfg.target or cfg.registry_name} {cfg.stage}", cfg.steps):
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with result.checkpoint.as_directory() as d:
         state = load_state(d, "cpu")
-    holdout_start = split_point(record["frames"], cfg.holdout_fraction)
-    if body is None:
-        size = (record["width"] // cfg.downscale, record["height"] // cfg.downscale)
-        meta = ModelMeta(target=cfg.target, width=size[0], height=size[1], fps=record["fps"],
-                         generator=cfg.generator, temporal=cfg.temporal, floor_stats=floor,
-                         floor_stats_error=floor_error, dataset_url=cfg.dataset_url, holdout_start=holdout_start,
-                         body_run_id=run_id, body_steps=state["step"], perceptual_loss=perceptual, stage=cfg.stage,
-                         training_data=TrainingData(body=PairCounts(**counts)))
-        body_state, face_state = state["G"], None
-        background = background_plate(cfg.dataset_url, cfg.target, holdout_start, size)
-    else:
-        meta = dataclasses.replace(
-            body.meta, face_generator=cfg.face_generator, face_run_id=run_id, face_steps=state["step"],
-            face_perceptual_loss=perceptual, body_version=body.version, stage=cfg.stage,
-            training_data=dataclasses.replace(body.meta.training_data, face=PairCounts(**counts)))
-        body_state, face_state, background = body.body.state_dict(), state["G"], body.background
+    meta, body_state, face_state, background, reference = model_parts(
+        cfg, records, state, body, run_id, perceptual, PairCounts(**counts), floor, floor_error, references, init_from)
+    discriminators = None
+    if cfg.is_base:  # what a fine-tuned target starts from
+        discriminators = {**((body.discriminators or {}) if body else {}), cfg.stage: state["D"]}
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        write_model_dir(tmp, body_state, meta, face_state, background)
+        write_model_dir(tmp, body_state, meta, face_state, background, reference, discriminators)
         version = register(client, run_id, tmp, cfg.registry_name, cfg.alias)
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],
             "training_data": counts, "metrics": result.metrics, "tracking_uri": uri}
+
+
+def model_parts(cfg: TrainConfig, records, state: dict, body, run_id: str, perceptual: bool, counts: PairCounts,
+                floor, floor_error, references, init_from):
+    """The registered model's metadata and contents: (meta, body weights, face weights, empty
+    scene, reference). The body stage makes a new model; the face stage adds its generator to the
+    frozen body model's."""
+    if body is not None:
+        meta = dataclasses.replace(
+            body.meta, face_generator=cfg.face_generator, face_run_id=run_id, face_steps=state["step"],
+            face_perceptual_loss=perceptual, body_version=body.version, stage=cfg.stage, face_init_from=init_from,
+            training_data=dataclasses.replace(body.meta.training_data, face=counts))
+        return meta, body.body.state_dict(), state["G"], body.background, body.reference
+    (video, record), size = records[0], (records[0][1]["width"] // cfg.downscale,
+                                         records[0][1]["height"] // cfg.downscale)
+    holdout_start = split_point(record["frames"], cfg.holdout_fraction)
+    meta = ModelMeta(target=cfg.target, width=size[0], height=size[1], fps=record["fps"],
+                     generator=cfg.generator, temporal=cfg.temporal, floor_stats=floor,
+                     floor_stats_error=floor_error, dataset_url=cfg.dataset_url,
+                     holdout_start=0 if cfg.is_base else holdout_start, body_run_id=run_id, body_steps=state["step"],
+                     perceptual_loss=perceptual, stage=cfg.stage, training_data=TrainingData(body=counts),
+                     kind="base" if cfg.is_base else "target", holdout_fraction=cfg.holdout_fraction,
+                     references={r.video: r.frame_index for r in references or []}, init_from=init_from)
+    if cfg.is_base:
+        return meta, state["G"], None, None, None
+    background = references[0].plate if references else background_plate(cfg.dataset_url, video, holdout_start, size)
+    return meta, state["G"], None, background, references[0].stacked() if references else None
 
 
 @contextlib.contextmanager

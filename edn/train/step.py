@@ -14,11 +14,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edn.models.body import BodyGenerator
+from edn.models.body import REFERENCE_CHANNELS, BodyGenerator
 from edn.models.face import apply_face, crop
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 
 LOSS_TERMS = ("G_gan", "G_feat", "G_vgg", "G_l1", "D_fake", "D_real")  # every loss a step returns, by name
+
+
+def body_discriminator_channels(temporal: bool, reference: bool) -> int:
+    """What body_judged gives the discriminator: poses and frames (t-1 and t with temporal
+    smoothing), and the reference's 9 channels with reference channels."""
+    return (12 if temporal else 6) + (REFERENCE_CHANNELS if reference else 0)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -34,16 +40,20 @@ class Judged:
 
 
 def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) -> Judged:
-    """batch: pose_prev, pose, image_prev, image, each (B, 3, H, W) in [-1, 1]."""
+    """batch: pose_prev, pose, image_prev, image, each (B, 3, H, W) in [-1, 1]; and reference
+    (B, 9, H, W) for a generator with reference channels, which the discriminator sees too, as a
+    condition: it judges whether the frame is this person in this room."""
+    ref = batch.get("reference")
+    extra = [] if ref is None else [ref]
     if not temporal:
-        fake = G(batch["pose"])
-        return Judged(torch.cat([batch["pose"], fake], 1), torch.cat([batch["pose"], batch["image"]], 1),
-                      fake, batch["image"])
+        fake = G(batch["pose"], None, ref)
+        cond = torch.cat([batch["pose"], *extra], 1)
+        return Judged(torch.cat([cond, fake], 1), torch.cat([cond, batch["image"]], 1), fake, batch["image"])
     # Frame t-1 from a blank previous frame, then frame t from the generated t-1, as in the
     # paper; both through G's own forward, so a DDP wrapper's gradient hooks see both calls.
-    fake_prev = G(batch["pose_prev"])
-    fake = G(batch["pose"], fake_prev)
-    cond = torch.cat([batch["pose_prev"], batch["pose"]], 1)
+    fake_prev = G(batch["pose_prev"], None, ref)
+    fake = G(batch["pose"], fake_prev, ref)
+    cond = torch.cat([batch["pose_prev"], batch["pose"], *extra], 1)
     return Judged(torch.cat([cond, fake_prev, fake], 1), torch.cat([cond, batch["image_prev"], batch["image"]], 1),
                   torch.cat([fake_prev, fake]), torch.cat([batch["image_prev"], batch["image"]]))
 
@@ -51,7 +61,7 @@ def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) ->
 def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
     """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
     with torch.no_grad():
-        body_out = body.frame_t(batch["pose_prev"], batch["pose"])
+        body_out = body.frame_t(batch["pose_prev"], batch["pose"], batch.get("reference"))
     _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
     real = crop(batch["image"], batch["face_box"])
     return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),

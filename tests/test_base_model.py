@@ -1,0 +1,127 @@
+"""A base model on several dancers, a target fine-tuned from it, and a zero-shot render (issue 15):
+real Ray Train runs, a real MLflow server, real videos."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from edn.cli import main
+from edn.data.ingest import IngestConfig, ingest
+from edn.data.reader import video_poses
+from edn.data.reference import video_reference
+from edn.errors import ConfigError
+from edn.inference import zero_shot
+from edn.models.face import FaceGeneratorConfig, face_discriminator_config
+from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.registry import load_registered
+from edn.render.transfer import transfer
+from edn.synth import synthesize
+from edn.train.config import TrainConfig
+from edn.train.run import train
+
+TINY = dict(allow_no_vgg=True, lambda_l1=10.0, generator=GeneratorConfig(ngf=4, n_downsample=2, n_blocks=1),
+            discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
+            face_generator=FaceGeneratorConfig(ngf=4, n_downsample=1, n_blocks=1),
+            face_discriminator=face_discriminator_config(ndf=8, n_layers=1), batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Three dancers at 64x64: the base learns the first two, the third is new to it."""
+    home = tmp_path_factory.mktemp("base")
+    videos = [f for f in synthesize(str(home / "videos"), dancers=3, frames=32, size=(128, 128), seed=11)
+              if f.endswith(".mp4")]
+    url = str(home / "dataset")
+    assert len(ingest(videos, url, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]) == 3
+    return url, home
+
+
+def _cfg(dataset, mlflow_server, tmp_path, **kw) -> TrainConfig:
+    url, home = dataset
+    return TrainConfig(**{**TINY, "dataset_url": url, "tracking_uri": mlflow_server,
+                          "storage_path": str(home / "ray"), "steps": 4, "checkpoint_every": 4,
+                          "image_every": 4, **kw})
+
+
+def test_base_fine_tune_lineage_and_zero_shot(ray_cluster, mlflow_server, dataset, tmp_path, capsys):
+    url, home = dataset
+    base_run = train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"]))
+    assert base_run["model_name"] == "edn-base"
+    base = load_registered("edn-base", "candidate", mlflow_server)
+    assert base.meta.kind == "base" and sorted(base.meta.references) == ["dancer_00", "dancer_01"]
+    assert base.body.references and set(base.discriminators) == {"body"}
+    # both videos' pairs trained on: 2 x (29 frames before the held-out tail - 1)
+    assert base_run["training_data"]["pairs"] == 2 * 28
+    for video, frame in base.meta.references.items():  # the frame with the most keypoints seen, first of ties
+        index, poses = video_poses(url, video)
+        seen = (poses[:, :, 2] > 0).sum(1)[index < 29]
+        assert frame == int(np.argmax(seen))
+
+    # a new dancer, fine-tuned from the base: lr 0, so its weights must be the base's exactly
+    target = _cfg(dataset, mlflow_server, tmp_path, target="dancer_02", init_from="edn-base@candidate", lr=0.0)
+    run = train(target)
+    fine = load_registered("edn-dancer_02", "candidate", mlflow_server)
+    for key, value in base.body.state_dict().items():
+        assert torch.equal(fine.body.state_dict()[key], value), key
+    version = base_run["version"]
+    assert fine.meta.kind == "target" and fine.meta.init_from == f"edn-base@{version}"
+    assert MlflowClient(mlflow_server).get_run(run["run_id"]).data.tags["edn.init_from"] == f"edn-base@{version}"
+    reference = video_reference(url, "dancer_02", 29, (64, 64))
+    assert fine.meta.references == {"dancer_02": reference.frame_index}
+    assert np.array_equal(fine.reference, reference.stacked())  # kept in the model folder, lossless
+    _, frames = fine.renderer()(video_poses(url, "dancer_01")[1][:3])
+    assert frames.shape == (3, 64, 64, 3)
+
+    # the face stage needs a base that has one
+    with pytest.raises(ConfigError, match=r"edn-base version \d+ does not fit edn-dancer_02 \(face stage\).*no face"):
+        train(dataclasses.replace(target, stage="face"))
+    train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"], stage="face", steps=2,
+               checkpoint_every=2))
+    base = load_registered("edn-base", "candidate", mlflow_server)
+    assert set(base.discriminators) == {"body", "face"} and base.face is not None
+    train(dataclasses.replace(target, stage="face", steps=2, checkpoint_every=2))
+    fine = load_registered("edn-dancer_02", "candidate", mlflow_server)
+    assert fine.meta.face_init_from == f"edn-base@{int(version) + 1}" and fine.meta.init_from == f"edn-base@{version}"
+    for key, value in base.face.state_dict().items():
+        assert torch.equal(fine.face.state_dict()[key], value), key
+    assert np.array_equal(fine.reference, reference.stacked())
+
+    # zero-shot: the base and the new dancer's video alone, said plainly
+    shot = zero_shot(base, url, "dancer_02")
+    assert shot.meta.kind == "zero-shot" and shot.meta.target == "dancer_02" and shot.meta.holdout_start == 29
+    assert np.array_equal(shot.reference, reference.stacked())
+    result = transfer(url, "dancer_01", shot, str(tmp_path / "zero.mp4"))
+    assert result["frames"] == 32 and "ZERO-SHOT base render" in result["zero_shot"]
+    capsys.readouterr()
+    assert main(["render", "--dataset", url, "--target", "dancer_02", "--source", "dancer_00", "--model",
+                 "edn-base", "--tracking-uri", mlflow_server, "--out", str(tmp_path / "cli.mp4")]) == 0
+    assert "ZERO-SHOT" in json.loads(capsys.readouterr().out)["zero_shot"]
+    with pytest.raises(ConfigError, match="is a target model, not a base"):
+        zero_shot(fine, url, "dancer_00")
+
+
+def test_fine_tuning_errors_name_both_models(ray_cluster, mlflow_server, dataset, tmp_path):
+    """Each mismatch stops the run on the driver, before a worker starts, naming both models."""
+    if not MlflowClient(mlflow_server).search_registered_models("name='edn-base'"):
+        train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"]))
+    if not MlflowClient(mlflow_server).search_registered_models("name='edn-dancer_02'"):
+        train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_02", init_from="edn-base@candidate"))
+    cases = {
+        "edn-dancer_02@candidate": r"edn-dancer_02 version \d+ does not fit edn-dancer_01 \(body stage\): it is a "
+                                   r"target model of 'dancer_02', not a base",
+        "edn-base@candidate": r"edn-base version \d+ does not fit edn-dancer_01 \(body stage\): generator settings "
+                              r"differ: ngf=8 \(base: 4\)",
+    }
+    for init, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", init_from=init,
+                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1)
+                       if init.startswith("edn-base") else TINY["generator"]))
+    with pytest.raises(ConfigError, match=r"edn-base version \d+ does not fit .* renders 64x64, this run trains "
+                                          r"at 32x32"):
+        train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", init_from="edn-base@candidate", downscale=2))
+    with pytest.raises(ConfigError, match="give no target or init_from"):
+        train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00"], init_from="edn-base@candidate"))
