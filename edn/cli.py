@@ -145,6 +145,19 @@ def cmd_ablate(a) -> dict:
     return {"rows": list(result["methods"]), "report": f"{a.out}/ablation.html"}
 
 
+def cmd_onboard_curve(a) -> dict:
+    from edn.config import load_config
+    from edn.eval.onboarding import OnboardConfig, run_onboarding
+    from edn.train.config import TrainConfig
+    cfg = load_config(TrainConfig, a.config, a.set, flags=_flags(dataset_url=a.dataset, tracking_uri=a.tracking_uri))
+    onboard = OnboardConfig(targets=[t for t in a.targets.split(",") if t], base=a.base,
+                            fractions=[float(f) for f in a.fractions.split(",")],
+                            scratch_fractions=[float(f) for f in a.scratch_fractions.split(",")])
+    _init_ray()
+    result = run_onboarding(cfg, onboard, a.out, _eval_config(a, None, []))
+    return {"mean": result["mean"], "metrics": result["metrics_file"], "report": result["report"]}
+
+
 def cmd_demo(a) -> dict:
     from edn.config import load_config
     from edn.demo import DemoConfig, run_demo
@@ -339,6 +352,21 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(stage=None, model="")  # each row is its own model and stage (edn/eval/ablation.py)
     p.add_argument("--out", required=True, help="folder URL for ablation.json and ablation.html")
     p.add_argument("--face-steps", type=int, default=300, help="face GAN steps on top of the temporal body model")
+    _eval_args(p)
+    _tracking_arg(p)
+    _config_args(p, "TrainConfig", "steps=1500", presets=True)
+
+    p = verb("onboard-curve", cmd_onboard_curve, "What a new performer costs with a base model: for each "
+             "held-out dancer, train from scratch and fine-tune from the base at fractions of one budget (steps), "
+             "render the base zero-shot, and score all beside the baselines (onboarding.json, onboarding.html).",
+             "edn onboard-curve --dataset outputs/heldout --targets dancer_00,dancer_01,dancer_02 "
+             "--base edn-base@candidate --config cpu_small --set steps=1500 --out outputs/onboarding")
+    p.add_argument("--dataset", default="", help="ingested dataset URL holding the held-out dancers")
+    p.add_argument("--targets", required=True, help="comma list of the held-out dancers' video ids")
+    p.add_argument("--base", default="edn-base@candidate", help="registered base NAME@ALIAS-OR-VERSION")
+    p.add_argument("--fractions", default="0.05,0.1,0.25,1", help="fine-tuning budgets, fractions of steps")
+    p.add_argument("--scratch-fractions", default="1", help="from-scratch budgets, fractions of steps")
+    p.add_argument("--out", required=True, help="folder URL for onboarding.json and onboarding.html")
     _eval_args(p)
     _tracking_arg(p)
     _config_args(p, "TrainConfig", "steps=1500", presets=True)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from edn.errors import ConfigError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face, boxes_to_tensor
 from edn.models.meta import META_FILE, ModelMeta
@@ -129,8 +130,9 @@ class Renderer:
         self.plate = None if model.background is None else to_tensor(model.background[None], self.device)
         self.reference = None if model.reference is None else to_tensor(model.reference[None], self.device)
         if model.body.references and self.reference is None:
-            raise ValueError(f"model version {model.version} ({model.meta.kind}) renders from an appearance "
-                             "reference and has none: a base model renders a video zero-shot (edn.inference.zero_shot)")
+            raise ConfigError(f"model version {model.version} ({model.meta.kind}) renders from an appearance "
+                              "reference and has none: a base model renders a target video zero-shot "
+                              "(edn render --model <base> --target <video>)")
 
     def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
@@ -214,7 +216,6 @@ def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
     # here, not at the top: the dataset readers (pyarrow) are not needed to render a registered model
     from edn.data.reader import split_point, video_poses, video_record
     from edn.data.reference import video_reference
-    from edn.errors import ConfigError
     from edn.pose.normalize import floor_stats
 
     if base.meta.kind != "base":

@@ -13,6 +13,8 @@ from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_poses
 from edn.data.reference import video_reference
 from edn.errors import ConfigError
+from edn.eval.heldout import EvalConfig
+from edn.eval.onboarding import OnboardConfig, run_onboarding
 from edn.inference import zero_shot
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
@@ -46,9 +48,14 @@ def _cfg(dataset, mlflow_server, tmp_path, **kw) -> TrainConfig:
                           "image_every": 4, **kw})
 
 
-def test_base_fine_tune_lineage_and_zero_shot(ray_cluster, mlflow_server, dataset, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def base_run(ray_cluster, mlflow_server, dataset, tmp_path_factory):
+    """edn-base trained on dancer_00 and dancer_01, once for the module."""
+    return train(_cfg(dataset, mlflow_server, None, videos=["dancer_00", "dancer_01"]))
+
+
+def test_base_fine_tune_lineage_and_zero_shot(base_run, mlflow_server, dataset, tmp_path, capsys):
     url, home = dataset
-    base_run = train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"]))
     assert base_run["model_name"] == "edn-base"
     base = load_registered("edn-base", "candidate", mlflow_server)
     assert base.meta.kind == "base" and sorted(base.meta.references) == ["dancer_00", "dancer_01"]
@@ -103,10 +110,8 @@ def test_base_fine_tune_lineage_and_zero_shot(ray_cluster, mlflow_server, datase
         zero_shot(fine, url, "dancer_00")
 
 
-def test_fine_tuning_errors_name_both_models(ray_cluster, mlflow_server, dataset, tmp_path):
+def test_fine_tuning_errors_name_both_models(base_run, mlflow_server, dataset, tmp_path):
     """Each mismatch stops the run on the driver, before a worker starts, naming both models."""
-    if not MlflowClient(mlflow_server).search_registered_models("name='edn-base'"):
-        train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"]))
     if not MlflowClient(mlflow_server).search_registered_models("name='edn-dancer_02'"):
         train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_02", init_from="edn-base@candidate"))
     cases = {
@@ -125,3 +130,33 @@ def test_fine_tuning_errors_name_both_models(ray_cluster, mlflow_server, dataset
         train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", init_from="edn-base@candidate", downscale=2))
     with pytest.raises(ConfigError, match="give no target or init_from"):
         train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00"], init_from="edn-base@candidate"))
+
+
+def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
+    """The curve for one held-out dancer at tiny budgets: every row scored, the mean table, the
+    report and MLflow's copy; a rerun into the same folder trains nothing again."""
+    url, _ = dataset
+    cfg = _cfg(dataset, mlflow_server, tmp_path, steps=4)
+    onboard = OnboardConfig(targets=["dancer_02"], base=f"edn-base@{base_run['version']}", fractions=[0.5, 1.0],
+                            scratch_fractions=[1.0])
+    eval_cfg = EvalConfig()
+    result = run_onboarding(cfg, onboard, str(tmp_path / "curve"), eval_cfg)
+    rows = result["targets"]["dancer_02"]
+    assert list(rows) == ["zero-shot", "nearest_neighbour", "mean_frame", "fine-tune 50%", "fine-tune 100%",
+                          "scratch 100%"]
+    assert [rows[r]["steps"] for r in ("zero-shot", "fine-tune 50%", "fine-tune 100%", "scratch 100%")] == [0, 2, 4, 4]
+    assert all(0 < r["body_ssim"] <= 1 for r in rows.values())
+    assert result["mean"]["scratch 100%"]["body_ssim"] == rows["scratch 100%"]["body_ssim"]
+    client = MlflowClient(mlflow_server)
+    tuned = load_registered("edn-dancer_02-fine-tune-50", "candidate", mlflow_server)
+    assert tuned.meta.init_from == onboard.base and tuned.meta.body_steps == 2
+    assert load_registered("edn-dancer_02-scratch-100", "candidate", mlflow_server).meta.init_from is None
+    html = (tmp_path / "curve" / "onboarding.html").read_text()
+    assert "Mean over dancers" in html and html.count("data:image/png;base64,") >= 1
+    run = client.search_runs([client.get_experiment_by_name("edn").experiment_id],
+                             f"tags.`edn.base` = '{onboard.base}'")[0]
+    assert run.data.metrics["fine-tune_50pct.body_ssim"] == rows["fine-tune 50%"]["body_ssim"]
+    versions = len(client.search_model_versions("name='edn-dancer_02-scratch-100'"))
+    again = run_onboarding(cfg, onboard, str(tmp_path / "curve"), eval_cfg)
+    assert json.dumps(again["targets"]) == json.dumps(result["targets"])  # NaN where mediapipe found nobody
+    assert len(client.search_model_versions("name='edn-dancer_02-scratch-100'")) == versions

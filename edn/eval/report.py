@@ -23,24 +23,36 @@ def _png_data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
 
 
-def _plot(series: dict[str, tuple[list, list]], title: str, xlabel: str) -> str:
-    """A line plot as a PNG data URI (matplotlib, headless)."""
+def plot(series: dict[str, tuple[list, list]], title: str, xlabel: str, marker: str = "",
+         levels: tuple[str, ...] = ()) -> str:
+    """A line plot as a PNG data URI (matplotlib, headless); the series named in `levels` dashed,
+    without markers (a baseline's level across the plot)."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.2), dpi=90)
     for name, (x, y) in series.items():
-        ax.plot(x, y, label=name, linewidth=1.2)
+        level = name in levels
+        ax.plot(x, y, label=name, linewidth=1.2, marker="" if level else marker, linestyle="--" if level else "-")
     ax.set_title(title), ax.set_xlabel(xlabel), ax.grid(alpha=0.3), ax.legend(fontsize=8)
     buf = io.BytesIO()
     fig.tight_layout(), fig.savefig(buf, format="png"), plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def table_rows(methods: dict[str, dict]) -> list[list[str]]:
+def table_rows(methods: dict[str, dict], extra: tuple[str, ...] = ()) -> list[list[str]]:
+    """A row per method: its name, `extra` keys as they are, then COLUMNS' metrics."""
     def cell(v):
         return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
-    return [[name] + [cell(m.get(key)) for key, _ in COLUMNS] for name, m in methods.items()]
+    return [[name] + [str(m.get(k, "")) for k in extra] + [cell(m.get(key)) for key, _ in COLUMNS]
+            for name, m in methods.items()]
+
+
+def table_html(methods: dict[str, dict], extra: tuple[str, ...] = ()) -> str:
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in ["method", *extra] + [lbl for _, lbl in COLUMNS])
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in table_rows(methods, extra))
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def format_table(methods: dict[str, dict]) -> str:
@@ -59,13 +71,11 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
                  curves: dict[str, dict[str, tuple[list, list]]] | None = None,
                  links: dict[str, str] | None = None) -> None:
     methods = metrics["methods"]
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in ["method"] + [lbl for _, lbl in COLUMNS])
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in table_rows(methods))
     lpips = metrics["lpips"]
     lpips_note = "" if lpips["available"] else f"<p><b>LPIPS is unavailable:</b> {html.escape(lpips['reason'])}</p>"
-    ssim_plot = _plot({n: (list(range(len(m["ssim_per_frame"]))), m["ssim_per_frame"]) for n, m in methods.items()},
+    ssim_plot = plot({n: (list(range(len(m["ssim_per_frame"]))), m["ssim_per_frame"]) for n, m in methods.items()},
                       "body SSIM per held-out frame", "held-out frame")
-    curve_imgs = "".join(f'<img src="{_plot(series, name, "step")}" alt="{html.escape(name)}">'
+    curve_imgs = "".join(f'<img src="{plot(series, name, "step")}" alt="{html.escape(name)}">'
                          for name, series in (curves or {}).items() if series)
     images = "".join(
         f'<figure><img src="{_png_data_uri(img)}" alt="frame {i}"><figcaption>held-out frame {i}: '
@@ -91,7 +101,7 @@ td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixel
 {metrics["heldout_frames"]} held-out frames from frame {metrics["heldout_first_frame"]} (never trained on),
 each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
 distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>
-<h2>Held-out self-transfer</h2><table><tr>{head}</tr>{rows}</table>{lpips_note}{gate_html}{precision_html}{cross_html}
+<h2>Held-out self-transfer</h2>{table_html(methods)}{lpips_note}{gate_html}{precision_html}{cross_html}
 <h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{curve_imgs}
 <h2>Frames</h2>{images}
 <h2>Files</h2><ul>{link_items}</ul></body></html>"""

@@ -80,13 +80,17 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (cfg.steps - step) / max(cfg.steps - start, 1))
 
 
-def epoch_batches(data, cfg: TrainConfig, device: torch.device):
-    """One epoch of raw pair batches from a Ray Dataset (or a Ray Train shard of one), on the
-    device. On GPU the batches are collated into pinned memory in Ray Data's prefetch thread, so
-    their copy to the GPU is asynchronous, overlapping the previous step's kernels."""
+def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.ndarray | None = None):
+    """One epoch of raw pair batches from a Ray Dataset of compact pairs (or a Ray Train shard of
+    one), decoded and drawn in Ray Data's prefetch thread (PairCollate), on the device; with
+    `references`, the run's videos' (edn.data.reference), each pair's own. On GPU the batches are
+    collated into pinned memory, so their copy to the GPU is asynchronous, overlapping the previous
+    step's kernels."""
+    from edn.train.collate import PairCollate
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
-                                   pin_memory=device.type == "cuda")
+                                   pin_memory=device.type == "cuda",
+                                   collate_fn=PairCollate(cfg.downscale, references))
 
 
 def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
@@ -212,10 +216,11 @@ def train_loop_per_worker(config: dict) -> None:
         log.started(step)
 
     shard = ray.train.get_dataset_shard("train")
+    references = ray.get(config["references"]) if config.get("references") is not None else None
     tick, images_since = time.time(), 0
     while step < cfg.steps:
         batches = 0
-        for raw in epoch_batches(shard, cfg, device):
+        for raw in epoch_batches(shard, cfg, device, references):
             batches += 1
             lr = learning_rate(cfg, step)
             for group in (*opt_G.param_groups, *opt_D.param_groups):

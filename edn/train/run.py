@@ -8,6 +8,8 @@ import os
 import tempfile
 import threading
 
+import numpy as np
+
 from edn.config import to_dict
 from edn.data.plate import background_plate
 from edn.data.reader import split_point, video_poses, video_record
@@ -120,8 +122,7 @@ def train(cfg: TrainConfig) -> dict:
         init, init_from, _ = base_weights(cfg, uri, size)
     references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size)
                   for v, r in records] if uses_reference else None
-    pairs = training_pairs(cfg.dataset_url, records, cfg.holdout_fraction, need_face=cfg.stage == "face",
-                           downscale=cfg.downscale, references=[r.stacked() for r in references or []] or None)
+    pairs = training_pairs(cfg.dataset_url, records, cfg.holdout_fraction, need_face=cfg.stage == "face")
     per_video = [training_data(cfg, v, r) for v, r in records]
     counts = {k: sum(c[k] for c, _, _ in per_video) for k in per_video[0][0]}
     _, floor, floor_error = per_video[0]
@@ -160,7 +161,8 @@ def train(cfg: TrainConfig) -> dict:
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
                            "perceptual_available": perceptual, "progress": reports,
-                           "init": ray.put(init) if init else None},
+                           "init": ray.put(init) if init else None,
+                           "references": ray.put(np.stack([r.stacked() for r in references])) if references else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={**cfg.resources_per_worker,
                                                                      "CPU": cfg.cpus_per_worker}),
