@@ -17,16 +17,8 @@ import tempfile
 import time
 import traceback
 
-from edn.config import parse_size, preset_names
+from edn import cli_flags
 from edn.errors import ConfigError, root_cause, user_error
-from edn.pose.estimator_names import estimator_names
-
-
-def _size_arg(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _init_ray() -> None:
@@ -37,14 +29,6 @@ def _init_ray() -> None:
 def cmd_synth(a) -> dict:
     from edn.synth import synthesize
     return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard, a.palette)}
-
-
-def _hard(text: str):
-    from edn.synth.hard import HardOptions
-    try:
-        return HardOptions.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cmd_ingest(a) -> dict:
@@ -200,56 +184,6 @@ def cmd_cluster(a) -> dict:
     return {"status": cluster.status, "stop": cluster.stop}[a.action](api, a.name, namespace)
 
 
-# Every verb that takes one of these flags takes it with this meaning (and these words of help).
-
-def _tracking_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", default="", help="MLflow URI (default $MLFLOW_TRACKING_URI, else outputs/mlflow)")
-
-
-def _dataset_args(p: argparse.ArgumentParser, required: bool) -> None:
-    where = "" if required else " (overrides the config's)"
-    p.add_argument("--dataset", required=required, default="", help=f"ingested dataset URL{where}")
-    p.add_argument("--target", required=required, default="", help=f"target video id{where}")
-
-
-def _model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="", help="registered model name (default edn-<target>)")
-
-
-def _registered_args(p: argparse.ArgumentParser) -> None:
-    """A registered target model to read (render, evaluate)."""
-    _dataset_args(p, required=True)
-    _model_arg(p)
-    p.add_argument("--alias", default="candidate", help="registry alias or version number (default candidate)")
-    _tracking_arg(p)
-
-
-def _runtime_args(p: argparse.ArgumentParser) -> None:
-    """Where and in what precision the verb runs its models (edn.runtime; validated there)."""
-    p.add_argument("--device", default="", help="auto (default: a GPU when one is visible), cpu or cuda")
-    p.add_argument("--precision", default="", help="auto (default: bf16 where the device computes it natively: "
-                   "a GPU, a CPU with AVX512-BF16 or AMX; else fp32), fp32 or bf16")
-
-
-def _estimator_arg(p: argparse.ArgumentParser, *aliases: str, use: str) -> None:
-    p.add_argument("--estimator", *aliases, dest="estimator", default="",
-                   help=f"pose detector {use}: {', '.join(estimator_names())} (default mediapipe), or module:Class")
-
-
-def _eval_args(p: argparse.ArgumentParser) -> None:
-    _estimator_arg(p, "--detector", use="run on generated frames for the pose distance")
-    _runtime_args(p)
-    p.add_argument("--lpips-weights", default="",
-                   help="LPIPS AlexNet backbone weights URL (default: torchvision cache)")
-
-
-def _config_args(p: argparse.ArgumentParser, name: str, example: str, presets: bool = False) -> None:
-    named = f", or a preset of edn/configs/ by name ({', '.join(preset_names())})" if presets else ""
-    p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings{named}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a setting, e.g. {example} (repeatable; wins over the flags above)")
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now motion transfer on Ray.")
     top.add_argument("--debug", action="store_true", help="print the traceback of an error (also EDN_DEBUG=1)")
@@ -266,11 +200,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output folder URL")
     p.add_argument("--dancers", type=int, default=2)
     p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--size", type=_size_arg, default=(256, 256), help="WIDTHxHEIGHT")
+    p.add_argument("--size", type=cli_flags.size_arg, default=(256, 256), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--audio", action="store_true", help="add music: a click on every beat of each dance")
-    p.add_argument("--hard", type=_hard, default="", metavar="OPTIONS",
+    p.add_argument("--hard", type=cli_flags.hard, default="", metavar="OPTIONS",
                    help="harder footage, a comma list of turn, exit, occluder, passerby, shake, light, blur, "
                    "compression, or all; adds per-frame ground truth to the keypoints files")
     p.add_argument("--palette", choices=("any", "base", "heldout"), default="any",
@@ -281,10 +215,11 @@ def parser() -> argparse.ArgumentParser:
              "edn ingest outputs/dancers/ --out outputs/dataset --size 128x128")
     p.add_argument("videos", nargs="+", help="video files or folders (local paths, gs://, memory://)")
     p.add_argument("--out", required=True, help="dataset URL")
-    _estimator_arg(p, use="run on the videos' frames")
-    p.add_argument("--size", type=_size_arg, default=None, help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
+    cli_flags.estimator_arg(p, use="run on the videos' frames")
+    p.add_argument("--size", type=cli_flags.size_arg, default=None,
+                   help="stored frame size WIDTHxHEIGHT (scale + centre crop)")
     p.add_argument("--concurrency", type=int, default=0, help="pose-detector actors (default 1)")
-    _config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
+    cli_flags.config_args(p, "IngestConfig", "cleanup.smoothing=one-euro")
 
     p = verb("upgrade-dataset", cmd_upgrade_dataset, "Rewrite a dataset's videos written in an older layout, "
              "in place (face boxes recomputed from the stored keypoints; other columns copied).",
@@ -298,25 +233,25 @@ def parser() -> argparse.ArgumentParser:
              "  edn train --dataset outputs/dataset --target dancer_00 --stage face --set steps=200\n"
              "  edn train --dataset outputs/dataset --videos dancer_00,dancer_01,dancer_02 --config cpu_small\n"
              "  edn train --dataset outputs/dataset --target newbie --config cpu_small --init-from edn-base@candidate")
-    _dataset_args(p, required=False)
+    cli_flags.dataset_args(p, required=False)
     p.add_argument("--videos", default="", help="comma list of video ids: train a base model on all of them")
     p.add_argument("--init-from", default="", help="registered base model NAME@ALIAS-OR-VERSION a target starts from")
     p.add_argument("--stage", choices=["body", "face"], default=None,
                    help="body (default), then face: the face GAN on the frozen body model (body_model alias)")
-    _model_arg(p)
-    _tracking_arg(p)
-    _config_args(p, "TrainConfig", "generator.ngf=32", presets=True)
+    cli_flags.model_arg(p)
+    cli_flags.tracking_arg(p)
+    cli_flags.config_args(p, "TrainConfig", "generator.ngf=32", presets=True)
 
     p = verb("render", cmd_render, "Transfer a source video's dance onto a registered target model (mp4); "
              "with a base model (--model edn-base), onto the --target video's person zero-shot, with no training.",
              "edn render --dataset outputs/dataset --source dancer_01 --target dancer_00 --out outputs/t.mp4\n"
              "  edn render --dataset outputs/dataset --source dancer_01 --target newbie --model edn-base "
              "--out outputs/z.mp4")
-    _registered_args(p)
+    cli_flags.registered_args(p)
     p.add_argument("--source", required=True, help="source video id in the dataset")
     p.add_argument("--out", required=True, help="output mp4 URL")
     p.add_argument("--layout", choices=["side_by_side", "output"], default="side_by_side")
-    _runtime_args(p)
+    cli_flags.runtime_args(p)
 
     p = verb("render-catalog", cmd_render_catalog, "Render a catalog of source -> target transfers (CSV or "
              "Parquet, a row each) on Ray: chunked, batched per target, with the sources' sound; a manifest of "
@@ -328,33 +263,33 @@ def parser() -> argparse.ArgumentParser:
              "    gs://bucket/clips/salsa.mp4,edn-alice@production,salsa_alice.mp4,,output,true,512x512")
     p.add_argument("--catalog", required=True, help="catalog table URL (.csv or .parquet; edn/render/catalog.py)")
     p.add_argument("--out", required=True, help="folder URL: manifest.parquet, index.html, relative outputs, _work/")
-    _tracking_arg(p)
-    _runtime_args(p)
-    _config_args(p, "CatalogConfig", "chunk_frames=240")
+    cli_flags.tracking_arg(p)
+    cli_flags.runtime_args(p)
+    cli_flags.config_args(p, "CatalogConfig", "chunk_frames=240")
 
     p = verb("evaluate", cmd_evaluate, "Score a registered model on its target's held-out frames against the "
              "nearest-neighbour baseline (SSIM, LPIPS, pose distance, stability; report; promotion gate).",
              "edn evaluate --dataset outputs/dataset --target dancer_00 --out outputs/eval --promote")
-    _registered_args(p)
+    cli_flags.registered_args(p)
     p.add_argument("--out", required=True, help="folder URL for metrics.json and report.html")
     p.add_argument("--source", action="append", default=[],
                    help="also score the transfer of this source video id onto the target (repeatable)")
     p.add_argument("--promote", action="store_true",
                    help="move the alias production to this version if it beats the nearest-neighbour baseline")
-    _eval_args(p)
-    _config_args(p, "EvalConfig", "strip_frames=8")
+    cli_flags.eval_args(p)
+    cli_flags.config_args(p, "EvalConfig", "strip_frames=8")
 
     p = verb("ablate", cmd_ablate, "Train and score the paper's ablation (frame-by-frame, +temporal smoothing, "
              "+face GAN) with one budget, beside the nearest-neighbour baseline; print the table.",
              "edn ablate --dataset outputs/dataset --target dancer_00 --set steps=1500 --face-steps 300 "
              "--out outputs/ablation")
-    _dataset_args(p, required=False)
+    cli_flags.dataset_args(p, required=False)
     p.set_defaults(stage=None, model="")  # each row is its own model and stage (edn/eval/ablation.py)
     p.add_argument("--out", required=True, help="folder URL for ablation.json and ablation.html")
     p.add_argument("--face-steps", type=int, default=300, help="face GAN steps on top of the temporal body model")
-    _eval_args(p)
-    _tracking_arg(p)
-    _config_args(p, "TrainConfig", "steps=1500", presets=True)
+    cli_flags.eval_args(p)
+    cli_flags.tracking_arg(p)
+    cli_flags.config_args(p, "TrainConfig", "steps=1500", presets=True)
 
     p = verb("onboard-curve", cmd_onboard_curve, "What a new performer costs with a base model: for each "
              "held-out dancer, train from scratch and fine-tune from the base at fractions of one budget (steps), "
@@ -367,18 +302,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", default="0.05,0.1,0.25,1", help="fine-tuning budgets, fractions of steps")
     p.add_argument("--scratch-fractions", default="1", help="from-scratch budgets, fractions of steps")
     p.add_argument("--out", required=True, help="folder URL for onboarding.json and onboarding.html")
-    _eval_args(p)
-    _tracking_arg(p)
-    _config_args(p, "TrainConfig", "steps=1500", presets=True)
+    cli_flags.eval_args(p)
+    cli_flags.tracking_arg(p)
+    cli_flags.config_args(p, "TrainConfig", "steps=1500", presets=True)
 
     p = verb("demo", cmd_demo, "Run everything end to end on synthetic dancers with embedded defaults.",
              "edn demo --out outputs/demo")
     p.add_argument("--out", default="", help="folder URL for everything the demo writes (default outputs/demo)")
     p.add_argument("--steps", type=int, default=0, help="body training steps (default: the demo's)")
     p.add_argument("--frames", type=int, default=0, help="frames per dancer (default: the demo's)")
-    _tracking_arg(p)
-    _runtime_args(p)
-    _config_args(p, "DemoConfig", "train.steps=100")
+    cli_flags.tracking_arg(p)
+    cli_flags.runtime_args(p)
+    cli_flags.config_args(p, "DemoConfig", "train.steps=100")
 
     p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",
              "edn bench ingest --out outputs/bench")
