@@ -135,8 +135,8 @@ def cmd_onboard_curve(a) -> dict:
     from edn.train.config import TrainConfig
     cfg = load_config(TrainConfig, a.config, a.set, flags=_flags(dataset_url=a.dataset, tracking_uri=a.tracking_uri))
     onboard = OnboardConfig(targets=[t for t in a.targets.split(",") if t], base=a.base,
-                            fractions=[float(f) for f in a.fractions.split(",")],
-                            scratch_fractions=[float(f) for f in a.scratch_fractions.split(",")])
+                            fractions=cli_flags.fractions(a.fractions, "--fractions"),
+                            scratch_fractions=cli_flags.fractions(a.scratch_fractions, "--scratch-fractions"))
     _init_ray()
     result = run_onboarding(cfg, onboard, a.out, _eval_config(a, None, []))
     return {"mean": result["mean"], "metrics": result["metrics_file"], "report": result["report"]}
@@ -299,8 +299,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="", help="ingested dataset URL holding the held-out dancers")
     p.add_argument("--targets", required=True, help="comma list of the held-out dancers' video ids")
     p.add_argument("--base", default="edn-base@candidate", help="registered base NAME@ALIAS-OR-VERSION")
-    p.add_argument("--fractions", default="0.05,0.1,0.25,1", help="fine-tuning budgets, fractions of steps")
-    p.add_argument("--scratch-fractions", default="1", help="from-scratch budgets, fractions of steps")
+    p.add_argument("--fractions", default="0.05,0.1,0.25,1",
+                   help="fine-tuning budgets, a comma list of fractions of steps (empty: none)")
+    p.add_argument("--scratch-fractions", default="1",
+                   help="from-scratch budgets, a comma list of fractions of steps (empty: none)")
     p.add_argument("--out", required=True, help="folder URL for onboarding.json and onboarding.html")
     cli_flags.eval_args(p)
     cli_flags.tracking_arg(p)

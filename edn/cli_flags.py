@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edn.config import parse_size, preset_names
+from edn.errors import ConfigError
 from edn.pose.estimator_names import estimator_names
 
 
@@ -71,3 +72,15 @@ def config_args(p: argparse.ArgumentParser, name: str, example: str, presets: bo
     p.add_argument("--config", default=None, help=f"YAML/JSON file (URL) of {name} settings{named}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a setting, e.g. {example} (repeatable; wins over the flags above)")
+
+
+def fractions(text: str, flag: str) -> list[float]:
+    """"0.05,0.1" -> [0.05, 0.1]; "" -> []: fractions of a budget, each above 0 (1: all of it)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = [-1.0]
+    if any(not 0 < v <= 10 for v in values):
+        raise ConfigError(f"{flag} takes a comma list of positive fractions of the budget, e.g. 0.1,0.25, "
+                          f"not {text!r}")
+    return values
