@@ -147,6 +147,7 @@ def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     assert [rows[r]["steps"] for r in ("zero-shot", "fine-tune 50%", "fine-tune 100%", "scratch 100%")] == [0, 2, 4, 4]
     assert all(0 < r["body_ssim"] <= 1 for r in rows.values())
     assert result["mean"]["scratch 100%"]["body_ssim"] == rows["scratch 100%"]["body_ssim"]
+    assert result["base_cost"]["videos"] == 2 and result["base_cost"]["run_seconds"] > 0
     client = MlflowClient(mlflow_server)
     tuned = load_registered("edn-dancer_02-fine-tune-50", "candidate", mlflow_server)
     assert tuned.meta.init_from == onboard.base and tuned.meta.body_steps == 2

@@ -120,13 +120,17 @@ def _uri() -> str:
 
 
 def base_cost(train_cfg: TrainConfig, base) -> dict:
-    """What training the base took: its steps, videos and the wall time of its MLflow runs."""
+    """What training the base took: its steps, videos and the wall time of its MLflow runs, from
+    each run's start to its last logged step (edn's runs are never marked finished)."""
     client = MlflowClient(train_cfg.tracking_uri or _uri())
-    runs = [client.get_run(r) for r in (base.meta.body_run_id, base.meta.face_run_id) if r]
+    seconds = 0.0
+    for run_id in (base.meta.body_run_id, base.meta.face_run_id):
+        if run_id:
+            last = max((m.timestamp for m in client.get_metric_history(run_id, "lr")), default=None)
+            if last is not None:
+                seconds += (last - client.get_run(run_id).info.start_time) / 1000
     return {"videos": len(base.meta.references), "body_steps": base.meta.body_steps,
-            "face_steps": base.meta.face_steps,
-            "run_seconds": round(sum(((r.info.end_time or r.info.start_time) - r.info.start_time) / 1000
-                                     for r in runs), 1)}
+            "face_steps": base.meta.face_steps, "run_seconds": round(seconds, 1)}
 
 
 def mean_rows(targets: dict[str, dict]) -> dict[str, dict]:
