@@ -44,7 +44,9 @@ def table_rows(methods: dict[str, dict], extra: tuple[str, ...] = ()) -> list[li
     """A row per method: its name, `extra` keys as they are, then COLUMNS' metrics."""
     def cell(v):
         return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.4f}"
-    return [[name] + [str(m.get(k, "")) for k in extra] + [cell(m.get(key)) for key, _ in COLUMNS]
+    def plain(v):  # steps, seconds, counts: as a reader says them
+        return f"{v:.0f}" if isinstance(v, (int, float)) and v >= 10 else "" if v is None else f"{v:g}"
+    return [[name] + [plain(m.get(k)) for k in extra] + [cell(m.get(key)) for key, _ in COLUMNS]
             for name, m in methods.items()]
 
 
