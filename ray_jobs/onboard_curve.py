@@ -1,4 +1,5 @@
-"""`ray job submit --working-dir . -- python -m ray_jobs.onboard_curve ...`: the same arguments as `edn onboard-curve`."""
+"""`ray job submit --working-dir . -- python -m ray_jobs.onboard_curve ...`: the same arguments as
+`edn onboard-curve`."""
 import sys
 
 from edn.cli import main
