@@ -28,6 +28,7 @@ from edn.errors import ConfigError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face, boxes_to_tensor
 from edn.models.meta import META_FILE, ModelMeta
+from edn.models.networks import to_model_range
 from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
@@ -113,7 +114,7 @@ def generate(body: BodyGenerator, x: torch.Tensor, prev: torch.Tensor | None, pr
 
 def to_tensor(images: np.ndarray, device) -> torch.Tensor:
     """(..., H, W, C) uint8 -> (..., C, H, W) float in [-1, 1] on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).movedim(-1, -3).float() / 127.5 - 1
+    return to_model_range(torch.from_numpy(np.ascontiguousarray(images)).to(device))
 
 
 class Renderer:

@@ -56,8 +56,8 @@ from edn.bench.train_parts import (
 from edn.config import parse_size
 from edn.inference import generate
 from edn.models.body import BodyGenerator
+from edn.models.networks import to_model_range
 from edn.runtime import native_bf16
-from edn.train.data import to_model_range
 from edn.train.loop import step_memory_format
 from edn.train.step import GANStep
 

@@ -173,3 +173,8 @@ class MultiscaleDiscriminator(nn.Module):
                 x = self.down(x)
             out.append(d(x))
         return out
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1], what every network here takes and gives."""
+    return images.movedim(-1, -3).float().div_(127.5).sub_(1.0)

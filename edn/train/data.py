@@ -103,8 +103,3 @@ def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fra
             "max_index": split_point(record["frames"], holdout_fraction), "need_face": need_face, "video": i}))
     pairs = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
     return pairs.random_shuffle()
-
-
-def to_model_range(images: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float in [-1, 1]."""
-    return images.movedim(-1, -3).float().div_(127.5).sub_(1.0)

@@ -18,11 +18,10 @@ from edn.config import from_dict
 from edn.errors import DataError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face
-from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator
+from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator, to_model_range
 from edn.models.perceptual import VGGPerceptualLoss
 from edn.train.checkpoint import restore, write
 from edn.train.config import TrainConfig
-from edn.train.data import to_model_range
 from edn.train.step import GANStep, body_discriminator_channels, body_judged, face_judged, unwrap
 
 
