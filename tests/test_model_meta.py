@@ -17,7 +17,7 @@ FACE_COUNTS = {"frames": 43, "frames_without_pose": 2, "pairs": 37, "pairs_witho
 BODY_FILE = {
     "format_version": 2, "target": "dancer_00", "width": 64, "height": 64, "fps": 24.0,
     "generator": {"in_channels": 3, "out_channels": 3, "ngf": 8, "n_downsample": 2, "n_blocks": 1,
-                  "n_local_enhancers": 0, "n_blocks_local": 3, "position_channels": True},
+                  "n_local_enhancers": 0, "n_blocks_local": 3, "position_channels": True, "composite": True},
     "temporal": True, "face_generator": None,
     "floor_stats": {"close": 60.5, "far": 52.25, "height_close": 41.0, "height_far": 33.5, "width": 64, "height": 64},
     "floor_stats_error": None, "dataset_url": "/data/dataset", "holdout_start": 43,
@@ -60,12 +60,15 @@ def test_todays_files_load_and_are_written_back_with_their_keys(written, meta, t
 
 def test_older_models_load_with_the_defaults_of_what_they_lack():
     older = {k: v for k, v in BODY_FILE.items() if k not in ("floor_stats_error", "training_data")}
-    older["generator"] = {k: v for k, v in BODY_FILE["generator"].items() if k != "position_channels"}
+    added = ("position_channels", "composite")
+    older["generator"] = {k: v for k, v in BODY_FILE["generator"].items() if k not in added}
     meta = ModelMeta.from_json(older)
-    assert meta.generator.position_channels is False  # trained before position channels existed
+    # trained before position channels and compositing existed
+    assert meta.generator.position_channels is False and meta.generator.composite is False
     assert meta.training_data == TrainingData() and meta.floor_stats_error is None
-    assert meta == dataclasses.replace(BODY, generator=dataclasses.replace(BODY.generator, position_channels=False),
-                                       training_data=TrainingData())
+    assert meta == dataclasses.replace(
+        BODY, generator=dataclasses.replace(BODY.generator, position_channels=False, composite=False),
+        training_data=TrainingData())
 
 
 def test_no_floor_statistics():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edn.inference import TargetModel
-from edn.models.body import BodyGenerator
+from edn.models.body import BodyGenerator, _positions
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.meta import ModelMeta
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator, MultiscaleDiscriminator
@@ -163,7 +163,6 @@ def test_local_enhancer_is_coarse_to_fine():
 
 def test_position_channels_carry_x_and_y(tmp_path):
     from edn.inference import load_model_dir, write_model_dir
-    from edn.models.body import _positions
     pos = _positions(torch.zeros(2, 3, 4, 5))
     assert pos.shape == (2, 2, 4, 5)
     assert torch.equal(pos[1, 0, 3], torch.linspace(-1, 1, 5))
@@ -182,3 +181,20 @@ def test_position_channels_carry_x_and_y(tmp_path):
     assert not loaded.positions and loaded.net.model[1].in_channels == 6
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert torch.equal(loaded(x), old.eval()(x))
+
+
+def test_a_reference_model_lays_its_picture_over_the_empty_scene(tmp_path):
+    cfg = GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1, reference_channels=True)
+    G = BodyGenerator(cfg, temporal=True).eval()
+    assert G.net.model[-2].out_channels == 4  # RGB and opacity
+    reference, pose = torch.rand(1, 9, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    opacity = G.net.model[-2].bias
+    with torch.no_grad():
+        opacity[3] = -1e4  # transparent: the frame is the reference's scene, whatever the pose
+        assert torch.equal(G(pose, None, reference), reference[:, :3].expand(2, -1, -1, -1))
+        opacity[3] = 1e4   # opaque: the network's picture alone
+        assert torch.equal(G(pose, None, reference), G.net(torch.cat(
+            [pose, torch.zeros_like(pose), _positions(pose), reference.expand(2, -1, -1, -1)], 1))[:, :3])
+    # a model without reference channels, or a base registered before compositing: the picture is the frame
+    assert BodyGenerator(dataclasses.replace(cfg, reference_channels=False), True).net.model[-2].out_channels == 3
+    assert BodyGenerator(dataclasses.replace(cfg, composite=False), True).net.model[-2].out_channels == 3

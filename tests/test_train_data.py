@@ -3,6 +3,7 @@ import numpy as np
 from edn.data.reader import split_point
 from edn.data.schema import decode_image, encode_image
 from edn.pose.face import boxes_array
+from edn.train.collate import PairCollate, hue_turns
 from edn.train.data import make_pairs, pair_counts, render_pairs
 
 
@@ -52,3 +53,30 @@ def test_a_block_without_pairs_renders_to_an_empty_batch():
 
 def test_split_point():
     assert split_point(480, 0.1) == 432 and split_point(48, 0.1) == 43 and split_point(3, 0.9) == 2
+
+
+def test_hue_turns_keep_grey_and_brightness():
+    maps = hue_turns(64, np.random.default_rng(0))
+    assert np.allclose(maps @ np.ones(3), np.ones(3))  # grey stays grey: no colour cast
+    assert np.allclose(maps @ maps.transpose(0, 2, 1), np.eye(3))  # lengths kept: no fading
+    red = maps @ np.array([1.0, 0, 0])
+    assert np.ptp(red, axis=0).min() > 0.9  # red goes everywhere on the colour wheel
+
+
+def test_a_base_pair_and_its_reference_are_recoloured_alike():
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (16, 16, 3), np.uint8) for _ in range(2)]
+    batch = {"frame_index": np.array([0, 1]), "image": np.array([encode_image(f) for f in frames], dtype=object),
+             "keypoints": rng.uniform(1, 15, (2, 137 * 3)).astype(np.float32), "face_box": np.array([None, None])}
+    pairs = make_pairs(batch, max_index=2)
+    pairs["video"] = np.zeros(1, np.int32)
+    plain = render_pairs(pairs)
+    # the reference: a scene, the pair's frame t as the reference frame, a pose figure
+    scene, figure = rng.integers(0, 255, (16, 16, 3), np.uint8), plain["pose"][0, 1]
+    references = np.concatenate([scene, plain["image"][0, 1], figure], -1)[None]
+    out = PairCollate(references=references, recolour=True)(pairs)
+    image, reference = out["image"].numpy(), out["reference"].numpy()
+    assert np.abs(image.astype(int) - plain["image"]).mean() > 10           # recoloured
+    assert np.array_equal(reference[0, ..., 3:6], image[0, 1])              # by the same turn as the pair
+    assert np.array_equal(reference[0, ..., 6:], figure)                    # the pose figure as drawn
+    assert np.array_equal(PairCollate(references=references)(pairs)["image"].numpy(), plain["image"])

@@ -13,7 +13,11 @@ without the setting load with it off (edn.registry).
 
 Reference channels (a base model, issue 15): the input also carries a reference of the person and
 their room (edn.data.reference: empty scene, one frame, its pose figure), so one network renders
-whichever person the reference shows."""
+whichever person the reference shows. With `composite` (the default for such a model) the network
+draws a picture and its opacity, and the frame is that picture laid over the reference's empty scene:
+a fixed camera's room is copied from the scene by construction instead of being learned, which a
+network trained on a dozen rooms did not do for a room it had not seen (it painted an average of
+its rooms: docs/base-model.md), and the network's work is the person alone."""
 from __future__ import annotations
 
 import dataclasses
@@ -31,9 +35,11 @@ class BodyGenerator(nn.Module):
         super().__init__()
         self.temporal, self.positions = temporal, cfg.position_channels
         self.references = cfg.reference_channels
+        self.composite = cfg.reference_channels and cfg.composite
         channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0) \
             + (REFERENCE_CHANNELS if cfg.reference_channels else 0)
-        self.net = make_generator(dataclasses.replace(cfg, in_channels=channels))
+        out = 4 if self.composite else 3  # with composite: RGB and opacity
+        self.net = make_generator(dataclasses.replace(cfg, in_channels=channels, out_channels=out))
 
     @property
     def stride(self) -> int:
@@ -52,7 +58,12 @@ class BodyGenerator(nn.Module):
             if reference is None:
                 raise ValueError("this generator renders from an appearance reference; none was given")
             inputs.append(reference.expand(len(pose), -1, -1, -1))
-        return self.net(torch.cat(inputs, 1))
+        out = self.net(torch.cat(inputs, 1))
+        if not self.composite:
+            return out
+        # tanh's [-1, 1] -> opacity in [0, 1]; the scene is the reference's first three channels
+        opacity = (out[:, 3:] + 1) / 2
+        return opacity * out[:, :3] + (1 - opacity) * reference[:, :3]
 
     def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor,
                 reference: torch.Tensor | None = None) -> torch.Tensor:

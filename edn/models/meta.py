@@ -3,8 +3,8 @@
 model. The file is read and written here only.
 
 Format 2, the format of every model registered so far. Fields added since it was first written
-load with a default where a model lacks them: the generator's position_channels (False: it was
-trained without them), floor_stats_error and training_data (not recorded), and the base-model
+load with a default where a model lacks them: the generator's position_channels and composite
+(False: it was trained without them), floor_stats_error and training_data (not recorded), and the base-model
 fields (kind "target", no references, trained from random weights).
 
 Kinds: "target", one person's model (fine-tuned from a base or not); "base", trained on many
@@ -94,8 +94,8 @@ class ModelMeta:
         face, floor, counts = data.get("face_generator"), data.get("floor_stats"), data.get("training_data") or {}
         return cls(**{
             **data,
-            # models registered before position channels existed were trained without them
-            "generator": GeneratorConfig(**{"position_channels": False, **data["generator"]}),
+            # models registered before position channels or compositing existed were trained without them
+            "generator": GeneratorConfig(**{"position_channels": False, "composite": False, **data["generator"]}),
             "face_generator": FaceGeneratorConfig(**face) if face else None,
             "floor_stats": FloorStats.from_dict(floor) if floor else None,
             "training_data": TrainingData(**{stage: PairCounts(**c) if c else None for stage, c in counts.items()}),

@@ -41,6 +41,10 @@ class GeneratorConfig:
     # body generator: nine more holding the video's appearance reference (edn.data.reference):
     # on for a base model trained on many videos and for a target fine-tuned from one; set by the run
     reference_channels: bool = False
+    # with reference channels: a fourth output channel is an opacity, and the frame is the generated
+    # picture laid over the reference's empty scene by it (edn.models.body); models registered
+    # before it existed load with it off
+    composite: bool = True
 
 
 class GlobalGenerator(nn.Module):

@@ -1,6 +1,11 @@
 """The trainer's last step of the data: a batch of compact pairs (edn.train.data) decoded, its pose
 figures drawn and, for a generator with reference channels, each pair's video's reference added,
-as torch tensors. Ray Data runs it in the iterator's prefetch thread of the training worker."""
+as torch tensors. Ray Data runs it in the iterator's prefetch thread of the training worker.
+
+A base model's pairs are recoloured (`recolour`): each pair, its room's empty scene and its
+reference frame by one random turn of hue, so that no colour of a person or a room can be learned
+by heart and the network must take every colour from the reference. A base trained on 12 dancers
+without it painted a held-out dancer in an average of the 12 (docs/base-model.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +14,42 @@ from ray.data.collate_fn import NumpyBatchCollateFn
 
 from edn.train.data import render_pairs
 
+_GREY = np.ones(3) / np.sqrt(3)
+_CHROMA = np.array([[1, -1, 0], [1, 1, -2]]) / np.sqrt([[2], [6]])  # orthonormal, across the grey axis
+
+
+def hue_turns(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3) colour maps that keep grey grey and brightness as it was: a turn of hue by a random
+    angle, mirrored (hues in reverse order) half the time."""
+    angle = rng.uniform(0, 2 * np.pi, n)
+    mirror = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    turn = np.stack([np.stack([np.cos(angle), -np.sin(angle) * mirror], -1),
+                     np.stack([np.sin(angle), np.cos(angle) * mirror], -1)], -2)
+    return np.outer(_GREY, _GREY) + np.einsum("ki,nkl,lj->nij", _CHROMA, turn, _CHROMA)
+
+
+def apply_colour_maps(pictures: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """pictures (n, ..., 3) uint8, each through its own map (n, 3, 3)."""
+    out = np.einsum("n...c,ndc->n...d", pictures.astype(np.float32), maps.astype(np.float32))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
 
 class PairCollate(NumpyBatchCollateFn):
-    def __init__(self, downscale: int = 1, references: np.ndarray | None = None):
-        """`references`: (videos, H, W, 9) uint8, the run's videos' in order (edn.data.reference)."""
+    def __init__(self, downscale: int = 1, references: np.ndarray | None = None, recolour: bool = False):
+        """`references`: (videos, H, W, 9) uint8, the run's videos' in order (edn.data.reference);
+        `recolour`: each pair and its reference by one random turn of hue (a base model's)."""
         super().__init__()
-        self.downscale, self.references = downscale, references
+        self.downscale, self.references, self.recolour = downscale, references, recolour
+        self.rng = np.random.default_rng()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         out = render_pairs(batch, self.downscale)
         if self.references is not None:
             out["reference"] = self.references[out["video"]]
+            if self.recolour:  # the scene and frame of the reference as the pair; its pose figure as drawn
+                maps = hue_turns(len(out["image"]), self.rng)
+                out["image"] = apply_colour_maps(out["image"], maps)
+                out["reference"] = np.concatenate([apply_colour_maps(out["reference"][..., :6].reshape(
+                    *out["reference"].shape[:-1], 2, 3), maps).reshape(*out["reference"].shape[:-1], 6),
+                    out["reference"][..., 6:]], -1)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}

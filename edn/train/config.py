@@ -16,6 +16,7 @@ class TrainConfig:
     # a base model (docs/base-model.md): one generator trained on these videos of the dataset, each
     # frame with its own video's appearance reference (edn.data.reference), instead of a target
     videos: list = field(default_factory=list)
+    recolour: bool = True          # a base: each pair and its reference by one random turn of hue (edn.train.collate)
     init_from: str = ""            # registry "name@alias-or-version" of a base model a target starts from
     model_name: str = ""           # registry name; default edn-<target>
     stage: str = "body"            # "body", then "face" on the frozen body generator

@@ -89,7 +89,7 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
                                    pin_memory=device.type == "cuda",
-                                   collate_fn=PairCollate(cfg.downscale, references))
+                                   collate_fn=PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour))
 
 
 def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
