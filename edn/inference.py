@@ -217,7 +217,7 @@ def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
     # here, not at the top: the dataset readers (pyarrow) are not needed to render a registered model
     from edn.data.reader import split_point, video_poses, video_record
     from edn.data.reference import video_reference
-    from edn.pose.normalize import floor_stats
+    from edn.pose.normalize import floor_stats_or_reason
 
     if base.meta.kind != "base":
         raise ConfigError(f"model version {base.version} of {base.meta.target!r} is a {base.meta.kind} model, "
@@ -227,12 +227,9 @@ def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
         raise ConfigError(f"{dataset_url}: video {video!r} is {record['width']}x{record['height']}; the base model "
                           f"(version {base.version}) renders {base.size[0]}x{base.size[1]}: ingest it at that size")
     stop = split_point(record["frames"], base.meta.holdout_fraction)
-    ref = video_reference(dataset_url, video, stop, base.size)
     index, poses = video_poses(dataset_url, video)
-    try:
-        floor, floor_error = floor_stats(poses[index < stop], *base.size), None
-    except ValueError as e:
-        floor, floor_error = None, str(e)
+    ref = video_reference(dataset_url, video, stop, base.size, (index, poses))
+    floor, floor_error = floor_stats_or_reason(poses[index < stop], *base.size)
     meta = dataclasses.replace(base.meta, kind="zero-shot", target=video, dataset_url=dataset_url, fps=record["fps"],
                                holdout_start=stop, floor_stats=floor, floor_stats_error=floor_error,
                                references={video: ref.frame_index})

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edn.pose.layout import N_KEYPOINTS, B, ankle_y, body_height
-from edn.pose.normalize import FloorStats, floor_stats, normalize_poses
+from edn.pose.normalize import FloorStats, floor_stats, floor_stats_or_reason, normalize_poses
 
 
 def stick(x, ankle, height):
@@ -31,6 +31,9 @@ def test_stats_are_robust_to_outlier_frames():
     s = floor_stats(poses, 400, 400)
     assert s.close == pytest.approx(350, abs=2) and s.far == pytest.approx(250, abs=2)
     assert s.height_close == pytest.approx(200, rel=0.02) and s.height_far == pytest.approx(120, rel=0.03)
+    assert floor_stats_or_reason(poses, 400, 400) == (s, None)
+    poses[:, B["RAnkle"], 2] = poses[:, B["LAnkle"], 2] = 0  # feet never seen: no statistics, and why
+    assert floor_stats_or_reason(poses, 400, 400) == (None, "no frame has both a visible nose and a visible ankle")
 
 
 def test_source_maps_onto_target_floor_and_scale():

@@ -21,7 +21,7 @@ from edn.errors import DataError
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, clean_keypoints
 from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import N_KEYPOINTS, has_pose
-from edn.pose.normalize import floor_stats
+from edn.pose.normalize import floor_stats_or_reason
 from edn.pose.track import DancerTracker, TrackConfig, torso_colour
 from edn.storage import filesystem, join, write_bytes_atomic, written_locally
 
@@ -77,10 +77,8 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
     raw = np.stack([p if p is not None else np.zeros((N_KEYPOINTS, 3), np.float32) for p in chosen])
     poses, flags = clean_keypoints(raw, times, h, cleanup)
     boxes = [face_box(p, w, h) for p in poses]
-    try:
-        stats, stats_error = floor_stats(poses, w, h).to_dict(), None
-    except ValueError as e:  # e.g. feet never in view: the video can still be a source of figures
-        stats, stats_error = None, str(e)
+    # without (feet never in view) the video can still be a source of figures
+    stats, stats_error = floor_stats_or_reason(poses, w, h)
 
     frames_dir = join(out_url, "frames", vid)
     fs, path = filesystem(frames_dir)
@@ -106,7 +104,8 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
         "keypoints": {"track": asdict(track), "cleanup": asdict(cleanup), "keypoint_counts": counts,
                       "dancer_acquisitions": tracker.acquisitions,
                       "frames_with_several_people": int((people_counts > 1).sum())},
-        "face_box_size": min(face_box_size(h), w, h), "floor_stats": stats, "floor_stats_error": stats_error,
+        "face_box_size": min(face_box_size(h), w, h), "floor_stats": stats and stats.to_dict(),
+        "floor_stats_error": stats_error,
         "seconds": round(time.time() - start, 3),
         "committed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

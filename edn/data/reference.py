@@ -47,9 +47,11 @@ class Reference:
         return np.concatenate([self.plate, self.frame, self.figure], axis=2)
 
 
-def video_reference(dataset_url: str, video: str, stop: int, size: tuple[int, int]) -> Reference:
-    """The reference of `video` from its frames [0, stop), at `size` (W, H)."""
-    index, poses = video_poses(dataset_url, video)
+def video_reference(dataset_url: str, video: str, stop: int, size: tuple[int, int],
+                    poses: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
+    """The reference of `video` from its frames [0, stop), at `size` (W, H); `poses`: the video's
+    (index, poses) where the caller has read them already."""
+    index, poses = poses if poses is not None else video_poses(dataset_url, video)
     try:
         chosen = reference_frame(index, poses, stop)
     except DataError as e:

@@ -66,6 +66,15 @@ def floor_stats(poses: np.ndarray, width: int, height: int, alpha: float = 0.7,
     return FloorStats(close, far, height_near(close), height_near(far), width, height)
 
 
+def floor_stats_or_reason(poses: np.ndarray, width: int, height: int) -> tuple[FloorStats | None, str | None]:
+    """floor_stats, or None and why there are none (the feet never seen): a model then renders
+    sources onto its person without normalization."""
+    try:
+        return floor_stats(poses, width, height), None
+    except ValueError as e:
+        return None, str(e)
+
+
 def normalize_poses(poses: np.ndarray, source: FloorStats, target: FloorStats) -> np.ndarray:
     """Source poses (N, 137, 3) -> poses in the target's frame, scale and floor.
 

@@ -19,7 +19,7 @@ from edn.inference import write_model_dir
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
 from edn.pose.face import boxes_array, face_box
-from edn.pose.normalize import FloorStats, floor_stats
+from edn.pose.normalize import FloorStats, floor_stats_or_reason
 from edn.progress import Progress
 from edn.registry import load_registered, register
 from edn.storage import for_arrow
@@ -87,13 +87,12 @@ def training_data(cfg: TrainConfig, video: str, record: dict) -> tuple[dict, Flo
                          f"among its {counts['frames']} frames before the held-out tail: {counts}")
     if cfg.stage == "face" or cfg.is_base:
         return counts, None, "a base model: each video rendered zero-shot brings its own" if cfg.is_base else None
-    try:
-        stats = floor_stats(poses[index < holdout_start], record["width"], record["height"])
-        return counts, stats.scaled(1 / cfg.downscale), None
-    except ValueError as e:
+    stats, reason = floor_stats_or_reason(poses[index < holdout_start], record["width"], record["height"])
+    if stats is None:
         log.warning("%s: no floor statistics (%s): sources will be rendered onto it without normalization",
-                    video, e)
-        return counts, None, str(e)
+                    video, reason)
+        return counts, None, reason
+    return counts, stats.scaled(1 / cfg.downscale), None
 
 
 def train(cfg: TrainConfig) -> dict:
