@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean onboard
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,27 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+# The base-model experiment (docs/base-model.md): 12 dancers for a base and 3 held out of it, the
+# base (edn-onboard-base), then the onboarding curve at a from-scratch budget of BUDGET steps.
+# Hours on 2 cores. A rerun skips what is done (ingested videos, the base, the curve's rows).
+ONBOARD    ?= outputs/onboard
+BASE_STEPS ?= 3000
+BUDGET     ?= 1000
+EDN        := $(PY) -m edn.cli
+onboard: $(VENV)/.installed
+	test -e $(ONBOARD)/base_videos/dancers.json || $(EDN) synth $(ONBOARD)/base_videos --dancers 12 --frames 480 \
+	  --size 256x256 --seed 1 --palette base
+	test -e $(ONBOARD)/heldout_videos/dancers.json || $(EDN) synth $(ONBOARD)/heldout_videos --dancers 3 \
+	  --frames 480 --size 256x256 --seed 2 --palette heldout
+	$(EDN) ingest $(ONBOARD)/base_videos --out $(ONBOARD)/base_ds --size 128x128
+	$(EDN) ingest $(ONBOARD)/heldout_videos --out $(ONBOARD)/heldout_ds --size 128x128
+	test -e $(ONBOARD)/base.done || { $(EDN) train --dataset $(ONBOARD)/base_ds --model edn-onboard-base \
+	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,) --config cpu_small --set steps=$(BASE_STEPS) \
+	  && touch $(ONBOARD)/base.done; }
+	$(EDN) onboard-curve --dataset $(ONBOARD)/heldout_ds --targets dancer_00,dancer_01,dancer_02 \
+	  --base edn-onboard-base@candidate --config cpu_small --set steps=$(BUDGET) --fractions 0.05,0.1,0.25 \
+	  --scratch-fractions 1 --out $(ONBOARD)/curve
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
