@@ -161,3 +161,10 @@ def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     again = run_onboarding(cfg, onboard, str(tmp_path / "curve"), eval_cfg)
     assert json.dumps(again["targets"]) == json.dumps(result["targets"])  # NaN where mediapipe found nobody
     assert len(client.search_model_versions("name='edn-dancer_02-scratch-100'")) == versions
+    # another curve in the same Ray storage trains its rows afresh, in runs of its own (the first's
+    # run of the same row, finished, must not be resumed and registered again)
+    other = run_onboarding(cfg, dataclasses.replace(onboard, fractions=[0.5], scratch_fractions=[]),
+                           str(tmp_path / "curve-b"), eval_cfg)
+    retuned = load_registered("edn-dancer_02-fine-tune-50", "candidate", mlflow_server)
+    assert retuned.version != tuned.version and retuned.meta.body_run_id != tuned.meta.body_run_id
+    assert retuned.meta.body_steps == 2 and list(other["targets"]["dancer_02"])[-1] == "fine-tune 50%"

@@ -11,6 +11,7 @@ dancer whose row fails is recorded with its error and the others go on.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -77,8 +78,10 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
         raise ConfigError(f"{results_url} holds a curve from {result.get('base')}, not {base_ref}: use another --out")
     result.update(base=base_ref, budget_steps=train_cfg.steps, base_cost=base_cost(train_cfg, base),
                   runtime=runtime.record(), targets=result.get("targets", {}))
+    curve = hashlib.sha1(out_url.encode()).hexdigest()[:8]  # names this curve's training runs (below)
     for target in cfg.targets:
         rows = result["targets"].setdefault(target, {})
+        rows.pop("error", None)  # a dancer that failed before is tried again
         try:
             if "zero-shot" not in rows:  # also gives the baselines, which depend on the dancer only
                 metrics = evaluate_heldout(train_cfg.dataset_url, zero_shot(base, train_cfg.dataset_url, target),
@@ -93,7 +96,10 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
                 started = time.time()
                 suffix = row.replace(" ", "-").replace("%", "")
                 trained = train(dataclasses.replace(
-                    train_cfg, target=target, model_name=f"edn-{target}-{suffix}", run_name="", steps=steps,
+                    # a Ray Train run of its own per curve and row: a rerun of this curve resumes it, another
+                    # curve (another base or budget) in the same storage does not
+                    train_cfg, target=target, model_name=f"edn-{target}-{suffix}", run_name=f"edn-{target}-{suffix}-"
+                    f"curve-{curve}", steps=steps,
                     init_from=base_ref if tuned else "", checkpoint_every=min(train_cfg.checkpoint_every, steps)))
                 seconds = time.time() - started
                 model = load_registered(trained["model_name"], trained["version"], trained["tracking_uri"],
