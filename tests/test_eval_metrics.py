@@ -432,3 +432,14 @@ def test_promotion_gate_needs_ssim_pose_and_as_many_frames_found():
     ok, reason = decide(_gate_metrics({**good, "pose_missed": 0.5}, nn))
     assert not ok and reason.startswith("not promoted") and "missed in 50% vs 0%" in reason
     assert decide(_gate_metrics({**good, "pose_missed": 0.5}, {**nn, "pose_missed": 0.5}))[0]
+
+
+def test_onboarding_means_say_over_how_many_dancers_a_pose_distance_was_averaged():
+    from edn.eval.onboarding import mean_rows
+    nan = float("nan")
+    targets = {"a": {"fine-tune 25%": {"body_ssim": 0.9, "pose_distance": 0.02, "steps": 250}},
+               "b": {"fine-tune 25%": {"body_ssim": 0.8, "pose_distance": nan, "steps": 250}},
+               "c": {"error": "RuntimeError: ..."}}
+    row = mean_rows(targets)["fine-tune 25%"]
+    assert row["body_ssim"] == pytest.approx(0.85) and row["pose_distance"] == 0.02
+    assert row["dancers"] == 2 and row["pose_dancers"] == 1  # b's renders: the detector found nobody

@@ -140,13 +140,16 @@ def base_cost(train_cfg: TrainConfig, base) -> dict:
 
 
 def mean_rows(targets: dict[str, dict]) -> dict[str, dict]:
-    """Each row's metrics averaged over the dancers that have it (a failed dancer's error aside)."""
+    """Each row's metrics averaged over the dancers that have it (a failed dancer's error aside).
+    A pose distance exists only for dancers the detector found in some frame: `pose_dancers` says
+    over how many it was averaged, as rows averaged over different dancers do not compare."""
     names = [n for rows in targets.values() for n in rows if n != "error"]
     out = {}
     for n in dict.fromkeys(names):
         have = [rows[n] for rows in targets.values() if n in rows]
         keys = [k for k in have[0] if isinstance(have[0][k], (int, float))]
-        out[n] = {k: _mean([r.get(k) for r in have]) for k in keys} | {"dancers": len(have)}
+        posed = sum(_mean([r.get("pose_distance")]) is not None for r in have)
+        out[n] = {k: _mean([r.get(k) for r in have]) for k in keys} | {"dancers": len(have), "pose_dancers": posed}
     return out
 
 
@@ -189,7 +192,7 @@ td,th{{border:1px solid #999;padding:4px 10px}}</style></head><body><h1>{title}<
 {cost["run_seconds"]} s of training runs. From-scratch budget {result["budget_steps"]} steps; each row trained
 on the dancer's frames before its held-out tail and scored on that tail ({", ".join(k for k, _ in COLUMNS)});
 zero-shot: the base with the dancer's appearance reference, no training. Runtime: {html.escape(str(result["runtime"]))}.
-</p><h2>Mean over dancers</h2>{table_html(mean, ("steps", "train_seconds", "dancers"))}
+</p><h2>Mean over dancers</h2>{table_html(mean, ("steps", "train_seconds", "dancers", "pose_dancers"))}
 <h2>Curves</h2>{"".join(curves)}<h2>Per dancer</h2>{per_dancer}</body></html>"""
 
 
