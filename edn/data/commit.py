@@ -77,7 +77,7 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
     raw = np.stack([p if p is not None else np.zeros((N_KEYPOINTS, 3), np.float32) for p in chosen])
     poses, flags = clean_keypoints(raw, times, h, cleanup)
     boxes = [face_box(p, w, h) for p in poses]
-    # without (feet never in view) the video can still be a source of figures
+    # none when the feet are never in view: the video can still be a source of figures
     stats, stats_error = floor_stats_or_reason(poses, w, h)
 
     frames_dir = join(out_url, "frames", vid)

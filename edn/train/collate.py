@@ -46,10 +46,10 @@ class PairCollate(NumpyBatchCollateFn):
         out = render_pairs(batch, self.downscale)
         if self.references is not None:
             out["reference"] = self.references[out["video"]]
-            if self.recolour:  # the scene and frame of the reference as the pair; its pose figure as drawn
+            if self.recolour:
                 maps = hue_turns(len(out["image"]), self.rng)
                 out["image"] = apply_colour_maps(out["image"], maps)
-                out["reference"] = np.concatenate([apply_colour_maps(out["reference"][..., :6].reshape(
-                    *out["reference"].shape[:-1], 2, 3), maps).reshape(*out["reference"].shape[:-1], 6),
-                    out["reference"][..., 6:]], -1)
+                reference = out["reference"]  # a copy (indexed by video), changed in place
+                for scene_or_frame in (slice(0, 3), slice(3, 6)):  # as the pair; the pose figure as drawn
+                    reference[..., scene_or_frame] = apply_colour_maps(reference[..., scene_or_frame], maps)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}

@@ -72,14 +72,15 @@ def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
     return False
 
 
-def training_data(cfg: TrainConfig, video: str, record: dict) -> tuple[dict, FloorStats | None, str | None]:
+def training_data(cfg: TrainConfig, video: str, record: dict, poses: tuple[np.ndarray, np.ndarray]
+                  ) -> tuple[dict, FloorStats | None, str | None]:
     """What a video gives training, checked before any worker starts: pair counts (frames
     without the dancer's pose are left out; reported by the run and kept in the model) and, for a
     target's body stage, the floor statistics of its training frames (None, with the reason, when
     the feet are never seen: the model then renders sources without normalization; the face stage
     keeps its body model's; a base has none, each video rendered zero-shot brings its own)."""
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
-    index, poses = video_poses(cfg.dataset_url, video)
+    index, poses = poses  # the video's (edn.data.reader.video_poses)
     boxes = boxes_array([face_box(p, record["width"], record["height"]) for p in poses])
     counts = pair_counts(index, poses, boxes, holdout_start, need_face=cfg.stage == "face")
     if not counts["pairs"]:
@@ -119,10 +120,11 @@ def train(cfg: TrainConfig) -> dict:
     init, init_from = None, None
     if cfg.init_from:  # the stage's weights from the base, checked against this run's networks first
         init, init_from, _ = base_weights(cfg, uri, size)
-    references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size)
+    poses = {v: video_poses(cfg.dataset_url, v) for v, _ in records}  # read once, for references and counts
+    references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size, poses[v])
                   for v, r in records] if uses_reference else None
     pairs = training_pairs(cfg.dataset_url, records, cfg.holdout_fraction, need_face=cfg.stage == "face")
-    per_video = [training_data(cfg, v, r) for v, r in records]
+    per_video = [training_data(cfg, v, r, poses[v]) for v, r in records]
     counts = {k: sum(c[k] for c, _, _ in per_video) for k in per_video[0][0]}
     _, floor, floor_error = per_video[0]
     log.info("%s: %d training pairs; left out: %d without the dancer's pose, %d without a face box "
