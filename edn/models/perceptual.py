@@ -13,8 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models import VGG19_Weights
-from torchvision.models.vgg import cfgs, make_layers
 
 from edn.errors import WeightsError
 from edn.weights import PretrainedWeights
@@ -38,8 +36,11 @@ class PerceptualWeightsInvalid(WeightsError, RuntimeError):
     """The VGG19 weights file exists but is not a (torchvision VGG19) state_dict; names the file."""
 
 
-VGG19 = PretrainedWeights("VGG19 weights for the perceptual loss", VGG19_Weights.IMAGENET1K_V1.url,
-                          "vgg_weights_url", PerceptualWeightsMissing, PerceptualWeightsInvalid)
+# torchvision's VGG19_Weights.IMAGENET1K_V1.url, written out: importing torchvision.models costs a
+# training worker ~1.6 s of CPU at start (it imports torch._dynamo), paid only where VGG19 is built
+VGG19 = PretrainedWeights("VGG19 weights for the perceptual loss",
+                          "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg_weights_url",
+                          PerceptualWeightsMissing, PerceptualWeightsInvalid)
 
 
 def perceptual_status(weights_url: str | None = None) -> dict:
@@ -54,6 +55,7 @@ def perceptual_status(weights_url: str | None = None) -> dict:
 def _vgg19_features() -> nn.Sequential:
     """torchvision's VGG19 `features` (config "E", no batch norm), without the 120M-parameter
     classifier that the loss never uses. Indices and parameter names are torchvision's."""
+    from torchvision.models.vgg import cfgs, make_layers
     return make_layers(cfgs["E"], batch_norm=False)
 
 
