@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from edn.data.reference import appearance_colours, appearance_figures
 from edn.errors import ConfigError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face, boxes_to_tensor
@@ -105,11 +106,11 @@ class TargetModel:
 
 
 def generate(body: BodyGenerator, x: torch.Tensor, prev: torch.Tensor | None, precision: str,
-             reference: torch.Tensor | None = None) -> torch.Tensor:
+             reference: torch.Tensor | None = None, appearance: torch.Tensor | None = None) -> torch.Tensor:
     """The body generator's frames from pose figures `x` in `precision` (edn.runtime: fp32, or bf16
     under autocast), turned back to float32 before they become pixels."""
     with autocast(x.device.type, precision):
-        return body(x, prev, reference).float()
+        return body(x, prev, reference, appearance).float()
 
 
 def to_tensor(images: np.ndarray, device) -> torch.Tensor:
@@ -134,6 +135,7 @@ class Renderer:
             raise ConfigError(f"model version {model.version} ({model.meta.kind}) renders from an appearance "
                               "reference and has none: a base model renders a target video zero-shot "
                               "(edn render --model <base> --target <video>)")
+        self.colours = appearance_colours(model.reference) if model.body.appearance else None
 
     def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
@@ -142,7 +144,9 @@ class Renderer:
     def _generate(self, poses: np.ndarray, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         """The body generator's frames; the target's empty scene where a pose is missing (the
         source's dancer out of the frame), which is also what the next frame is generated from."""
-        y = generate(self.model.body, x, prev, self.model.precision, self.reference)
+        appearance = None if self.colours is None else \
+            to_tensor(appearance_figures(poses, self.colours, *self.model.size), self.device)
+        y = generate(self.model.body, x, prev, self.model.precision, self.reference, appearance)
         missing = ~has_pose(poses)
         if self.plate is not None and missing.any():
             y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)

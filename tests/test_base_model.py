@@ -24,7 +24,10 @@ from edn.synth import synthesize
 from edn.train.config import TrainConfig
 from edn.train.run import train
 
-TINY = dict(allow_no_vgg=True, lambda_l1=10.0, generator=GeneratorConfig(ngf=4, n_downsample=2, n_blocks=1),
+# the base with appearance figures (off by default): the path of reference channels through training
+# and rendering with most in it
+TINY = dict(allow_no_vgg=True, lambda_l1=10.0,
+            generator=GeneratorConfig(ngf=4, n_downsample=2, n_blocks=1, appearance=True),
             discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
             face_generator=FaceGeneratorConfig(ngf=4, n_downsample=1, n_blocks=1),
             face_discriminator=face_discriminator_config(ndf=8, n_layers=1), batch_size=2)

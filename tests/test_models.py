@@ -198,3 +198,18 @@ def test_a_reference_model_lays_its_picture_over_the_empty_scene(tmp_path):
     # a model without reference channels, or a base registered before compositing: the picture is the frame
     assert BodyGenerator(dataclasses.replace(cfg, reference_channels=False), True).net.model[-2].out_channels == 3
     assert BodyGenerator(dataclasses.replace(cfg, composite=False), True).net.model[-2].out_channels == 3
+
+
+def test_appearance_figures_are_three_more_input_channels():
+    cfg = GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1, reference_channels=True, appearance=True)
+    G = BodyGenerator(cfg, temporal=True).eval()
+    # pose, previous frame, x and y, the reference's 9, the appearance figure's 3
+    assert G.net.model[1].in_channels == 3 + 3 + 2 + 9 + 3
+    reference, pose = torch.rand(1, 9, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    with pytest.raises(ValueError, match="appearance figures"):
+        G(pose, None, reference)
+    appearance = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert not torch.equal(G(pose, None, reference, appearance), G(pose, None, reference, -appearance))
+    # without reference channels the setting does nothing: a model from scratch has no reference to colour from
+    assert BodyGenerator(dataclasses.replace(cfg, reference_channels=False), True).net.model[1].in_channels == 8

@@ -1,9 +1,12 @@
 import numpy as np
 
 from edn.data.reader import split_point
+from edn.data.reference import appearance_colours, appearance_figures
 from edn.data.schema import decode_image, encode_image
+from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
-from edn.train.collate import PairCollate, hue_turns
+from edn.pose.layout import BODY_COLORS
+from edn.train.collate import PairCollate, apply_colour_maps, hue_turns
 from edn.train.data import make_pairs, pair_counts, render_pairs
 
 
@@ -80,3 +83,64 @@ def test_a_base_pair_and_its_reference_are_recoloured_alike():
     assert np.array_equal(reference[0, ..., 3:6], image[0, 1])              # by the same turn as the pair
     assert np.array_equal(reference[0, ..., 6:], figure)                    # the pose figure as drawn
     assert np.array_equal(PairCollate(references=references)(pairs)["image"].numpy(), plain["image"])
+
+
+def _standing_pose(size: int) -> np.ndarray:
+    """A pose with every body keypoint seen, on a vertical line apart from the arms and legs."""
+    pose = np.zeros((137, 3), np.float32)
+    xy = {0: (8, 2), 1: (8, 4), 2: (6, 4), 3: (4, 6), 4: (3, 8), 5: (10, 4), 6: (12, 6), 7: (13, 8), 8: (8, 9),
+          9: (7, 9), 10: (6, 12), 11: (6, 15), 12: (9, 9), 13: (10, 12), 14: (10, 15)}
+    for k, (x, y) in xy.items():
+        pose[k] = (x * size / 16, y * size / 16, 1)
+    return pose
+
+
+def test_appearance_colours_are_the_reference_frames_under_each_part():
+    """Each part's colour is read from the reference frame where its reference figure draws it: a
+    frame painted in one colour per part gives back exactly those colours."""
+    size = 128
+    pose = _standing_pose(size)
+    figure = draw_pose(pose, size, size)
+    frame = np.zeros_like(figure)
+    part_colour = {k: rng_colour for k, rng_colour in enumerate(np.random.default_rng(4).integers(0, 255, (25, 3)))}
+    for k, colour in enumerate(BODY_COLORS):  # the frame: each part's pixels (and their rim) in its own colour
+        near = np.abs(figure.astype(int) - colour).max(-1) <= 30
+        frame[near] = part_colour[k]
+    reference = np.concatenate([np.zeros_like(frame), frame, figure], -1)
+    colours = appearance_colours(reference)
+    for k in (0, 3, 4, 6, 7, 10, 13):  # parts of a colour of their own
+        assert np.array_equal(colours[k], part_colour[k]), k
+    assert not colours[15:19].any()  # eyes and ears: not in the reference figure, black
+    assert np.array_equal(colours[19], colours[14]) and np.array_equal(colours[22], colours[11])  # feet: OpenPose
+    # draws them in their ankle's colour, so they share it
+    # the appearance figure: the pose in those colours where the plain figure has its parts' colours
+    appearance = appearance_figures(pose[None], colours, size, size)[0]
+    for k in (3, 7, 13):
+        assert np.array_equal(appearance[np.all(figure == BODY_COLORS[k], -1)][0], colours[k]), k
+
+
+def test_a_base_pairs_appearance_figures_are_recoloured_with_it():
+    rng = np.random.default_rng(5)
+    size = 32
+    poses = np.stack([_standing_pose(size), _standing_pose(size) + [1, 0, 0]]).reshape(2, -1)
+    frames = [rng.integers(0, 255, (size, size, 3), np.uint8) for _ in range(2)]
+    batch = {"frame_index": np.array([0, 1]), "image": np.array([encode_image(f) for f in frames], dtype=object),
+             "keypoints": poses.astype(np.float32), "face_box": np.array([None, None])}
+    pairs = make_pairs(batch, max_index=2)
+    pairs["video"] = np.zeros(1, np.int32)
+    plain = render_pairs(pairs)
+    clothes = np.full((size, size, 3), (220, 40, 40), np.uint8)  # saturated: a hue turn shows
+    references = np.concatenate([frames[0], clothes, plain["pose"][0, 1]], -1)[None]
+    colours = appearance_colours(references[0])
+    out = PairCollate(references=references, appearance=True)(pairs)
+    assert np.array_equal(out["appearance"].numpy()[0], appearance_figures(poses.reshape(2, 137, 3), colours,
+                                                                           size, size))
+    collate = PairCollate(references=references, recolour=True, appearance=True)
+    collate.rng = np.random.default_rng(7)
+    turned = collate(pairs)
+    maps = hue_turns(1, np.random.default_rng(7))  # the turn the collate drew
+    assert np.array_equal(turned["image"].numpy(), apply_colour_maps(plain["image"], maps))
+    assert np.array_equal(turned["appearance"].numpy(), apply_colour_maps(out["appearance"].numpy(), maps))
+    drawn = out["appearance"].numpy().any(-1)
+    change = np.abs(turned["appearance"].numpy().astype(int) - out["appearance"].numpy())
+    assert drawn.sum() > 20 and change[drawn].mean() > 10

@@ -10,6 +10,12 @@ The reference is three pictures at the model's frame size, stacked as 9 channels
 Why these: a fixed camera's background is most of a frame, and a plate hands it over whole; one
 frame in a known pose carries the clothes and skin. (A few reference frames would show more of a
 turning dancer: not done, one keeps the input small.)
+
+Appearance figures (a generator with `appearance` on): each frame's pose drawn a second time with
+every body part in the colour that part has in the reference frame (`appearance_colours`), so the
+colours of the clothes and skin arrive where the part is drawn, not only where it stood in the
+reference frame: a base trained without them painted a new dancer's clothes in colours of no one
+(docs/base-model.md).
 """
 from __future__ import annotations
 
@@ -22,7 +28,9 @@ from edn.data.plate import background_plate
 from edn.data.reader import video_frames, video_poses
 from edn.errors import DataError
 from edn.pose.draw import draw_pose
-from edn.pose.layout import has_pose
+from edn.pose.layout import BODY_COLORS, has_pose
+
+_SAME_HUE = 0.99  # cosine: OpenPose's closest body colours, (255, 0, 0) and (255, 0, 85), are at 0.95
 
 
 def reference_frame(index: np.ndarray, poses: np.ndarray, stop: int) -> int:
@@ -64,3 +72,28 @@ def video_reference(dataset_url: str, video: str, stop: int, size: tuple[int, in
         return Reference(video, chosen, background_plate(dataset_url, video, stop, size), frame,
                          draw_pose(pose, w, h))
     raise DataError(f"{dataset_url}: video {video!r}: frame {chosen} could not be read")
+
+
+def appearance_colours(reference: np.ndarray) -> np.ndarray:
+    """(25, 3) uint8: per body keypoint, the median colour of the reference frame under the pixels
+    its reference pose figure draws in that keypoint's colour (keypoints that share OpenPose's
+    colour, neighbours such as an ankle and its foot, share theirs); black for a part not drawn.
+    A pixel is a part's where its colour points the part colour's way (anti-aliasing darkens a
+    limb's rim, and all of a limb thinner than a pixel, toward black) and is at least half as
+    bright. From the stacked reference alone (H, W, 9), so that a registered model recomputes it
+    as training did."""
+    frame, figure = reference[..., 3:6].reshape(-1, 3), reference[..., 6:9].reshape(-1, 3).astype(np.float32)
+    palette = np.asarray(BODY_COLORS, np.float32)
+    brightness = np.linalg.norm(figure, axis=1)
+    cosine = figure @ (palette / np.linalg.norm(palette, axis=1, keepdims=True)).T / np.maximum(brightness, 1)[:, None]
+    colours = np.zeros((len(BODY_COLORS), 3), np.uint8)
+    for k, norm in enumerate(np.linalg.norm(palette, axis=1)):
+        part = (cosine[:, k] >= _SAME_HUE) & (brightness >= norm / 2)
+        if part.any():
+            colours[k] = np.median(frame[part], 0).round().astype(np.uint8)
+    return colours
+
+
+def appearance_figures(poses: np.ndarray, colours: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(N, 137, 3) poses -> (N, H, W, 3) uint8: each pose's figure in the reference's colours."""
+    return np.stack([draw_pose(p, width, height, body_colors=colours) for p in poses])

@@ -17,7 +17,9 @@ whichever person the reference shows. With `composite` (the default for such a m
 draws a picture and its opacity, and the frame is that picture laid over the reference's empty scene:
 a fixed camera's room is copied from the scene by construction instead of being learned, which a
 network trained on a dozen rooms did not do for a room it had not seen (it painted an average of
-its rooms: docs/base-model.md), and the network's work is the person alone."""
+its rooms: docs/base-model.md), and the network's work is the person alone. With `appearance` the
+input also carries the pose drawn in the reference's colours (edn.data.reference): the colours of the
+clothes where each part is to be drawn, not only where it stood in the reference frame."""
 from __future__ import annotations
 
 import dataclasses
@@ -28,6 +30,7 @@ from torch import nn
 from edn.models.networks import GeneratorConfig, make_generator
 
 REFERENCE_CHANNELS = 9  # edn.data.reference: empty scene, frame, pose figure (3 RGB pictures)
+APPEARANCE_CHANNELS = 3  # the pose figure in the reference's colours
 
 
 class BodyGenerator(nn.Module):
@@ -36,8 +39,9 @@ class BodyGenerator(nn.Module):
         self.temporal, self.positions = temporal, cfg.position_channels
         self.references = cfg.reference_channels
         self.composite = cfg.reference_channels and cfg.composite
+        self.appearance = cfg.reference_channels and cfg.appearance
         channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0) \
-            + (REFERENCE_CHANNELS if cfg.reference_channels else 0)
+            + (REFERENCE_CHANNELS if cfg.reference_channels else 0) + (APPEARANCE_CHANNELS if self.appearance else 0)
         out = 4 if self.composite else 3  # with composite: RGB and opacity
         self.net = make_generator(dataclasses.replace(cfg, in_channels=channels, out_channels=out))
 
@@ -46,9 +50,10 @@ class BodyGenerator(nn.Module):
         return self.net.stride
 
     def forward(self, pose: torch.Tensor, prev: torch.Tensor | None = None,
-                reference: torch.Tensor | None = None) -> torch.Tensor:
+                reference: torch.Tensor | None = None, appearance: torch.Tensor | None = None) -> torch.Tensor:
         """pose, prev: (B, 3, H, W) in [-1, 1]; prev is ignored frame by frame, zeros if None;
-        reference: (B or 1, 9, H, W) in [-1, 1], required with reference channels."""
+        reference: (B or 1, 9, H, W) in [-1, 1], required with reference channels; appearance:
+        (B, 3, H, W), pose's appearance figure, required with `appearance`."""
         inputs = [pose]
         if self.temporal:
             inputs.append(torch.zeros_like(pose) if prev is None else prev)
@@ -58,6 +63,10 @@ class BodyGenerator(nn.Module):
             if reference is None:
                 raise ValueError("this generator renders from an appearance reference; none was given")
             inputs.append(reference.expand(len(pose), -1, -1, -1))
+        if self.appearance:
+            if appearance is None:
+                raise ValueError("this generator renders from appearance figures; none was given")
+            inputs.append(appearance)
         out = self.net(torch.cat(inputs, 1))
         if not self.composite:
             return out
@@ -65,11 +74,13 @@ class BodyGenerator(nn.Module):
         opacity = (out[:, 3:] + 1) / 2
         return opacity * out[:, :3] + (1 - opacity) * reference[:, :3]
 
-    def frame_t(self, pose_prev: torch.Tensor, pose: torch.Tensor,
-                reference: torch.Tensor | None = None) -> torch.Tensor:
-        """Frame t of a consecutive pair, as in training: from the frame generated for t-1 (from
-        a blank previous frame) with temporal smoothing, from pose t alone frame by frame."""
-        return self(pose, self(pose_prev, None, reference) if self.temporal else None, reference)
+    def frame_t(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Frame t of a consecutive pair batch (edn.train.loop.to_batch), as in training: from the
+        frame generated for t-1 (from a blank previous frame) with temporal smoothing, from pose t
+        alone frame by frame."""
+        reference = batch.get("reference")
+        prev = self(batch["pose_prev"], None, reference, batch.get("appearance_prev")) if self.temporal else None
+        return self(batch["pose"], prev, reference, batch.get("appearance"))
 
 
 def _positions(like: torch.Tensor) -> torch.Tensor:

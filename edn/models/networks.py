@@ -45,6 +45,9 @@ class GeneratorConfig:
     # picture laid over the reference's empty scene by it (edn.models.body); models registered
     # before it existed load with it off
     composite: bool = True
+    # with reference channels: three more holding the pose drawn in the reference's colours
+    # (edn.data.reference, appearance figures); off unless asked, as in models registered before it
+    appearance: bool = False
 
 
 class GlobalGenerator(nn.Module):

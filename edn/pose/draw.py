@@ -67,9 +67,10 @@ def _joints(img, pts, ok, colors, radius) -> None:
 
 
 def draw_pose(pose: np.ndarray, width: int, height: int, *, min_conf: float = 0.1,
-              thickness: float | None = None) -> np.ndarray:
+              thickness: float | None = None, body_colors: np.ndarray | None = None) -> np.ndarray:
     """(137, 3) pose in pixels of a (height, width) image -> (height, width, 3) uint8 RGB figure
-    on black. `thickness` multiplies the default sizes (which scale with the image height)."""
+    on black. `thickness` multiplies the default sizes (which scale with the image height);
+    `body_colors` (25, 3), per body keypoint, replaces OpenPose's (an appearance figure)."""
     pose = np.asarray(pose, np.float32)
     if pose.shape != (N_KEYPOINTS, 3):
         raise ValueError(f"pose must have shape ({N_KEYPOINTS}, 3), got {pose.shape}")
@@ -79,7 +80,7 @@ def draw_pose(pose: np.ndarray, width: int, height: int, *, min_conf: float = 0.
     if ss > 1:
         big = pose.copy()
         big[:, :2] = (big[:, :2] + 0.5) * ss - 0.5  # pixel centres map to pixel centres
-        img = draw_pose(big, width * ss, height * ss, min_conf=min_conf, thickness=thickness)
+        img = draw_pose(big, width * ss, height * ss, min_conf=min_conf, thickness=thickness, body_colors=body_colors)
         return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
     img = np.zeros((height, width, 3), np.uint8)
     scale = height * (1.0 if thickness is None else float(thickness))
@@ -88,8 +89,9 @@ def draw_pose(pose: np.ndarray, width: int, height: int, *, min_conf: float = 0.
     ok = np.nan_to_num(pose[:, 2], nan=0.0) >= min_conf
 
     body = slice(0, len(BODY_COLORS))
-    _limbs(img, pts[body], ok[body], BODY_PAIRS, _BODY_COLORS, LIMB_HALF_WIDTH * scale)
-    _joints(img, pts[body], ok[body], _BODY_COLORS, JOINT_RADIUS * scale)
+    colors = _BODY_COLORS if body_colors is None else [tuple(int(v) for v in c) for c in body_colors]
+    _limbs(img, pts[body], ok[body], BODY_PAIRS, colors, LIMB_HALF_WIDTH * scale)
+    _joints(img, pts[body], ok[body], colors, JOINT_RADIUS * scale)
 
     face_pts, face_ok = pts[FACE], ok[FACE]
     segs = _FACE_SEGMENTS[face_ok[_FACE_SEGMENTS[:, 0]] & face_ok[_FACE_SEGMENTS[:, 1]]]

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ray.data.collate_fn import NumpyBatchCollateFn
 
+from edn.data.reference import appearance_colours
 from edn.train.data import render_pairs
 
 _GREY = np.ones(3) / np.sqrt(3)
@@ -35,20 +36,24 @@ def apply_colour_maps(pictures: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 
 class PairCollate(NumpyBatchCollateFn):
-    def __init__(self, downscale: int = 1, references: np.ndarray | None = None, recolour: bool = False):
+    def __init__(self, downscale: int = 1, references: np.ndarray | None = None, recolour: bool = False,
+                 appearance: bool = False):
         """`references`: (videos, H, W, 9) uint8, the run's videos' in order (edn.data.reference);
-        `recolour`: each pair and its reference by one random turn of hue (a base model's)."""
+        `recolour`: each pair and its reference by one random turn of hue (a base model's);
+        `appearance`: the pairs' appearance figures too, in their reference's colours."""
         super().__init__()
         self.downscale, self.references, self.recolour = downscale, references, recolour
+        self.colours = np.stack([appearance_colours(r) for r in references]) if appearance else None
         self.rng = np.random.default_rng()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = render_pairs(batch, self.downscale)
+        out = render_pairs(batch, self.downscale, self.colours)
         if self.references is not None:
             out["reference"] = self.references[out["video"]]
             if self.recolour:
                 maps = hue_turns(len(out["image"]), self.rng)
-                out["image"] = apply_colour_maps(out["image"], maps)
+                for pictures in ("image", "appearance") if self.colours is not None else ("image",):
+                    out[pictures] = apply_colour_maps(out[pictures], maps)
                 reference = out["reference"]  # a copy (indexed by video), changed in place
                 for scene_or_frame in (slice(0, 3), slice(3, 6)):  # as the pair; the pose figure as drawn
                     reference[..., scene_or_frame] = apply_colour_maps(reference[..., scene_or_frame], maps)

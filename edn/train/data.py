@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from edn.data.reader import part_urls, split_point
+from edn.data.reference import appearance_figures
 from edn.data.schema import decode_image, keypoints_array
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
@@ -55,15 +56,20 @@ def make_pairs(batch: dict[str, np.ndarray], max_index: int, need_face: bool = F
             "keypoints": poses[t].reshape(len(t), N_KEYPOINTS * 3), "face_box": boxes[t]}
 
 
-def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1) -> dict[str, np.ndarray]:
+def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1, colours: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
     """Compact pair rows -> decoded frames and drawn pose figures, each (N, 2, H, W, 3) uint8
-    ordered [t-1, t]; with `downscale` d, at 1/d of the stored size (coarse-to-fine training)."""
+    ordered [t-1, t]; with `downscale` d, at 1/d of the stored size (coarse-to-fine training);
+    with `colours` ((videos, 25, 3), edn.data.reference.appearance_colours), the pairs' appearance
+    figures too, each in its video's colours."""
     if not len(batch["frame_index"]):  # a block whose frames formed no pair
         empty = np.zeros((0, 2, 1, 1, 3), np.uint8)
         return {"frame_index": np.zeros(0, np.int32), "video": np.zeros(0, np.int32), "image": empty,
-                "pose": empty, "face_box": np.zeros((0, 4), np.int32)}
-    images, figures = [], []
-    for prev, cur, kp_prev, kp in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"], batch["keypoints"]):
+                "pose": empty, "face_box": np.zeros((0, 4), np.int32),
+                **({"appearance": empty} if colours is not None else {})}
+    images, figures, appearances = [], [], []
+    for prev, cur, kp_prev, kp, video in zip(batch["image_prev"], batch["image"], batch["keypoints_prev"],
+                                             batch["keypoints"], batch["video"]):
         pair = [decode_image(prev), decode_image(cur)]
         h, w = pair[0].shape[0] // downscale, pair[0].shape[1] // downscale
         if downscale > 1:
@@ -72,10 +78,13 @@ def render_pairs(batch: dict[str, np.ndarray], downscale: int = 1) -> dict[str, 
         poses[:, :, :2] /= downscale
         images.append(np.stack(pair))
         figures.append(np.stack([draw_pose(p, w, h) for p in poses]))
+        if colours is not None:
+            appearances.append(appearance_figures(poses, colours[video], w, h))
     boxes = np.asarray(batch["face_box"], np.int32)
     return {"frame_index": np.asarray(batch["frame_index"], np.int32), "video": np.asarray(batch["video"], np.int32),
             "image": np.stack(images), "pose": np.stack(figures),
-            "face_box": np.where(boxes >= 0, boxes // downscale, -1)}
+            "face_box": np.where(boxes >= 0, boxes // downscale, -1),
+            **({"appearance": np.stack(appearances)} if colours is not None else {})}
 
 
 def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fraction: float,

@@ -86,10 +86,11 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
     collated into pinned memory, so their copy to the GPU is asynchronous, overlapping the previous
     step's kernels."""
     from edn.train.collate import PairCollate
+    collate = PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour,
+                          cfg.generator.reference_channels and cfg.generator.appearance)
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
-                                   pin_memory=device.type == "cuda",
-                                   collate_fn=PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour))
+                                   pin_memory=device.type == "cuda", collate_fn=collate)
 
 
 def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
@@ -101,6 +102,9 @@ def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch
     out["face_box"] = batch["face_box"]
     if "reference" in batch:  # a generator with reference channels: each pair's video's (edn.data.reference)
         out["reference"] = to_model_range(batch["reference"]).contiguous(memory_format=memory_format)
+    if "appearance" in batch:  # and with appearance figures: the pair's, [t-1, t]
+        out["appearance_prev"] = to_model_range(batch["appearance"][:, 0]).contiguous(memory_format=memory_format)
+        out["appearance"] = to_model_range(batch["appearance"][:, 1]).contiguous(memory_format=memory_format)
     return out
 
 
@@ -257,8 +261,7 @@ def _samples(cfg: TrainConfig, G, body, batch) -> np.ndarray:
     """pose | body output | with face GAN (face stage) | real, for the first pair's frame t."""
     first = {k: v[:1] for k, v in batch.items()}
     if cfg.stage == "body":
-        return sample_grid(first["pose"], G.frame_t(first["pose_prev"], first["pose"], first.get("reference")),
-                           first["image"])
-    body_out = body.frame_t(first["pose_prev"], first["pose"], first.get("reference"))
+        return sample_grid(first["pose"], G.frame_t(first), first["image"])
+    body_out = body.frame_t(first)
     final, _ = apply_face(G, first["pose"], body_out, first["face_box"])
     return sample_grid(first["pose"], body_out, final, first["image"])

@@ -114,9 +114,11 @@ def train(cfg: TrainConfig) -> dict:
     record = records[0][1]
     size = (record["width"] // cfg.downscale, record["height"] // cfg.downscale)
     body = load_registered(cfg.registry_name, cfg.body_model, uri) if cfg.stage == "face" else None
-    # reference channels: a base's and its fine-tuned targets' (the face stage: its body model's)
+    # reference channels: a base's and its fine-tuned targets'; the face stage renders with its body
+    # model's generator, so its settings are that model's (reference channels, appearance figures)
     uses_reference = body.body.references if body is not None else cfg.is_base or bool(cfg.init_from)
-    cfg = dataclasses.replace(cfg, generator=dataclasses.replace(cfg.generator, reference_channels=uses_reference))
+    cfg = dataclasses.replace(cfg, generator=body.meta.generator if body is not None else
+                              dataclasses.replace(cfg.generator, reference_channels=uses_reference))
     init, init_from = None, None
     if cfg.init_from:  # the stage's weights from the base, checked against this run's networks first
         init, init_from, _ = base_weights(cfg, uri, size)

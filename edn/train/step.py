@@ -42,17 +42,18 @@ class Judged:
 def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) -> Judged:
     """batch: pose_prev, pose, image_prev, image, each (B, 3, H, W) in [-1, 1]; and reference
     (B, 9, H, W) for a generator with reference channels, which the discriminator sees too, as a
-    condition: it judges whether the frame is this person in this room."""
-    ref = batch.get("reference")
+    condition: it judges whether the frame is this person in this room; and appearance_prev,
+    appearance for a generator with appearance figures (the generator's input only)."""
+    ref, app_prev, app = batch.get("reference"), batch.get("appearance_prev"), batch.get("appearance")
     extra = [] if ref is None else [ref]
     if not temporal:
-        fake = G(batch["pose"], None, ref)
+        fake = G(batch["pose"], None, ref, app)
         cond = torch.cat([batch["pose"], *extra], 1)
         return Judged(torch.cat([cond, fake], 1), torch.cat([cond, batch["image"]], 1), fake, batch["image"])
     # Frame t-1 from a blank previous frame, then frame t from the generated t-1, as in the
     # paper; both through G's own forward, so a DDP wrapper's gradient hooks see both calls.
-    fake_prev = G(batch["pose_prev"], None, ref)
-    fake = G(batch["pose"], fake_prev, ref)
+    fake_prev = G(batch["pose_prev"], None, ref, app_prev)
+    fake = G(batch["pose"], fake_prev, ref, app)
     cond = torch.cat([batch["pose_prev"], batch["pose"], *extra], 1)
     return Judged(torch.cat([cond, fake_prev, fake], 1), torch.cat([cond, batch["image_prev"], batch["image"]], 1),
                   torch.cat([fake_prev, fake]), torch.cat([batch["image_prev"], batch["image"]]))
@@ -61,7 +62,7 @@ def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) ->
 def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
     """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
     with torch.no_grad():
-        body_out = body.frame_t(batch["pose_prev"], batch["pose"], batch.get("reference"))
+        body_out = body.frame_t(batch)
     _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
     real = crop(batch["image"], batch["face_box"])
     return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
