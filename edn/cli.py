@@ -5,10 +5,13 @@ Building the parser imports neither torch, Ray, MLflow, pyarrow, OpenCV nor nump
 Errors: an EdnError (edn.errors), raised here or in a Ray task or training worker, is printed as
 `edn VERB: error: <message>` (exit 2); anything else as one line naming its type and a log file
 holding its traceback (exit 1); `--debug` or EDN_DEBUG=1 print the traceback as well.
+Output: stdout carries the verb's JSON result alone, so `edn VERB ... > result.json` is a JSON
+file; tables, progress, logs and whatever Ray's workers print go to stderr.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -352,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
     try:
-        result = args.fn(args)
+        # stdout is the result's alone: during the verb, prints (tables, Ray's worker and raylet
+        # lines, which Ray writes to whatever sys.stdout is then) go to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            result = args.fn(args)
     except Exception as e:  # noqa: BLE001 - every failure ends as one line and an exit code
         return _report(args.verb, e, args.debug or os.environ.get("EDN_DEBUG", "") not in ("", "0"))
     print(json.dumps(result, indent=1, default=str))

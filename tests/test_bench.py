@@ -45,8 +45,8 @@ def test_bench_ingest_smoke(ray_cluster, tmp_path, capsys):
     """The seconds-long version of `edn bench ingest` (about 40 s on 2 idle cores) runs and writes
     its figures; their values are not judged here."""
     assert main(["bench", "ingest", "--smoke", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "KEY RATIO" in out
+    out, err = capsys.readouterr()
+    assert "KEY RATIO" in err and json.loads(out)
     result = json.loads((tmp_path / "ingest.json").read_text())
     ratio, memory = result["key_ratios"]
     assert ratio["name"].startswith("ingest fps / detector-only fps") and ratio["value"] > 0
@@ -64,7 +64,7 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
     """The seconds-long version of `edn bench train` (64x32 frames, one round of each part) runs
     and writes its figures; speeds are not judged here, only that every ratio is a positive number."""
     assert main(["bench", "train", "--smoke", "--set", "allreduce_reps=1", "--out", str(tmp_path)]) == 0
-    assert "KEY RATIO" in capsys.readouterr().out
+    assert "KEY RATIO" in capsys.readouterr().err
     result = json.loads((tmp_path / "train.json").read_text())
     names = [k["name"] for k in result["key_ratios"]]
     assert any(n.startswith("edn step / eager images/s (body") for n in names)
@@ -92,7 +92,7 @@ def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     """The seconds-long version of `edn bench render` (64x64, a tiny generator) renders its catalog
     with 1 and 2 actors and writes its figures; speeds are not judged, only that they are positive."""
     assert main(["bench", "render", "--smoke", "--out", str(tmp_path)]) == 0
-    assert "KEY RATIO" in capsys.readouterr().out
+    assert "KEY RATIO" in capsys.readouterr().err
     result = json.loads((tmp_path / "render.json").read_text())
     names = [k["name"] for k in result["key_ratios"]]
     auto = result["figures"]["runtime"]["precision"]

@@ -241,3 +241,16 @@ def test_results_are_json_on_stdout(tmp_path, capsys):
     (tmp_path / "dataset" / "videos").mkdir(parents=True)
     assert main(["upgrade-dataset", str(tmp_path / "dataset")]) == 0
     assert json.loads(capsys.readouterr().out) == {"upgraded": [], "current": []}
+
+
+def test_stdout_holds_the_json_result_alone(monkeypatch, tmp_path, capsys):
+    """What a verb prints while it works (its table, Ray's worker lines) goes to stderr, so that
+    `edn VERB ... > result.json` is a JSON file."""
+    import edn.eval.run
+
+    monkeypatch.setattr("edn.cli._model", lambda a, runtime, ref="": "model")
+    monkeypatch.setattr(edn.eval.run, "evaluate_and_report",
+                        lambda *args, **kw: print("method  body SSIM\nmodel   0.9") or {"methods": {"model": {}}})
+    assert main(["evaluate", "--dataset", str(tmp_path), "--target", "t", "--out", "o"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["methods"] == {"model": {}} and "body SSIM" in err
