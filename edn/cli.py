@@ -5,8 +5,9 @@ Building the parser imports neither torch, Ray, MLflow, pyarrow, OpenCV nor nump
 Errors: an EdnError (edn.errors), raised here or in a Ray task or training worker, is printed as
 `edn VERB: error: <message>` (exit 2); anything else as one line naming its type and a log file
 holding its traceback (exit 1); `--debug` or EDN_DEBUG=1 print the traceback as well.
-Output: stdout carries the verb's JSON result alone, so `edn VERB ... > result.json` is a JSON
-file; tables, progress, logs and whatever Ray's workers print go to stderr.
+Output: stdout carries the verb's JSON result alone (after the log, for `edn cluster logs`), so
+`edn VERB ... > result.json` is a JSON file; tables, progress, logs and whatever Ray's workers
+print go to stderr.
 """
 from __future__ import annotations
 
@@ -182,7 +183,7 @@ def cmd_cluster(a) -> dict:
     namespace = a.namespace or cluster.default_namespace(conn)
     if a.action == "logs":
         pod, text = cluster.logs(api, a.name, namespace, a.tail)
-        print(text, end="" if text.endswith("\n") or not text else "\n")
+        print(text, end="" if text.endswith("\n") or not text else "\n", file=a.stdout)  # the log is its output
         return {"name": a.name, "namespace": namespace, "pod": pod}
     return {"status": cluster.status, "stop": cluster.stop}[a.action](api, a.name, namespace)
 
@@ -357,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # stdout is the result's alone: during the verb, prints (tables, Ray's worker and raylet
         # lines, which Ray writes to whatever sys.stdout is then) go to stderr
+        args.stdout = sys.stdout  # where a verb whose output is text writes it (edn cluster logs)
         with contextlib.redirect_stdout(sys.stderr):
             result = args.fn(args)
     except Exception as e:  # noqa: BLE001 - every failure ends as one line and an exit code
