@@ -39,7 +39,7 @@ class BodyGenerator(nn.Module):
         self.temporal, self.positions = temporal, cfg.position_channels
         self.references = cfg.reference_channels
         self.composite = cfg.reference_channels and cfg.composite
-        self.appearance = cfg.reference_channels and cfg.appearance
+        self.appearance = cfg.draws_appearance
         channels = (6 if temporal else 3) + (2 if cfg.position_channels else 0) \
             + (REFERENCE_CHANNELS if cfg.reference_channels else 0) + (APPEARANCE_CHANNELS if self.appearance else 0)
         out = 4 if self.composite else 3  # with composite: RGB and opacity

@@ -49,6 +49,11 @@ class GeneratorConfig:
     # (edn.data.reference, appearance figures); off unless asked, as in models registered before it
     appearance: bool = False
 
+    @property
+    def draws_appearance(self) -> bool:
+        """Whether the generator takes appearance figures: asked for, and with reference channels."""
+        return self.reference_channels and self.appearance
+
 
 class GlobalGenerator(nn.Module):
     """Conv front end, strided downsampling, residual blocks, transposed-conv upsampling, tanh."""

@@ -52,7 +52,7 @@ class PairCollate(NumpyBatchCollateFn):
             out["reference"] = self.references[out["video"]]
             if self.recolour:
                 maps = hue_turns(len(out["image"]), self.rng)
-                for pictures in ("image", "appearance") if self.colours is not None else ("image",):
+                for pictures in [k for k in ("image", "appearance") if k in out]:
                     out[pictures] = apply_colour_maps(out[pictures], maps)
                 reference = out["reference"]  # a copy (indexed by video), changed in place
                 for scene_or_frame in (slice(0, 3), slice(3, 6)):  # as the pair; the pose figure as drawn

@@ -87,7 +87,7 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
     step's kernels."""
     from edn.train.collate import PairCollate
     collate = PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour,
-                          cfg.generator.reference_channels and cfg.generator.appearance)
+                          cfg.generator.draws_appearance)
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
                                    pin_memory=device.type == "cuda", collate_fn=collate)
@@ -96,15 +96,13 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
 def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch.Tensor]:
     """A pair batch (uint8 NHWC, [t-1, t]) -> model tensors in [-1, 1] and the face boxes of frame t."""
     out = {}
-    for key, name in (("pose", "pose"), ("image", "image")):
-        out[f"{name}_prev"] = to_model_range(batch[key][:, 0]).contiguous(memory_format=memory_format)
-        out[name] = to_model_range(batch[key][:, 1]).contiguous(memory_format=memory_format)
+    # appearance: a generator's with appearance figures
+    for name in [k for k in ("pose", "image", "appearance") if k in batch]:
+        out[f"{name}_prev"] = to_model_range(batch[name][:, 0]).contiguous(memory_format=memory_format)
+        out[name] = to_model_range(batch[name][:, 1]).contiguous(memory_format=memory_format)
     out["face_box"] = batch["face_box"]
     if "reference" in batch:  # a generator with reference channels: each pair's video's (edn.data.reference)
         out["reference"] = to_model_range(batch["reference"]).contiguous(memory_format=memory_format)
-    if "appearance" in batch:  # and with appearance figures: the pair's, [t-1, t]
-        out["appearance_prev"] = to_model_range(batch["appearance"][:, 0]).contiguous(memory_format=memory_format)
-        out["appearance"] = to_model_range(batch["appearance"][:, 1]).contiguous(memory_format=memory_format)
     return out
 
 
