@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test lint clean onboard
+.PHONY: demo test lint clean onboard demo-base base-data
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,14 @@ ONBOARD    ?= outputs/onboard
 BASE_STEPS ?= 3000
 BUDGET     ?= 1000
 EDN        := $(PY) -m edn.cli
-onboard: $(VENV)/.installed
+base-data: $(VENV)/.installed
 	test -e $(ONBOARD)/base_videos/dancers.json || $(EDN) synth $(ONBOARD)/base_videos --dancers 12 --frames 480 \
 	  --size 256x256 --seed 1 --palette base
+	$(EDN) ingest $(ONBOARD)/base_videos --out $(ONBOARD)/base_ds --size 128x128
+
+onboard: base-data
 	test -e $(ONBOARD)/heldout_videos/dancers.json || $(EDN) synth $(ONBOARD)/heldout_videos --dancers 3 \
 	  --frames 480 --size 256x256 --seed 2 --palette heldout
-	$(EDN) ingest $(ONBOARD)/base_videos --out $(ONBOARD)/base_ds --size 128x128
 	$(EDN) ingest $(ONBOARD)/heldout_videos --out $(ONBOARD)/heldout_ds --size 128x128
 	test -e $(ONBOARD)/base.done || { $(EDN) train --dataset $(ONBOARD)/base_ds --model edn-onboard-base \
 	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,) --config cpu_small --set steps=$(BASE_STEPS) \
@@ -37,6 +39,14 @@ onboard: $(VENV)/.installed
 	$(EDN) onboard-curve --dataset $(ONBOARD)/heldout_ds --targets dancer_00,dancer_01,dancer_02 \
 	  --base edn-onboard-base@candidate --config cpu_small --set steps=$(BUDGET) --fractions 0.05,0.1,0.25 \
 	  --scratch-fractions 1 --out $(ONBOARD)/curve
+
+# The base `make demo` fine-tunes from, shipped in edn/assets/demo-base (docs/base-model.md): the
+# same 12 base dancers, BASE_STEPS steps with appearance figures, exported in fp16 (5.4 MB).
+# About 50 min on 2 cores; the demo's dancers are not among them.
+demo-base: base-data
+	$(EDN) train --dataset $(ONBOARD)/base_ds --model edn-demo-base --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,) \
+	  --config cpu_small --set generator.appearance=true --set steps=$(BASE_STEPS)
+	$(EDN) export-model --model edn-demo-base --alias candidate --out edn/assets/demo-base --half
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -161,6 +161,19 @@ def cmd_demo(a) -> dict:
     return {k: v for k, v in result.items() if k != "methods"}
 
 
+def cmd_export_model(a) -> dict:
+    from edn.registry import export_model
+    from edn.tracking import tracking_uri
+    return export_model(a.model, a.alias, tracking_uri(a.tracking_uri), a.out, a.half)
+
+
+def cmd_import_model(a) -> dict:
+    from edn.registry import import_model_dir
+    from edn.tracking import tracking_uri
+    version = import_model_dir(a.folder, a.model, a.alias, tracking_uri(a.tracking_uri))
+    return {"model": a.model, "version": version, "alias": a.alias, "folder": a.folder}
+
+
 def cmd_bench(a) -> dict:
     import importlib
 
@@ -321,6 +334,23 @@ def parser() -> argparse.ArgumentParser:
     cli_flags.runtime_args(p)
     cli_flags.config_args(p, "DemoConfig", "train.steps=100")
 
+    p = verb("export-model", cmd_export_model, "Write a registered model's folder (weights, metadata, "
+             "references) to a local folder, e.g. to ship it or carry it to another registry.",
+             "edn export-model --model edn-base --alias production --out base-model --half")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--alias", default="candidate", help="registry alias or version number (default candidate)")
+    p.add_argument("--out", required=True, help="local folder to write")
+    p.add_argument("--half", action="store_true", help="store the weights in fp16 (half the bytes)")
+    cli_flags.tracking_arg(p)
+
+    p = verb("import-model", cmd_import_model, "Register a model folder (edn export-model's, or the base shipped "
+             "in edn/assets/demo-base) as a version of --model; the same folder twice is one version.",
+             "edn import-model edn/assets/demo-base --model edn-base --alias candidate")
+    p.add_argument("folder", help="local model folder")
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--alias", default="candidate", help="registry alias to point at the version (default candidate)")
+    cli_flags.tracking_arg(p)
+
     p = verb("bench", cmd_bench, "Benchmarks: print a table and write a JSON result file (edn/bench/).",
              "edn bench ingest --out outputs/bench")
     from edn.bench.settings import add_bench_parsers
@@ -331,24 +361,7 @@ def parser() -> argparse.ArgumentParser:
              "edn cluster submit cluster/rayjob-train.yaml --name edn-train-bob --image IMAGE\n"
              "  edn cluster status edn-train-bob -n edn\n  edn cluster logs edn-train-bob -n edn --tail 100\n"
              "  edn cluster stop edn-train-bob -n edn")
-    actions = p.add_subparsers(dest="action", required=True)
-    for action, help_ in (("submit", "create the RayJob of a YAML file (path or URL)"),
-                          ("status", "Ray's jobStatus and KubeRay's jobDeploymentStatus"),
-                          ("logs", "the log of the job's submitter pod (else its head pod)"),
-                          ("stop", "delete the RayJob, and with it its Ray cluster")):
-        q = actions.add_parser(action, help=help_, description=help_)
-        submitted = action == "submit"
-        q.add_argument("rayjob" if submitted else "name", help="RayJob YAML" if submitted else "RayJob name")
-        q.add_argument("-n", "--namespace", default="", help="default: the file's, else the kubeconfig context's")
-        q.add_argument("--kubeconfig", default="", help="default: $KUBECONFIG, ~/.kube/config, else in-cluster")
-        q.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
-    submit = actions.choices["submit"]
-    submit.add_argument("--name", default="", help="RayJob name (default: the file's)")
-    submit.add_argument("--image", default="", help="container image for every pod of the job")
-    submit.add_argument("--entrypoint", default="", help="replace the job's entrypoint command")
-    submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="environment variable for the job (runtimeEnvYAML env_vars; repeatable)")
-    actions.choices["logs"].add_argument("--tail", type=int, default=None, help="only the last N lines")
+    cli_flags.cluster_actions(p)
     return top
 
 

@@ -84,3 +84,25 @@ def fractions(text: str, flag: str) -> list[float]:
         raise ConfigError(f"{flag} takes a comma list of positive fractions of the budget, e.g. 0.1,0.25, "
                           f"not {text!r}")
     return values
+
+
+def cluster_actions(p: argparse.ArgumentParser) -> None:
+    """edn cluster's actions: submit, status, logs, stop."""
+    actions = p.add_subparsers(dest="action", required=True)
+    for action, help_ in (("submit", "create the RayJob of a YAML file (path or URL)"),
+                          ("status", "Ray's jobStatus and KubeRay's jobDeploymentStatus"),
+                          ("logs", "the log of the job's submitter pod (else its head pod)"),
+                          ("stop", "delete the RayJob, and with it its Ray cluster")):
+        q = actions.add_parser(action, help=help_, description=help_)
+        submitted = action == "submit"
+        q.add_argument("rayjob" if submitted else "name", help="RayJob YAML" if submitted else "RayJob name")
+        q.add_argument("-n", "--namespace", default="", help="default: the file's, else the kubeconfig context's")
+        q.add_argument("--kubeconfig", default="", help="default: $KUBECONFIG, ~/.kube/config, else in-cluster")
+        q.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
+    submit = actions.choices["submit"]
+    submit.add_argument("--name", default="", help="RayJob name (default: the file's)")
+    submit.add_argument("--image", default="", help="container image for every pod of the job")
+    submit.add_argument("--entrypoint", default="", help="replace the job's entrypoint command")
+    submit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment variable for the job (runtimeEnvYAML env_vars; repeatable)")
+    actions.choices["logs"].add_argument("--tail", type=int, default=None, help="only the last N lines")

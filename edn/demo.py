@@ -1,5 +1,10 @@
 """`make demo`: synthetic dancers -> poses -> body GAN on Ray Train -> MLflow registry ->
-transfer video -> held-out evaluation. Embedded defaults sized for a 2-core CPU machine."""
+transfer video -> held-out evaluation. Embedded defaults sized for a 2-core CPU machine.
+
+The target's body GAN is fine-tuned from the base model shipped in edn/assets/demo-base (trained on
+12 other synthetic dancers by `make demo-base`, docs/base-model.md): from random weights, the
+demo's budget gives a model that mostly loses to the nearest neighbour. `--set base=` trains from
+random weights, as the paper does (give it the steps: `--steps 1500` or more)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,19 +16,26 @@ from dataclasses import dataclass, field
 from edn.config import load_config
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.run import evaluate_and_report
-from edn.registry import load_registered
+from edn.models.meta import META_FILE, ModelMeta
+from edn.registry import import_model_dir, load_registered
 from edn.render.transfer import transfer
 from edn.runtime import resolve_and_log
 from edn.storage import join
 from edn.synth import synthesize
+from edn.tracking import tracking_uri
 from edn.train.config import TrainConfig
 from edn.train.run import train
 
 log = logging.getLogger(__name__)
 
 
+DEMO_BASE = os.path.join(os.path.dirname(__file__), "assets", "demo-base")
+
+
 def _demo_train() -> TrainConfig:
-    return load_config(TrainConfig, "cpu_small")
+    # cpu_small's networks, with the shipped base's appearance figures; 600 steps from the base
+    cfg = load_config(TrainConfig, "cpu_small")
+    return dataclasses.replace(cfg, steps=600, generator=dataclasses.replace(cfg.generator, appearance=True))
 
 
 @dataclass
@@ -37,6 +49,8 @@ class DemoConfig:
     estimator: str = "mediapipe"
     train: TrainConfig = field(default_factory=_demo_train)
     face_steps: int = 300
+    base: str = DEMO_BASE           # model folder the target is fine-tuned from; '' = random weights
+    base_model: str = "edn-demo-base"  # the base's name in the demo's registry
     device: str = "auto"     # where rendering and evaluation run: auto | cpu | cuda (edn.runtime)
     precision: str = "auto"  # auto | fp32 | bf16; training keeps its own (bf16 on GPU only)
 
@@ -61,11 +75,20 @@ def run_demo(cfg: DemoConfig) -> dict:
         raise RuntimeError(f"ingest failed: {ingested['failed']}")
     target, source = "dancer_00", "dancer_01"
 
-    step(f"3/5 training {target}'s body GAN with temporal smoothing on Ray Train ({cfg.train.steps} steps)")
-    tcfg = dataclasses.replace(cfg.train, dataset_url=join(out, "dataset"), target=target)
+    tcfg = dataclasses.replace(cfg.train, dataset_url=join(out, "dataset"), target=target,
+                               tracking_uri=tracking_uri(cfg.train.tracking_uri))
+    face_from, start = "", "random weights"
+    if cfg.base:  # the shipped base into the demo's registry (once: the same folder is one version)
+        version = import_model_dir(cfg.base, cfg.base_model, "candidate", tcfg.tracking_uri)
+        tcfg = dataclasses.replace(tcfg, init_from=f"{cfg.base_model}@{version}")
+        start = f"{tcfg.init_from} (imported from {cfg.base})"
+        face_from = tcfg.init_from if ModelMeta.read(os.path.join(cfg.base, META_FILE)).face_generator else ""
+    step(f"3/5 training {target}'s body GAN with temporal smoothing on Ray Train ({cfg.train.steps} steps "
+         f"from {start})")
     train(tcfg)
     step(f"3/5 training {target}'s face GAN on the frozen body generator ({cfg.face_steps} steps)")
-    trained = train(dataclasses.replace(tcfg, stage="face", steps=cfg.face_steps, checkpoint_every=cfg.face_steps))
+    trained = train(dataclasses.replace(tcfg, stage="face", steps=cfg.face_steps, checkpoint_every=cfg.face_steps,
+                                        init_from=face_from))
 
     step(f"4/5 transferring {source}'s dance onto {target} (registry: {trained['model_name']}@{tcfg.alias})")
     model = load_registered(trained["model_name"], tcfg.alias, trained["tracking_uri"], runtime.device,
@@ -80,6 +103,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                                   runtime=runtime)
     return {**metrics, "model_name": trained["model_name"], "model_version": model.version,
             "body_steps": model.meta.body_steps, "face_steps": model.meta.face_steps,
+            "init_from": model.meta.init_from, "face_init_from": model.meta.face_init_from,
             "perceptual_loss": model.meta.perceptual_loss, "demo_seconds": round(time.time() - started, 1),
             "transfer": video_url, "tracking_uri": trained["tracking_uri"]}
 

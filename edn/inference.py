@@ -51,15 +51,21 @@ def _read_png(path: str) -> np.ndarray:
 
 def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: dict | None = None,
                     background: np.ndarray | None = None, reference: np.ndarray | None = None,
-                    discriminators: dict[str, dict] | None = None) -> None:
+                    discriminators: dict[str, dict] | None = None, half: bool = False) -> None:
     """`reference`: (H, W, 9) plate | frame | figure (edn.data.reference), its plate the `background`;
-    `discriminators`: stage -> state_dict, kept by a base model."""
+    `discriminators`: stage -> state_dict, kept by a base model. `half`: weights stored in fp16, half
+    the bytes (a model shipped in the repository); loading casts them back to the networks' fp32."""
+    def save(state: dict, name: str) -> None:
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        torch.save(state, os.path.join(path, name))
+
     os.makedirs(path, exist_ok=True)
-    torch.save(body_state, os.path.join(path, "generator.pt"))
+    save(body_state, "generator.pt")
     if face_state is not None:
-        torch.save(face_state, os.path.join(path, "face_generator.pt"))
+        save(face_state, "face_generator.pt")
     for stage, state in (discriminators or {}).items():
-        torch.save(state, os.path.join(path, DISCRIMINATORS[stage]))
+        save(state, DISCRIMINATORS[stage])
     if background is not None:
         _write_png(os.path.join(path, BACKGROUND), background)
     if reference is not None:
@@ -207,7 +213,9 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu", preci
     reference = None
     if meta.generator.reference_channels and meta.kind == "target":
         reference = np.concatenate([background, *(_read_png(os.path.join(path, n)) for n in REFERENCE_IMAGES)], 2)
-    discriminators = {stage: torch.load(os.path.join(path, name), map_location="cpu", weights_only=True)
+    discriminators = {stage: {k: v.float() if v.is_floating_point() else v  # fp32, also where stored in fp16
+                              for k, v in torch.load(os.path.join(path, name), map_location="cpu",
+                                                     weights_only=True).items()}
                       for stage, name in DISCRIMINATORS.items() if os.path.exists(os.path.join(path, name))}
     return TargetModel(body, face, meta, version, background, precision, reference, discriminators or None)
 

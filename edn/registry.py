@@ -3,15 +3,18 @@ version's artifacts are a model folder (edn.inference): written by training, loa
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from edn.errors import EdnError
-from edn.inference import TargetModel, load_model_dir
+from edn.errors import ConfigError, EdnError
+from edn.inference import TargetModel, load_model_dir, write_model_dir
 from edn.models.meta import META_FILE, ModelMeta
+from edn.tracking import experiment_id
 
 
 class ModelNotFoundError(EdnError, LookupError):
@@ -65,3 +68,49 @@ def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu",
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp, tracking_uri=tracking_uri)
         return load_model_dir(local, str(mv.version), device, precision)
+
+
+IMPORTS_EXPERIMENT = "edn-imports"
+
+
+def _digest(folder: str) -> str:
+    """sha256 over a model folder's file names and contents: the same model imported twice is one version."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        h.update(name.encode() + b"\0")
+        with open(os.path.join(folder, name), "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def import_model_dir(folder: str, name: str, alias: str, tracking_uri: str) -> str:
+    """Register a model folder (edn.inference's layout: exported by export_model, or shipped, like
+    edn/assets/demo-base) as a version of `name` and point `alias` at it; returns the version. A
+    folder imported before (same contents) is not registered again: its version takes the alias."""
+    if not os.path.isfile(os.path.join(folder, META_FILE)):
+        raise ConfigError(f"{folder}: not a model folder (no {META_FILE}; edn export-model writes one)")
+    ModelMeta.read(os.path.join(folder, META_FILE))  # a file edn cannot read fails here, naming it
+    digest = _digest(folder)
+    client = MlflowClient(tracking_uri)
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get("edn.imported_digest") == digest:
+            client.set_registered_model_alias(name, alias, mv.version)
+            return str(mv.version)
+    run_id = client.create_run(experiment_id(client, IMPORTS_EXPERIMENT), run_name=f"import {name}",
+                               tags={"edn.imported_from": os.path.abspath(folder)}).info.run_id
+    version = register(client, run_id, folder, name, alias)
+    client.set_model_version_tag(name, version, "edn.imported_from", os.path.abspath(folder))
+    client.set_model_version_tag(name, version, "edn.imported_digest", digest)
+    client.set_terminated(run_id)
+    return version
+
+
+def export_model(name: str, ref: str, tracking_uri: str, folder: str, half: bool = False) -> dict:
+    """Write a registered version's model folder to a local `folder` (import_model_dir reads it);
+    `half`: its weights in fp16, half the bytes (what edn/assets/demo-base ships)."""
+    model = load_registered(name, ref, tracking_uri)
+    write_model_dir(folder, model.body.state_dict(), model.meta, model.face.state_dict() if model.face else None,
+                    model.background, model.reference, model.discriminators, half=half)
+    sizes = {f: os.path.getsize(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}
+    return {"model": f"{name}@{model.version}", "folder": folder, "half": half, "bytes": sum(sizes.values()),
+            "files": sizes}

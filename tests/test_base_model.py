@@ -18,7 +18,7 @@ from edn.eval.onboarding import OnboardConfig, run_onboarding
 from edn.inference import zero_shot
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
-from edn.registry import load_registered
+from edn.registry import export_model, load_registered
 from edn.render.transfer import transfer
 from edn.synth import synthesize
 from edn.train.config import TrainConfig
@@ -171,3 +171,33 @@ def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     retuned = load_registered("edn-dancer_02-fine-tune-50", "candidate", mlflow_server)
     assert retuned.version != tuned.version and retuned.meta.body_run_id != tuned.meta.body_run_id
     assert retuned.meta.body_steps == 2 and list(other["targets"]["dancer_02"])[-1] == "fine-tune 50%"
+
+
+def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):
+    """A base exported in fp16 (what edn/assets/demo-base ships) and imported into a registry: about
+    half the bytes, the same networks to fp16's rounding, one version however often it is imported,
+    and a folder that is not a model refused by name."""
+    version, uri = base_run["version"], mlflow_server
+    full = export_model("edn-base", version, uri, str(tmp_path / "full"))
+    capsys.readouterr()
+    assert main(["export-model", "--model", "edn-base", "--alias", version, "--out", str(tmp_path / "half"),
+                 "--half", "--tracking-uri", uri]) == 0
+    half = json.loads(capsys.readouterr().out)
+    assert half["model"] == f"edn-base@{version}" and half["bytes"] < 0.6 * full["bytes"]
+    imported = []
+    for _ in range(2):
+        assert main(["import-model", str(tmp_path / "half"), "--model", "edn-imported-base", "--tracking-uri",
+                     uri]) == 0
+        imported.append(json.loads(capsys.readouterr().out)["version"])
+    assert imported == ["1", "1"]
+    base, copy = load_registered("edn-base", version, uri), load_registered("edn-imported-base", "candidate", uri)
+    assert copy.meta == base.meta
+    for key, value in base.body.state_dict().items():
+        assert torch.equal(copy.body.state_dict()[key], value.half().float()), key
+    for key, value in base.discriminators["body"].items():
+        assert copy.discriminators["body"][key].dtype == value.dtype
+        assert torch.equal(copy.discriminators["body"][key], value.half().to(value.dtype)), key
+    tags = MlflowClient(uri).get_model_version("edn-imported-base", "1").tags
+    assert tags["edn.imported_from"] == str(tmp_path / "half")
+    assert main(["import-model", str(tmp_path), "--model", "edn-x", "--tracking-uri", uri]) == 2
+    assert f"edn import-model: error: {tmp_path}: not a model folder" in capsys.readouterr().err
