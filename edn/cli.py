@@ -170,7 +170,7 @@ def cmd_export_model(a) -> dict:
 def cmd_import_model(a) -> dict:
     from edn.registry import import_model_dir
     from edn.tracking import tracking_uri
-    version = import_model_dir(a.folder, a.model, a.alias, tracking_uri(a.tracking_uri))
+    version, _ = import_model_dir(a.folder, a.model, a.alias, tracking_uri(a.tracking_uri))
     return {"model": a.model, "version": version, "alias": a.alias, "folder": a.folder}
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from edn.config import load_config
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.run import evaluate_and_report
-from edn.models.meta import META_FILE, ModelMeta
 from edn.registry import import_model_dir, load_registered
 from edn.render.transfer import transfer
 from edn.runtime import resolve_and_log
@@ -79,10 +78,10 @@ def run_demo(cfg: DemoConfig) -> dict:
                                tracking_uri=tracking_uri(cfg.train.tracking_uri))
     face_from, start = "", "random weights"
     if cfg.base:  # the shipped base into the demo's registry (once: the same folder is one version)
-        version = import_model_dir(cfg.base, cfg.base_model, "candidate", tcfg.tracking_uri)
+        version, base = import_model_dir(cfg.base, cfg.base_model, "candidate", tcfg.tracking_uri)
         tcfg = dataclasses.replace(tcfg, init_from=f"{cfg.base_model}@{version}")
         start = f"{tcfg.init_from} (imported from {cfg.base})"
-        face_from = tcfg.init_from if ModelMeta.read(os.path.join(cfg.base, META_FILE)).face_generator else ""
+        face_from = tcfg.init_from if base.face_generator else ""  # a base without a face stage: from random
     step(f"3/5 training {target}'s body GAN with temporal smoothing on Ray Train ({cfg.train.steps} steps "
          f"from {start})")
     train(tcfg)

@@ -83,26 +83,27 @@ def _digest(folder: str) -> str:
     return h.hexdigest()
 
 
-def import_model_dir(folder: str, name: str, alias: str, tracking_uri: str) -> str:
+def import_model_dir(folder: str, name: str, alias: str, tracking_uri: str) -> tuple[str, ModelMeta]:
     """Register a model folder (edn.inference's layout: exported by export_model, or shipped, like
-    edn/assets/demo-base) as a version of `name` and point `alias` at it; returns the version. A
-    folder imported before (same contents) is not registered again: its version takes the alias."""
+    edn/assets/demo-base) as a version of `name` and point `alias` at it; returns (the version, its
+    metadata). A folder imported before (same contents) is not registered again: its version takes
+    the alias."""
     if not os.path.isfile(os.path.join(folder, META_FILE)):
         raise ConfigError(f"{folder}: not a model folder (no {META_FILE}; edn export-model writes one)")
-    ModelMeta.read(os.path.join(folder, META_FILE))  # a file edn cannot read fails here, naming it
+    meta = ModelMeta.read(os.path.join(folder, META_FILE))  # a file edn cannot read fails here, naming it
     digest = _digest(folder)
     client = MlflowClient(tracking_uri)
     for mv in client.search_model_versions(f"name = '{name}'"):
         if mv.tags.get("edn.imported_digest") == digest:
             client.set_registered_model_alias(name, alias, mv.version)
-            return str(mv.version)
+            return str(mv.version), meta
     run_id = client.create_run(experiment_id(client, IMPORTS_EXPERIMENT), run_name=f"import {name}",
                                tags={"edn.imported_from": os.path.abspath(folder)}).info.run_id
     version = register(client, run_id, folder, name, alias)
     client.set_model_version_tag(name, version, "edn.imported_from", os.path.abspath(folder))
     client.set_model_version_tag(name, version, "edn.imported_digest", digest)
     client.set_terminated(run_id)
-    return version
+    return version, meta
 
 
 def export_model(name: str, ref: str, tracking_uri: str, folder: str, half: bool = False) -> dict:

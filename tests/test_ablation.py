@@ -20,9 +20,8 @@ def test_ablation_table_has_every_row(ray_cluster, dancers, tmp_path, capsys):
                  "--set", "face_discriminator.n_layers=1"])
     assert code == 0
     printed, table = capsys.readouterr()  # the JSON result on stdout, alone; the table on stderr
-    assert json.loads(printed)["rows"] == ["frame_by_frame", "temporal", "temporal+face", "nearest_neighbour",
-                                           "mean_frame"]
     rows = ["frame_by_frame", "temporal", "temporal+face", "nearest_neighbour", "mean_frame"]
+    assert json.loads(printed)["rows"] == rows
     assert all(f"\n{r} " in table for r in rows) and "body SSIM" in table and "pose distance" in table
     result = json.loads((out / "ablation.json").read_text())
     assert list(result["methods"]) == rows and result["budget"] == {"body_steps": 3, "face_steps": 2}

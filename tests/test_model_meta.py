@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+from edn.errors import DataError
 from edn.models.face import FaceGeneratorConfig
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.networks import GeneratorConfig
@@ -83,6 +84,13 @@ def test_other_formats_and_keys_are_refused():
         ModelMeta.from_json({k: v for k, v in BODY_FILE.items() if k != "holdout_start"})
     with pytest.raises(ValueError, match=r"unknown \['colour'\]"):
         ModelMeta.from_json({**BODY_FILE, "colour": "blue"})
+
+
+def test_a_file_that_is_not_json_is_refused_by_name(tmp_path):
+    path = tmp_path / "edn_model.json"
+    path.write_text("{")
+    with pytest.raises(DataError, match=f"{path}: not a model's metadata \\(not JSON"):
+        ModelMeta.read(str(path))
 
 
 def test_base_and_fine_tuned_models_round_trip(tmp_path):

@@ -108,4 +108,8 @@ class ModelMeta:
     @classmethod
     def read(cls, path: str) -> ModelMeta:
         with open(path) as f:
-            return cls.from_json(json.load(f), path)
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: not a model's metadata (not JSON: {e})") from None
+        return cls.from_json(data, path)
