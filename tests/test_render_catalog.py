@@ -24,8 +24,8 @@ from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.normalize import FloorStats
 from edn.registry import load_registered, register
-from edn.render.batch import CatalogConfig, render_catalog
-from edn.render.chunks import Chunk, SourceChunk, plan_chunks, render_chunks
+from edn.render.batch import CatalogConfig, render_catalog, row_chunks, staged_chunks, staged_name
+from edn.render.chunks import Chunk, SourceChunk, chunk_counts, render_chunks, split
 from edn.render.manifest import read_manifest
 from edn.runtime import resolve
 from edn.synth import synthesize
@@ -278,7 +278,7 @@ def test_chunk_seams_do_not_show(studio):
     seams = np.array([32, 64])
     errors, seam_jumps = {}, {}
     for warmup in (0, 24):
-        chunks = plan_chunks(FRAMES, 32, warmup)
+        chunks = split(FRAMES, 3, warmup)
         assert [c.start for c in chunks] == [0, 32, 64]
         chunked = _render(model, studio["dataset"], chunks)
         errors[warmup] = np.abs(chunked - single).mean(axis=(1, 2, 3))
@@ -288,3 +288,29 @@ def test_chunk_seams_do_not_show(studio):
           f"warm worst frame {errors[24].max():.2f}")
     assert seam_jumps[24].max() <= natural < seam_jumps[0].min()
     assert errors[24].max() < 0.5 * errors[0][seams].min()
+
+
+def test_chunks_are_cut_only_as_short_as_the_actors_need(tmp_path):
+    """Two 160-frame rows, chunks of at most 40 frames and 5 warm-up (`edn bench render`'s
+    catalog): one actor with 4 chunks side by side needs 4 chunks, two actors 8, so each row is
+    cut in 2 and in 4 (15 warm-up frames a row at 40 frames a chunk, 5 at 80). Never below 4
+    warm-ups a chunk; a row an interrupted run cut otherwise keeps its cut and its staged chunks."""
+    assert chunk_counts([160, 160], 240, 4, 5) == [2, 2]
+    assert chunk_counts([160, 160], 240, 8, 5) == [4, 4]
+    assert chunk_counts([160, 160], 40, 2, 5) == [4, 4]      # at most chunk_frames
+    assert chunk_counts([160, 160], 240, 64, 5) == [8, 8]    # 20 frames = 4 warm-ups, no shorter
+    assert chunk_counts([300, 100], 240, 4, 5) == [3, 1]     # the longest chunks are cut first
+    assert chunk_counts([12], 240, 8, 0) == [1]              # and none below 8 frames
+    staging = tmp_path / "chunks"
+    staging.mkdir()
+    earlier = split(160, 4, 5)
+    for c in earlier[1:3]:  # an interrupted run staged two of its four chunks, and a stray file
+        (staging / staged_name(c)).write_bytes(b"")
+    (staging / "chunk-tmp.mp4.part").write_bytes(b"")
+    staged = staged_chunks(str(staging))
+    assert sorted(staged, key=lambda c: c.start) == [Chunk(c.start, c.stop, 0) for c in earlier[1:3]]
+    assert row_chunks(160, 2, 5, staged) == earlier
+    assert row_chunks(160, 2, 5, []) == split(160, 2, 5) == [Chunk(0, 80, 0), Chunk(80, 160, 75)]
+    assert row_chunks(160, 2, 5, [Chunk(10, 50, 0)]) == split(160, 2, 5)  # not a cut of this row: not kept
+    uneven = split(100, 11, 5)  # chunks of 9 and 10 frames
+    assert row_chunks(100, 2, 5, [c for c in uneven if c.stop - c.start == 10][-1:]) == uneven

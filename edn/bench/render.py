@@ -34,7 +34,8 @@ def run_job(b: RenderBench, studio, out: str, actors: int) -> dict:
     manifest = read_manifest(out)
     frames = sum(r["frames"] for r in manifest)
     return {"wall_s": wall, "frames": frames, "fps": frames / wall, "actors": result["actors"],
-            "model_loads": result["model_loads"], "audio": sorted({r["audio"] for r in manifest}),
+            "model_loads": result["model_loads"], "chunks": result["chunks"],
+            "rendered_frames": frames + result["warmup_frames"], "audio": sorted({r["audio"] for r in manifest}),
             "actor_and_join_s": sum(r["seconds_per_frame"] * r["frames"] for r in manifest)}
 
 
@@ -42,7 +43,6 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     from edn.bench.render_parts import actor_threads, bare_pass, make_studio, profile_row
     from edn.models.networks import GeneratorConfig
     from edn.registry import load_registered, parse_model_ref
-    from edn.render.chunks import plan_chunks
     from edn.runtime import autocast, resolve
     torch.set_num_threads(b.threads)
     auto = resolve("cpu", "auto")  # what the job's CPU actors render in: the same machine's CPUs
@@ -52,18 +52,16 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     studio = make_studio(workdir, b.rows, b.targets, b.frames, b.size, generator, b.layout, b.seed)
     made = time.perf_counter() - t
     model = load_registered(*parse_model_ref(studio.targets[0], ""), studio.tracking_uri)
-    chunks = plan_chunks(b.frames, b.chunk_frames, b.warmup_frames)
-    frames, rendered = b.rows * b.frames, b.rows * sum(c.stop - c.render_from for c in chunks)
+    frames = b.rows * b.frames
     threads = actor_threads(float(b.threads))
     params = sum(p.numel() for p in model.body.parameters())
     rows += [row("catalog", f"{b.rows} rows x {b.frames} frames {b.size[0]}x{b.size[1]}", "",
                  f"{b.targets} target model(s), {b.layout}; setup (synthesize, ingest, register) {made:.1f} s"),
              row("generator", f"ngf {b.ngf}, {b.n_downsample} down, {b.n_blocks} blocks", "",
                  f"temporal, {params / 1e6:.2f} M parameters, untrained"),
-             row("chunks per row", len(chunks), "", f"{b.chunk_frames} frames + {b.warmup_frames} warm-up "
-                 f"(not the first), {b.batch_chunks} side by side per batch"),
-             row("frames: output / rendered", f"{frames} / {rendered}", "",
-                 f"warm-up {100 * (rendered - frames) / frames:.1f}% extra generator work, job overhead"),
+             row("chunks", f"<= {b.chunk_frames} frames", "", f"{b.warmup_frames} warm-up frames before each (not a "
+                 f"source's first), {b.batch_chunks} side by side per batch; the jobs cut them shorter only to fill "
+                 "their actors' batches"),
              row("torch threads: here / in an actor", f"{torch.get_num_threads()} / {threads}", "",
                  f"{b.threads} CPU per actor"),
              row("precision (auto)", auto.precision, "", auto.precision_reason + (
@@ -81,7 +79,7 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     bare_fps = fps[auto.precision]  # the jobs' actors render in the auto precision
     figures.update(bare={p: {"seconds": bare_s[p], "fps": fps[p]} for p in precisions},
                    bare_frames=frames, bare_streams=b.batch_chunks, runtime=auto.record(),
-                   jobs=jobs, rendered_frames=rendered, output_frames=frames, actor_threads=threads)
+                   jobs=jobs, output_frames=frames, actor_threads=threads)
     for p in precisions:
         rows.append(row(f"bare generator, {p}", fps[p], "fps", f"{1e3 / fps[p]:.0f} ms/frame, batch "
                         f"{b.batch_chunks}, {b.threads} thread(s); halves before/after the jobs: "
@@ -94,8 +92,11 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     for actors, job in jobs.items():
         job["ratio"] = ratio = job["fps"] / (actors * bare_fps)
         label = f"job, {actors} actor{'s' if actors > 1 else ''}"
+        rendered = job["rendered_frames"]
         rows += [row(f"{label}", job["fps"], "fps", f"wall {job['wall_s']:.1f} s, {job['model_loads']} "
                      f"model load(s), audio {', '.join(job['audio'])}, {auto.precision}"),
+                 row(f"{label}: chunks; frames output / rendered", f"{job['chunks']}; {frames} / {rendered}", "",
+                     f"warm-up {100 * (rendered - frames) / frames:.1f}% extra generator work, job overhead"),
                  # with one actor its render calls run one after another: the wall less their
                  # time (and the joins', which mostly overlap them) is the job's fixed cost
                  row(f"{label}: in render calls (with model loads) + joins", job["actor_and_join_s"], "s",

@@ -107,7 +107,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     from edn.pose.normalize import transfer_poses
     from edn.registry import load_registered, parse_model_ref, resolve_version
     from edn.render.batch import staged_name
-    from edn.render.chunks import SourceChunk, compose, plan_chunks
+    from edn.render.chunks import SourceChunk, chunk_counts, compose, split
     from edn.render.worker import ChunkTask, RenderWorker, join_chunks
     from edn.video import VideoWriter
     source, ref = studio.rows[0]
@@ -118,7 +118,8 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     staging = os.path.join(workdir, "profile", "chunks")
     tasks = [ChunkTask("profile", model, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
                        record["fps"], os.path.join(staging, staged_name(c)))
-             for c in plan_chunks(record["frames"], chunk_frames, warmup)]
+             for c in split(record["frames"], chunk_counts([record["frames"]], chunk_frames, batch_chunks, warmup)[0],
+                            warmup)]  # cut as a job of this row alone on one actor would cut it
     actor = RenderWorker(studio.tracking_uri)
 
     def render_row() -> list[dict]:

@@ -143,8 +143,8 @@ rendered onto target i mod `targets`, side by side.
     n_blocks: int = 9
     actors: tuple = (1, 2)              # one job per count
     threads: int = 1                    # torch threads = CPUs per actor
-    chunk_frames: int = 40              # CatalogConfig's ratio of warm-up to chunk (30 / 240), on shorter videos
-    warmup_frames: int = 5
+    chunk_frames: int = 240             # at most: CatalogConfig's default; the job cuts shorter to fill its actors
+    warmup_frames: int = 5              # CatalogConfig's 30 scaled to these short videos
     batch_chunks: int = 4               # CatalogConfig's default
     layout: str = "side_by_side"
     profile: bool = True

@@ -17,7 +17,10 @@ rewritten as rows finish.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
@@ -27,14 +30,14 @@ from edn.models.meta import ModelMeta
 from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog
-from edn.render.chunks import Chunk, SourceChunk, normalization, plan_chunks
+from edn.render.chunks import Chunk, SourceChunk, chunk_counts, normalization, split
 from edn.render.gallery import gallery_html
 from edn.render.manifest import finished, load_state, poster_url, write_manifest
 from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
 from edn.render.worker import ChunkTask, join_chunks
 from edn.runtime import DEVICES, PRECISIONS
-from edn.storage import exists, join, read_bytes, write_bytes_atomic
+from edn.storage import exists, filesystem, join, read_bytes, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ class CatalogConfig:
     work_url: str = ""               # row states, staged chunks, source cache; '' = <out>/_work
     source_cache_url: str = ""       # poses of source video files by content; '' = <work>/sources
     default_alias: str = "production"  # for a target named without @alias
-    chunk_frames: int = 240          # frames per chunk
+    chunk_frames: int = 240          # frames per chunk at most (shorter only to fill the actors: plan_rows)
     warmup_frames: int = 30          # frames rendered and thrown away before a chunk (temporal models)
     batch_chunks: int = 4            # chunks rendered side by side in one batch
     actors: int = 2
@@ -146,8 +149,9 @@ class CatalogResults:
         self.published, self.unpublished = time.monotonic(), False
         return url
 
-    def summary(self, scheduler: RenderScheduler) -> dict:
-        """The last manifest and gallery; -> the run's counts, its failed rows, and the actors' model loads."""
+    def summary(self, scheduler: RenderScheduler, chunks: list[ChunkTask]) -> dict:
+        """The last manifest and gallery; -> the run's counts, its failed rows, the actors' model
+        loads, and the chunks this run rendered with their warm-up frames (rendered, not kept)."""
         manifest = self.publish(force=True)
         entries = sorted(self.entries.values(), key=lambda e: e["row"])
         done = [e for e in entries if e["status"] == "done"]
@@ -156,7 +160,9 @@ class CatalogResults:
                 "skipped": sum(1 for e in done if not e["ran"]),
                 "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
                            for e in entries if e["status"] == "failed"],
-                "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors)}
+                "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors),
+                "chunks": len(chunks), "warmup_frames": sum(t.source.chunk.start - t.source.chunk.render_from
+                                                            for t in chunks)}
 
 
 def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
@@ -233,20 +239,54 @@ def staged_name(chunk: Chunk) -> str:
     return f"chunk-{chunk.start:09d}-{chunk.stop:09d}.mp4"
 
 
+def staged_chunks(staging: str) -> list[Chunk]:
+    """The chunks an interrupted run staged for a row, read from their file names (staged_name)."""
+    fs, path = filesystem(staging)
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)] if fs.exists(path) else []
+    bounds = [re.fullmatch(r"chunk-(\d{9})-(\d{9})\.mp4", n) for n in names]
+    return [Chunk(int(m[1]), int(m[2]), 0) for m in bounds if m]
+
+
+def row_chunks(frames: int, count: int, warmup: int, staged: list[Chunk]) -> list[Chunk]:
+    """A row's chunks: `count` of them, or as many as an interrupted run cut it into, when the
+    chunks it staged fit such a cut (so they are kept, whatever this run's actors and rows)."""
+    if staged:
+        bounds, length = {(c.start, c.stop) for c in staged}, staged[0].stop - staged[0].start
+        for earlier_count in range(max(1, frames // (length + 1)), frames // max(1, length - 1) + 1):
+            earlier = split(frames, earlier_count, warmup)  # an even cut: its chunks are length +- 1 long
+            if bounds <= {(c.start, c.stop) for c in earlier}:
+                return earlier
+    return split(frames, count, warmup)
+
+
 def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: CatalogConfig,
               work: str) -> tuple[dict[str, RowPlan], list[ChunkTask]]:
     """-> (each row's plan by row_id, the chunks still to render in row order). Chunks of a
-    temporal model start `warmup_frames` early."""
+    temporal model start `warmup_frames` early; sources are cut into chunks of at most
+    `chunk_frames`, shorter only as far as it takes to fill every actor's batches (chunk_counts)
+    with the chunks of one render queue (a model and face setting: edn.render.scheduler)."""
+    faces = [meta.face_generator is not None if row.face_gan is None else row.face_gan for row, _, meta, _ in ready]
+    queues = defaultdict(list)  # the rows' numbers in `ready`, by the queue their chunks wait in
+    for i, (_, model, _, _) in enumerate(ready):
+        queues[model, faces[i]].append(i)
+    total = sum(source.frames for *_, source in ready)
+    counts = {}
+    for members in queues.values():
+        frames = [ready[i][3].frames for i in members]
+        warmup = cfg.warmup_frames if ready[members[0]][2].temporal else 0
+        streams = cfg.batch_chunks * max(1, math.ceil(cfg.actors * sum(frames) / max(1, total)))
+        counts.update(zip(members, chunk_counts(frames, cfg.chunk_frames, streams, warmup)))
     plans, todo = {}, []
-    for row, model, meta, source in ready:
+    for i, (row, model, meta, source) in enumerate(ready):
         warmup = cfg.warmup_frames if meta.temporal else 0
-        use_face = meta.face_generator is not None if row.face_gan is None else row.face_gan
         staging = join(work, "chunks", row.row_id)
-        tasks = [ChunkTask(row.row_id, model, use_face, SourceChunk(source.dataset_url, source.video_id,
+        staged = staged_chunks(staging)
+        tasks = [ChunkTask(row.row_id, model, faces[i], SourceChunk(source.dataset_url, source.video_id,
                                                                     source.floor, c),
                            row.layout, row.resolution, source.fps, join(staging, staged_name(c)))
-                 for c in plan_chunks(source.frames, cfg.chunk_frames, warmup)]
-        unstaged = [t for t in tasks if not exists(t.staged_url)]
+                 for c in row_chunks(source.frames, counts[i], warmup, staged)]
+        done = {staged_name(c) for c in staged}
+        unstaged = [t for t in tasks if t.staged_url.rsplit("/", 1)[-1] not in done]
         plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
                                     staging, tasks, len(unstaged))
         todo += unstaged
@@ -347,4 +387,4 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
                     if plan.add(result):
                         joins.start(plan)
             progress.update(rendered, rows=results.counts())
-    return results.summary(scheduler)
+    return results.summary(scheduler, chunks)

@@ -28,13 +28,29 @@ class Chunk:
     render_from: int   # first frame rendered: start minus the warm-up, never before 0
 
 
-def plan_chunks(frames: int, chunk_frames: int, warmup: int) -> list[Chunk]:
-    """Cut frames [0, frames) into chunks of at most `chunk_frames`, as even as possible."""
+def split(frames: int, count: int, warmup: int) -> list[Chunk]:
+    """Cut frames [0, frames) into `count` chunks, as even as possible."""
     if frames <= 0:
         return []
-    n = -(-frames // max(1, chunk_frames))
-    bounds = [round(i * frames / n) for i in range(n + 1)]
+    count = max(1, min(count, frames))
+    bounds = [round(i * frames / count) for i in range(count + 1)]
     return [Chunk(a, b, max(0, a - warmup)) for a, b in zip(bounds, bounds[1:])]
+
+
+def chunk_counts(frames: list[int], chunk_frames: int, streams: int, warmup: int) -> list[int]:
+    """How many chunks each of these sources is cut into: chunks of at most `chunk_frames`, and
+    shorter only as far as it takes to give each of `streams` (the chunks rendered side by side
+    by all actors) a chunk of its own. Every chunk but a source's first costs `warmup` extra
+    frames, so a chunk is never cut below 4 warm-ups (25% extra work) nor 8 frames: the longest
+    chunks are halved, thirded, ... first."""
+    counts = [max(1, -(-f // max(1, chunk_frames))) for f in frames]
+    shortest = max(8, 4 * warmup)
+    while sum(counts) < streams and frames:
+        i = max(range(len(frames)), key=lambda i: frames[i] / counts[i])
+        if frames[i] / (counts[i] + 1) < shortest:
+            break
+        counts[i] += 1
+    return counts
 
 
 @dataclass(frozen=True)
