@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m edn.cli demo
 
+# Two pytest processes, each with its own Ray cluster and MLflow server, a test file at a time:
+# much of a test's time is processes starting and waiting (docs/testing.md)
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # The base-model experiment (docs/base-model.md): 12 dancers for a base and 3 held out of it, the
 # base (edn-onboard-base), then the onboarding curve at a from-scratch budget of BUDGET steps.

@@ -6,6 +6,8 @@ predecessor. (A pair that straddles two read blocks is dropped: one per block bo
 """
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 
@@ -106,9 +108,27 @@ def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fra
     parts = []
     for i, (video, record) in enumerate(videos):
         fs, paths = for_arrow(part_urls(dataset_url, video))
-        frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
-            ["frame_index", "image", "keypoints", "face_box"])
+        with parquet_reader_v1():
+            frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
+                ["frame_index", "image", "keypoints", "face_box"])
         parts.append(frames.map_batches(make_pairs, batch_size=None, batch_format="numpy", fn_kwargs={
             "max_index": split_point(record["frames"], holdout_fraction), "need_face": need_face, "video": i}))
     pairs = (parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]).materialize()
     return pairs.random_shuffle()
+
+
+@contextlib.contextmanager
+def parquet_reader_v1():
+    """Ray Data's first Parquet reader for the reads started inside. Its default since 2.60 (the
+    DataSourceV2 reader) starts 32 FooterReader actors to list the files of every read: 5 s to
+    read one video's 48-row part on 2 cores, against 0.1-0.5 s (measured, Ray 2.60; the Ray
+    version is pinned in pyproject.toml). The reader is chosen when the read is planned, from the
+    driver's DataContext, so it is set only around the call."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        yield
+    finally:
+        context.use_datasource_v2 = v2
