@@ -19,6 +19,14 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 
 
+def pytest_collection_modifyitems(items):
+    """The files marked slow (they train or run jobs) first, each file's tests in their order: on
+    make test's two pytest processes (pytest-xdist, a file at a time, handed out in this order)
+    the long files start early and the short ones fill the gaps, instead of one long file running
+    alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     import ray

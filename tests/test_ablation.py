@@ -2,8 +2,12 @@
 the same held-out frames beside the nearest-neighbour baseline, one table and one report."""
 import json
 
+import pytest
+
 from edn.cli import main
 from edn.data.ingest import IngestConfig, ingest
+
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
 
 def test_ablation_table_has_every_row(ray_cluster, dancers, tmp_path, capsys):

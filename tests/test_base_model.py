@@ -24,6 +24,8 @@ from edn.synth import synthesize
 from edn.train.config import TrainConfig
 from edn.train.run import train
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 # the base with appearance figures (off by default): the path of reference channels through training
 # and rendering with most in it
 TINY = dict(allow_no_vgg=True, lambda_l1=10.0,

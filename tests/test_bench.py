@@ -7,6 +7,8 @@ from edn.bench.settings import add_bench_parsers, bench_settings
 from edn.cli import main
 from edn.runtime import native_bf16
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 
 def _settings(argv: list[str]):
     benches = argparse.ArgumentParser().add_subparsers(dest="bench")
@@ -104,6 +106,7 @@ def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     precisions = {"fp32", "bf16"} if auto == "bf16" else {"fp32"}
     assert set(figures["bare"]) == precisions and all(figures["bare"][p]["fps"] > 0 for p in precisions)
     assert ("bf16_over_fp32" in figures) == (auto == "bf16")
+    assert len(figures["bare_cpu_per_wall"]) == 2 * len(precisions) and min(figures["bare_cpu_per_wall"]) > 0
     for actors in ("1", "2"):  # JSON keys: actor counts
         job = figures["jobs"][actors]
         assert job["frames"] == figures["output_frames"] and job["fps"] > 0 and job["audio"] == ["copied"]

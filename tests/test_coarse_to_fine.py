@@ -1,6 +1,7 @@
 """pix2pixHD's coarse-to-fine training through edn's own runs: a global generator trained at
 half resolution, then a local enhancer at full resolution initialised from it."""
 import numpy as np
+import pytest
 import torch
 
 from edn.data.ingest import IngestConfig, ingest
@@ -9,6 +10,8 @@ from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import load_registered
 from edn.train.config import TrainConfig
 from edn.train.run import train
+
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
 
 def test_local_enhancer_starts_from_the_coarse_global_generator(ray_cluster, dancers, tmp_path):

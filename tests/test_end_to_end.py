@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -21,6 +22,8 @@ from edn.render.transfer import transfer
 from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import probe, read_frames
+
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
 # The smallest training that beats the mean frame, which scores 0.88 SSIM on these mostly static frames:
 # 32x32 frames, a generator learning fast (lr 2e-3, L1 weighted as pix2pix's 100) from one pair per

@@ -16,6 +16,8 @@ from edn.video import probe
 from tests.conftest import GCS_BUCKET, start_mlflow_server
 from tests.test_job_submit import TINY
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 BUCKET = f"gs://{GCS_BUCKET}"
 
 

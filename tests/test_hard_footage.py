@@ -21,6 +21,8 @@ from edn.train.run import train
 from edn.video import read_frames
 from tests.train_helpers import tiny_face_stage, tiny_training
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 FRAMES, SIZE = 150, 128
 
 

@@ -5,7 +5,10 @@ resumes the run instead of starting over."""
 import json
 import os
 
+import pytest
 from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
 TINY = ["generator.ngf=8", "generator.n_downsample=2", "generator.n_blocks=1", "discriminator.ndf=8",
         "discriminator.n_layers=2", "discriminator.num_D=1", "batch_size=2", "num_workers=1",

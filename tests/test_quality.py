@@ -19,6 +19,8 @@ from edn.synth import synthesize
 from edn.train.config import TrainConfig
 from edn.train.run import train
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 SIZE, STEPS = 32, 150
 MARGIN = 0.05  # measured: at least +0.090 SSIM frame by frame, +0.101 with temporal smoothing
 

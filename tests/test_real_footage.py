@@ -24,6 +24,8 @@ from edn.video import read_frames
 from tests.photo_videos import write_photo_videos
 from tests.train_helpers import tiny_face_stage, tiny_training
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 FRAMES = 60
 
 

@@ -35,6 +35,8 @@ from edn.train.run import train
 from edn.video import probe
 from tests.audio_helpers import assert_plays_in_sync
 
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
+
 FRAMES, SIZE = 96, 64
 
 

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -23,6 +24,8 @@ from edn.train.loop import build, make_step
 from edn.train.run import train
 from edn.video import VideoWriter
 from tests.train_helpers import latest_checkpoint, logged_steps, registered_step
+
+pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
 
 def _parent(pid: int) -> int:

@@ -67,9 +67,14 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
              row("precision (auto)", auto.precision, "", auto.precision_reason + (
                  "" if auto.precision == "bf16" else "; the bare generator in fp32 only"))]
 
+    busy = []  # this process's CPU seconds per wall second in each bare pass: 1.0 = one core, as an actor has
+
     def bare(precision: str, n: int) -> float:
+        cpu = time.process_time()
         with autocast("cpu", precision):
-            return bare_pass(model.body, b.batch_chunks, n, b.size, b.seed)
+            seconds = bare_pass(model.body, b.batch_chunks, n, b.size, b.seed)
+        busy.append((time.process_time() - cpu) / seconds)
+        return seconds
 
     bare_s = {p: [bare(p, frames // 2)] for p in precisions}
     jobs = {actors: run_job(b, studio, os.path.join(workdir, f"out-{actors}"), actors) for actors in b.actors}
@@ -79,11 +84,12 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     bare_fps = fps[auto.precision]  # the jobs' actors render in the auto precision
     figures.update(bare={p: {"seconds": bare_s[p], "fps": fps[p]} for p in precisions},
                    bare_frames=frames, bare_streams=b.batch_chunks, runtime=auto.record(),
-                   jobs=jobs, output_frames=frames, actor_threads=threads)
+                   jobs=jobs, output_frames=frames, actor_threads=threads, bare_cpu_per_wall=busy)
     for p in precisions:
         rows.append(row(f"bare generator, {p}", fps[p], "fps", f"{1e3 / fps[p]:.0f} ms/frame, batch "
                         f"{b.batch_chunks}, {b.threads} thread(s); halves before/after the jobs: "
-                        f"{frames // 2 / bare_s[p][0]:.2f} / {(frames - frames // 2) / bare_s[p][1]:.2f} fps"))
+                        f"{frames // 2 / bare_s[p][0]:.2f} / {(frames - frames // 2) / bare_s[p][1]:.2f} fps; "
+                        f"CPU / wall {max(busy):.2f} at most"))
     if "bf16" in fps:
         figures["bf16_over_fp32"] = fps["bf16"] / fps["fp32"]
         rows.append(row("bare generator fps: bf16 / fp32", figures["bf16_over_fp32"], "x",
