@@ -67,7 +67,8 @@ def ray_session(num_cpus: int, rows: list, figures: dict) -> Iterator[None]:
     (address="local": a cluster of its own even where a `ray start` head runs on this machine),
     shut down at the end if started here. Its start-up is a row of its own, in no other figure."""
     import ray
-    import ray.data
+
+    from edn.train.data import data_context
     owned = not ray.is_initialized()
     started = time.perf_counter()
     if owned and os.environ.get("RAY_ADDRESS"):
@@ -77,12 +78,10 @@ def ray_session(num_cpus: int, rows: list, figures: dict) -> Iterator[None]:
     rows.append(row("ray.init", time.perf_counter() - started, "s",
                     "started here; in no figure" if owned else "already running"))
     figures["ray_resources"] = ray.cluster_resources()
-    context = ray.data.DataContext.get_current()
-    progress_bars, context.enable_progress_bars = context.enable_progress_bars, False
     try:
-        yield
+        with data_context(enable_progress_bars=False):
+            yield
     finally:
-        context.enable_progress_bars = progress_bars
         if owned:
             ray.shutdown()
 

@@ -108,7 +108,10 @@ def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fra
     parts = []
     for i, (video, record) in enumerate(videos):
         fs, paths = for_arrow(part_urls(dataset_url, video))
-        with parquet_reader_v1():
+        # Ray Data's first Parquet reader: its default since 2.60 (DataSourceV2) starts 32
+        # FooterReader actors to list the files of every read, 5 s for one video's 48-row part on 2
+        # cores against 0.1-0.5 s (docs/performance.md); chosen when the read is planned
+        with data_context(use_datasource_v2=False):
             frames = ray.data.read_parquet(paths, filesystem=fs).select_columns(
                 ["frame_index", "image", "keypoints", "face_box"])
         parts.append(frames.map_batches(make_pairs, batch_size=None, batch_format="numpy", fn_kwargs={
@@ -118,17 +121,17 @@ def training_pairs(dataset_url: str, videos: list[tuple[str, dict]], holdout_fra
 
 
 @contextlib.contextmanager
-def parquet_reader_v1():
-    """Ray Data's first Parquet reader for the reads started inside. Its default since 2.60 (the
-    DataSourceV2 reader) starts 32 FooterReader actors to list the files of every read: 5 s to
-    read one video's 48-row part on 2 cores, against 0.1-0.5 s (measured, Ray 2.60; the Ray
-    version is pinned in pyproject.toml). The reader is chosen when the read is planned, from the
-    driver's DataContext, so it is set only around the call."""
-    import ray
+def data_context(**settings):
+    """Ray Data's DataContext (the driver's: Ray Data hands it to its tasks) with these settings
+    for what runs inside, restored after."""
+    import ray.data
 
     context = ray.data.DataContext.get_current()
-    v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    saved = {name: getattr(context, name) for name in settings}
+    for name, value in settings.items():
+        setattr(context, name, value)
     try:
         yield
     finally:
-        context.use_datasource_v2 = v2
+        for name, value in saved.items():
+            setattr(context, name, value)
