@@ -293,9 +293,9 @@ def test_chunk_seams_do_not_show(studio):
 
 
 def test_chunks_are_cut_only_as_short_as_the_actors_need(tmp_path):
-    """Two 160-frame rows, chunks of at most 40 frames and 5 warm-up (`edn bench render`'s
+    """Two 160-frame rows, chunks of at most 240 frames and 5 warm-up (`edn bench render`'s
     catalog): one actor with 4 chunks side by side needs 4 chunks, two actors 8, so each row is
-    cut in 2 and in 4 (15 warm-up frames a row at 40 frames a chunk, 5 at 80). Never below 4
+    cut in 2 and in 4 (5 warm-up frames a row at 80 frames a chunk, 15 at 40). Never below 4
     warm-ups a chunk; a row an interrupted run cut otherwise keeps its cut and its staged chunks."""
     assert chunk_counts([160, 160], 240, 4, 5) == [2, 2]
     assert chunk_counts([160, 160], 240, 8, 5) == [4, 4]

@@ -266,27 +266,26 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
     `chunk_frames`, shorter only as far as it takes to fill every actor's batches (chunk_counts)
     with the chunks of one render queue (a model and face setting: edn.render.scheduler)."""
     faces = [meta.face_generator is not None if row.face_gan is None else row.face_gan for row, _, meta, _ in ready]
+    warmups = [cfg.warmup_frames if meta.temporal else 0 for _, _, meta, _ in ready]
     queues = defaultdict(list)  # the rows' numbers in `ready`, by the queue their chunks wait in
     for i, (_, model, _, _) in enumerate(ready):
         queues[model, faces[i]].append(i)
     total = sum(source.frames for *_, source in ready)
     counts = {}
-    for members in queues.values():
+    for members in queues.values():  # one model: one warm-up
         frames = [ready[i][3].frames for i in members]
-        warmup = cfg.warmup_frames if ready[members[0]][2].temporal else 0
         streams = cfg.batch_chunks * max(1, math.ceil(cfg.actors * sum(frames) / max(1, total)))
-        counts.update(zip(members, chunk_counts(frames, cfg.chunk_frames, streams, warmup)))
+        counts.update(zip(members, chunk_counts(frames, cfg.chunk_frames, streams, warmups[members[0]])))
     plans, todo = {}, []
     for i, (row, model, meta, source) in enumerate(ready):
-        warmup = cfg.warmup_frames if meta.temporal else 0
         staging = join(work, "chunks", row.row_id)
         staged = staged_chunks(staging)
         tasks = [ChunkTask(row.row_id, model, faces[i], SourceChunk(source.dataset_url, source.video_id,
                                                                     source.floor, c),
                            row.layout, row.resolution, source.fps, join(staging, staged_name(c)))
-                 for c in row_chunks(source.frames, counts[i], warmup, staged)]
-        done = {staged_name(c) for c in staged}
-        unstaged = [t for t in tasks if t.staged_url.rsplit("/", 1)[-1] not in done]
+                 for c in row_chunks(source.frames, counts[i], warmups[i], staged)]
+        kept = {(c.start, c.stop) for c in staged}
+        unstaged = [t for t in tasks if (t.source.chunk.start, t.source.chunk.stop) not in kept]
         plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
                                     staging, tasks, len(unstaged))
         todo += unstaged
