@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -9,6 +10,7 @@ from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_frames, video_poses
 from edn.data.schema import FRAMES_SCHEMA
 from edn.data.segments import extract_segment, plan_video
+from edn.errors import ResourcesError
 from edn.pose.cleanup import DETECTED, INTERPOLATED, MISSING, CleanupConfig
 from edn.pose.estimator import make_estimator
 
@@ -122,10 +124,19 @@ def test_a_worker_killed_mid_video_is_retried_and_nothing_is_lost(ray_cluster, d
         assert np.allclose(poses[seen][:, :2], truth[seen][:, :2] * 0.5, atol=1e-3)
 
 
-def test_detectors_that_cannot_start_fail_fast_saying_why(ray_cluster, dancers, tmp_path):
-    # more CPUs per detector than the cluster has: as stuck as a cluster whose CPUs something
-    # else holds, and the same code path (the pool's actors never start)
-    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, cpus_per_actor=64, actor_start_timeout_s=5)
-    with pytest.raises(RuntimeError,
-                       match=r"could not start 1 pose-detector actor\(s\) of 64 CPU.*within 5 s.*free now"):
-        ingest(dancers[:1], str(tmp_path / "dataset"), cfg)
+def test_detectors_that_cannot_start_fail_fast_saying_why_and_leave_nothing_queued(ray_cluster, dancers, tmp_path):
+    """Detector actors the cluster cannot start (2 of its 4 CPUs held by something else, 3 asked for):
+    an error naming what was asked and what was free, after actor_start_timeout_s; and nothing of
+    the failed ingest stays queued to take the CPUs freed later: the next ingest gets them."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    held = placement_group([{"CPU": 2}])
+    assert held.wait(60)
+    cfg = IngestConfig(estimator="groundtruth", width=64, height=64, cpus_per_actor=3, actor_start_timeout_s=5)
+    try:
+        with pytest.raises(ResourcesError,
+                           match=r"could not start 1 pose-detector actor\(s\) of 3 CPU.*within 5 s.*free now"):
+            ingest(dancers[:1], str(tmp_path / "dataset"), cfg)
+    finally:
+        remove_placement_group(held)
+    cfg = dataclasses.replace(cfg, actor_start_timeout_s=60)
+    assert ingest(dancers[:1], str(tmp_path / "dataset"), cfg)["done"] == ["dancer_00"]
