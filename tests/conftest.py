@@ -67,7 +67,9 @@ def start_mlflow_server(home, artifacts_destination: str, env: dict | None = Non
         [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
          "--backend-store-uri", f"sqlite:///{home}/mlflow.db", "--artifacts-destination", artifacts_destination,
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT,
+        # MLflow 3's job runner (three huey consumer processes per server) serves nothing edn uses
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})})
     uri = f"http://127.0.0.1:{port}"
     _wait_until_up(proc, f"{uri}/health", home / "server.log", "mlflow server", 90)
     yield uri

@@ -20,7 +20,7 @@ from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.manifest import read_manifest
 from edn.render.transfer import transfer
 from edn.train.run import train
-from edn.video import read_frames
+from edn.video import VideoWriter, read_frames
 from tests.photo_videos import write_photo_videos
 from tests.train_helpers import tiny_face_stage, tiny_training
 
@@ -87,8 +87,18 @@ def test_photo_pipeline_end_to_end(photos, mlflow_server, tmp_path):
     _, source_poses = video_poses(dataset, "photo_leaves")
     rendered = np.stack([f for _, _, f in read_frames(out)]).astype(int)
     gone = ~has_pose(source_poses)
-    assert np.abs(rendered[gone] - model.background).mean() < 4  # H.264 at its default quality
-    assert np.abs(rendered[~gone] - model.background).mean() > np.abs(rendered[gone] - model.background).mean()
+    # as close as the empty scene alone, as many frames, through the same H.264 writer (yuv420p halves
+    # the colour resolution: 4.9 gray levels for one machine's plate, under 4 for others; measured:
+    # the rendered frames 4.79)
+    with VideoWriter(str(tmp_path / "background.mp4"), fps=25) as writer:
+        for _ in range(int(gone.sum())):
+            writer.write(model.background)
+    codec = np.abs(np.stack([f for _, _, f in read_frames(str(tmp_path / "background.mp4"))]).astype(int)
+                   - model.background).mean()
+    gone_error = np.abs(rendered[gone] - model.background).mean()
+    print(f"empty-scene frames {gone_error:.2f} gray levels from the plate, the plate alone through H.264 {codec:.2f}")
+    assert gone_error < codec + 0.5
+    assert np.abs(rendered[~gone] - model.background).mean() > 5 * gone_error
 
     catalog = tmp_path / "catalog.csv"
     pd.DataFrame([("photo_leaves", dataset, "edn-photo@candidate", "leaves.mp4"),

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import ray
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
@@ -205,9 +206,11 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
 
 
 def test_a_killed_driver_leaves_the_rows_finished_so_far(studio, tmp_path):
-    """`edn render-catalog` killed (SIGKILL, its local Ray with it) once a row is done: the manifest
-    and index.html hold the rows finished so far, done with their videos, the others pending; a rerun
-    keeps those and renders the rest."""
+    """`edn render-catalog` killed (SIGKILL) once a row is done: the manifest and index.html hold the
+    rows finished so far, done with their videos, the others pending; a rerun keeps those and renders
+    the rest. The driver joins the session's Ray cluster, as a driver on a cluster does, and Ray ends
+    its job's actors with it: a local Ray of its own took 20 processes starting beside the other
+    pytest process's work, and Ray gives a starting node 30 s (once, under load, it was not enough)."""
     ds, out = studio["dataset"], str(tmp_path / "out")
     rows = [(src, ds, target, f"{src}_{target.split('@')[0]}_{face}.mp4", "output", face)
             for src in ("dancer_00", "dancer_01") for target in ("edn-dancer_00@candidate", "edn-dancer_01@production")
@@ -217,7 +220,7 @@ def test_a_killed_driver_leaves_the_rows_finished_so_far(studio, tmp_path):
                                                                                                     index=False)
     # short chunks with long warm-ups, one at a time: a job of many small steps, to be killed inside
     settings = ["actors=1", "batch_chunks=1", "chunk_frames=8", "warmup_frames=16", "publish_every_s=0"]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a local Ray of its own, killed with it
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     driver = subprocess.Popen([sys.executable, "-m", "edn.cli", "render-catalog", "--catalog", catalog, "--out", out,
                                "--tracking-uri", studio["tracking_uri"], *[x for s in settings for x in ("--set", s)]],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "driver.log", "w"),
