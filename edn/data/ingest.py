@@ -90,7 +90,6 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
     Each video's id is its file name's stem, unless `video_ids` names them (one per URL, files
     only: a cache keyed by content, say)."""
     import ray
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     cfg = cfg or IngestConfig()
     if video_ids is None:
@@ -123,16 +122,14 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
     commits = {vid: commit_task.remote(out_url, v, cfg) for vid, v in videos.items() if not remaining[vid]}
     if pending:
         actors = max(1, min(cfg.concurrency, len(pending)))
-        slots = _detector_slots(cfg, actors)
-        items = ray.data.from_items(pending, override_num_blocks=len(pending))
-        results = items.map_batches(
-            ExtractPoses, fn_constructor_args=(cfg.estimator, cfg.estimator_options, cfg.rows_per_group),
-            batch_size=1, num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor,
-            scheduling_strategy=PlacementGroupSchedulingStrategy(slots),
-            # one segment in flight per actor: otherwise the first actor up queues the others' work
-            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1))
-        with Progress(f"ingest {out_url}", sum(v["frames"] for v in videos.values()), "frames",
-                      initial=sum(done_frames.values())) as progress, _removed(slots):
+        with _detector_slots(cfg, actors) as slots, Progress(
+                f"ingest {out_url}", sum(v["frames"] for v in videos.values()), "frames",
+                initial=sum(done_frames.values())) as progress:
+            results = ray.data.from_items(pending, override_num_blocks=len(pending)).map_batches(
+                ExtractPoses, fn_constructor_args=(cfg.estimator, cfg.estimator_options, cfg.rows_per_group),
+                batch_size=1, num_cpus=cfg.cpus_per_actor, num_gpus=cfg.gpus_per_actor, scheduling_strategy=slots,
+                # one segment in flight per actor: otherwise the first actor up queues the others' work
+                compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1))
             for r in results.iter_rows():
                 vid = r["video_id"]
                 if r["error"]:
@@ -162,32 +159,26 @@ def ingest(urls: list[str], out_url: str, cfg: IngestConfig | None = None,
             "failed": [{"video_id": vid, "url": todo[vid], "error": error} for vid, error in sorted(failed.items())]}
 
 
+@contextlib.contextmanager
 def _detector_slots(cfg: IngestConfig, actors: int):
-    """A placement group holding the detectors' CPUs and GPUs, ready within actor_start_timeout_s,
-    or an error naming what was asked and what was free, not a wait without end. Removing a group
-    withdraws its request; a Ray Data actor pool that gives up waiting leaves its actors queued in
-    the cluster (Ray 2.60), where they would take CPUs freed later or stay for ever."""
+    """The detectors' CPUs and GPUs as one placement group, ready within actor_start_timeout_s or an
+    error naming what was asked and what was free, not a wait without end; yields the scheduling
+    strategy that puts the detectors in it, and removes it when the extraction ends or fails.
+    Removing a group withdraws its request: a Ray Data actor pool that gives up waiting leaves its
+    actors queued in the cluster (Ray 2.60), where they would take CPUs freed later or stay for ever."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     bundle = {k: v for k, v in (("CPU", cfg.cpus_per_actor), ("GPU", cfg.gpus_per_actor)) if v}
     slots = placement_group([bundle] * actors, strategy="SPREAD")
-    if slots.wait(cfg.actor_start_timeout_s):
-        return slots
-    free, total = ray.available_resources(), ray.cluster_resources()
-    remove_placement_group(slots)
-    raise ResourcesError(
-        f"ingest: the Ray cluster could not start {actors} pose-detector actor(s) of "
-        f"{cfg.cpus_per_actor} CPU and {cfg.gpus_per_actor} GPU within {cfg.actor_start_timeout_s} s "
-        f"(actor_start_timeout_s): free now {free} of {total}; something else holds them "
-        "(see `ray status`), or ask for less")
-
-
-@contextlib.contextmanager
-def _removed(slots):
-    """The detectors' placement group, removed when the extraction ends or fails."""
-    from ray.util.placement_group import remove_placement_group
     try:
-        yield
+        if not slots.wait(cfg.actor_start_timeout_s):
+            raise ResourcesError(
+                f"ingest: the Ray cluster could not start {actors} pose-detector actor(s) of "
+                f"{cfg.cpus_per_actor} CPU and {cfg.gpus_per_actor} GPU within {cfg.actor_start_timeout_s} s "
+                f"(actor_start_timeout_s): free now {ray.available_resources()} of {ray.cluster_resources()}; "
+                "something else holds them (see `ray status`), or ask for less")
+        yield PlacementGroupSchedulingStrategy(slots)
     finally:
         remove_placement_group(slots)
