@@ -37,14 +37,14 @@ def apply_colour_maps(pictures: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 class PairCollate(NumpyBatchCollateFn):
     def __init__(self, downscale: int = 1, references: np.ndarray | None = None, recolour: bool = False,
-                 appearance: bool = False):
+                 appearance: bool = False, seed: int | None = None):
         """`references`: (videos, H, W, 9) uint8, the run's videos' in order (edn.data.reference);
-        `recolour`: each pair and its reference by one random turn of hue (a base model's);
-        `appearance`: the pairs' appearance figures too, in their reference's colours."""
+        `recolour`: each pair and its reference by one random turn of hue (a base model's), drawn
+        from `seed`; `appearance`: the pairs' appearance figures too, in their reference's colours."""
         super().__init__()
         self.downscale, self.references, self.recolour = downscale, references, recolour
         self.colours = np.stack([appearance_colours(r) for r in references]) if appearance else None
-        self.rng = np.random.default_rng()
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         out = render_pairs(batch, self.downscale, self.colours)

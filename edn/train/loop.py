@@ -86,8 +86,10 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
     collated into pinned memory, so their copy to the GPU is asynchronous, overlapping the previous
     step's kernels."""
     from edn.train.collate import PairCollate
+    # the epoch's hue turns from the rank's numpy stream, seeded by the run (restored on resume): a
+    # run's colours repeat
     collate = PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour,
-                          cfg.generator.draws_appearance)
+                          cfg.generator.draws_appearance, seed=np.random.randint(2**31))
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
                                    pin_memory=device.type == "cuda", collate_fn=collate)
