@@ -17,13 +17,9 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # step; the suite's ~36 short runs end within a quarter second (the Ray processes the tests start
 # inherit it)
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
-# On 2 cores the suite's time is CPU, and each Ray Train run costs ~55 CPU s, mostly processes
-# importing Ray, torch and MLflow (`python -m tests.run_cpu`, docs/testing.md#time). Two of those
-# processes are not the tests' subject: Ray kills idle task workers beyond num_workers_soft_limit
-# (default: the CPU count, which a run's actors already fill), so each run's Ray Data tasks
-# started fresh workers (7-10 CPU s a run; 4 with 12 kept); and Ray Train's preemption watcher,
-# an actor per run (3 CPU s), watches for node preemption, which no test causes.
-os.environ.setdefault("RAY_num_workers_soft_limit", "12")
+# On 2 cores the suite's time is CPU, and each Ray Train run costs ~50 CPU s, mostly processes
+# importing Ray, torch and MLflow (`python -m tests.run_cpu`, docs/testing.md#time). Ray Train's
+# preemption watcher, an actor per run (~3 CPU s), watches for node preemption, which no test causes.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 

@@ -2,7 +2,7 @@
 
 The suite trains ~35 times; on 2 cores its time is mostly CPU (docs/testing.md#time). This
 starts a local Ray cluster as the tests' (4 logical CPUs, tests/conftest.py's environment; set a
-variable to measure without one, e.g. RAY_num_workers_soft_limit=-1 for Ray's default), ingests
+variable to measure without one, e.g. RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1), ingests
 one 32-frame dancer, trains once to warm the cluster, then times RUNS more of the suite's smallest
 run (tests/train_helpers.tiny_training: 4 steps of tiny networks, one worker) while sampling every
 process's CPU time (user + system) every 0.1 s. Prints the mean per run by process name (Ray
