@@ -14,7 +14,7 @@ from tests.ray_head import free_port, start_head
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # Ray Train's controller polls its workers every 2 s, so a run ends up to 2 s after its last
-# step; the suite's ~36 short runs end within a quarter second (the Ray processes the tests start
+# step; the suite's ~30 short runs end within a quarter second (the Ray processes the tests start
 # inherit it)
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
 # On 2 cores the suite's time is CPU, and each Ray Train run costs ~50 CPU s, mostly processes
