@@ -1,6 +1,6 @@
 """What one small Ray Train run costs in CPU seconds, by process: `python -m tests.run_cpu [RUNS]`.
 
-The suite trains ~35 times; on 2 cores its time is mostly CPU (docs/testing.md#time). This
+The suite starts ~30 Ray Train runs; on 2 cores its time is mostly CPU (docs/testing.md#time). This
 starts a local Ray cluster as the tests' (4 logical CPUs, tests/conftest.py's environment; set a
 variable to measure without one, e.g. RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1), ingests
 one 32-frame dancer, trains once to warm the cluster, then times RUNS more of the suite's smallest
@@ -19,6 +19,8 @@ import time
 
 import tests.conftest  # noqa: F401  the tests' Ray settings (environment variables)
 
+DRIVER = "this driver (train() and the progress display)"
+
 
 def _cpu_by_process() -> dict[tuple[int, float], tuple[float, str]]:
     import psutil  # Ray's dependency
@@ -29,7 +31,7 @@ def _cpu_by_process() -> dict[tuple[int, float], tuple[float, str]]:
             name = " ".join(p.info["cmdline"] or [])
             words = name.split()
             name = words[0] if name.startswith("ray::") else " ".join(os.path.basename(w) for w in words[:2])
-            name = "this driver (train() and the progress display)" if p.info["pid"] == os.getpid() else name
+            name = DRIVER if p.info["pid"] == os.getpid() else name
             out[(p.info["pid"], p.info["create_time"])] = (t.user + t.system, name)
         except (TypeError, AttributeError, IndexError):
             continue
@@ -75,7 +77,7 @@ def main(runs: int) -> None:
     by_name = collections.Counter()
     for key, (cpu, name) in last.items():
         by_name[name or "(exited before named)"] += cpu - before.get(key, (0.0, ""))[0]
-    by_name["this driver (train() and the progress display)"] -= sampling[0]
+    by_name[DRIVER] -= sampling[0]
     print(f"{runs} runs of tests/train_helpers.tiny_training after one warm-up; per run:")
     for name, cpu in by_name.most_common():
         if cpu / runs >= 0.1:

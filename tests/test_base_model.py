@@ -140,7 +140,7 @@ def test_fine_tuning_errors_name_both_models(base_run, mlflow_server, dataset, t
 def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     """The curve for one held-out dancer at tiny budgets: every row scored, the mean table, the
     report and MLflow's copy; a rerun into the same folder trains nothing again. One fine-tuning
-    fraction and one from scratch: each row is a Ray Train run (~55 CPU seconds, tests/run_cpu.py)."""
+    fraction and one from scratch: each row is a Ray Train run (~45-50 CPU seconds, tests/run_cpu.py)."""
     url, _ = dataset
     cfg = _cfg(dataset, mlflow_server, tmp_path, steps=4)
     onboard = OnboardConfig(targets=["dancer_02"], base=f"edn-base@{base_run['version']}", fractions=[0.5],
