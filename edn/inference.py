@@ -34,7 +34,7 @@ from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats
-from edn.runtime import autocast
+from edn.runtime import autocast, keep_freed_memory
 
 BACKGROUND = "background.png"
 REFERENCE_IMAGES = ("reference.png", "reference_pose.png")
@@ -135,6 +135,8 @@ class Renderer:
         self.model, self.use_face = model, use_face
         self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
         self.device = next(model.body.parameters()).device
+        if self.device.type == "cpu":  # every frame's activations in the same memory, not fresh pages
+            keep_freed_memory()
         self.plate = None if model.background is None else to_tensor(model.background[None], self.device)
         self.reference = None if model.reference is None else to_tensor(model.reference[None], self.device)
         if model.body.references and self.reference is None:

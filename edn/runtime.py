@@ -7,12 +7,17 @@ natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX, as torch reports it), 
 emulated on other CPUs is slower than fp32. bf16 runs the generators under torch.autocast; their
 outputs are turned back to float32 before they become pixels. Training keeps its own rule (bf16
 autocast on GPU only, edn.train.step).
+
+A process that renders on CPU keeps the memory its forward passes free (keep_freed_memory).
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import logging
+import platform
 from dataclasses import asdict, dataclass
 
 import torch
@@ -22,6 +27,7 @@ from edn.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -97,3 +103,18 @@ def resolve_and_log(device: str = "auto", precision: str = "auto", who: str = "e
     runtime = resolve(device, precision)
     log.info("%s runs on %s in %s (%s)", who, runtime.device, runtime.precision, runtime.precision_reason)
     return runtime
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """From now on this process keeps the memory it frees in its heap for its next allocations
+    (glibc; elsewhere nothing changes: False). By default glibc hands a forward pass's freed
+    activations back to the OS once enough of them are free together, and the next pass takes
+    them again, a page fault and a zeroed page every 4 KiB. Fixed here as glibc's own adaptive
+    setting ends up (blocks up to 32 MiB from the heap) but never trimming the heap's free top;
+    blocks larger than that keep their own mappings, as before. The price: the process holds on
+    to its peak heap."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))

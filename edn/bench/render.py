@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 import torch
@@ -43,7 +44,7 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     from edn.bench.render_parts import actor_threads, bare_pass, make_studio, profile_row
     from edn.models.networks import GeneratorConfig
     from edn.registry import load_registered, parse_model_ref
-    from edn.runtime import autocast, resolve
+    from edn.runtime import autocast, keep_freed_memory, resolve
     torch.set_num_threads(b.threads)
     auto = resolve("cpu", "auto")  # what the job's CPU actors render in: the same machine's CPUs
     precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
@@ -68,13 +69,29 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
                  "" if auto.precision == "bf16" else "; the bare generator in fp32 only"))]
 
     busy = []  # this process's CPU seconds per wall second in each bare pass: 1.0 = one core, as an actor has
+    faults = []  # page faults per frame in each bare pass
 
     def bare(precision: str, n: int) -> float:
-        cpu = time.process_time()
+        cpu, faulted = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with autocast("cpu", precision):
             seconds = bare_pass(model.body, b.batch_chunks, n, b.size, b.seed)
         busy.append((time.process_time() - cpu) / seconds)
+        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted) / n)
         return seconds
+
+    # the generator as glibc sets itself, then as every CPU renderer runs it (memory kept), one after
+    # the other: the setting cannot be undone in a process
+    n = max(b.batch_chunks, frames // 4)
+    with autocast("cpu", auto.precision):  # a first pass's one-time costs in neither side
+        bare_pass(model.body, b.batch_chunks, b.batch_chunks, b.size, b.seed)
+    returned_fps = n / bare(auto.precision, n)
+    kept = keep_freed_memory()
+    kept_fps = n / bare(auto.precision, n)
+    figures["memory_kept"] = {"glibc": kept, "fps_returned": returned_fps, "fps_kept": kept_fps,
+                              "faults_per_frame": faults[:2]}
+    rows.append(row("bare generator fps: freed memory kept / returned", kept_fps / returned_fps, "x",
+                    f"{n} frames each way, {auto.precision}; page faults a frame {faults[0]:.0f} -> {faults[1]:.0f}"
+                    if kept else "not glibc: the renderers keep the C library's own setting"))
 
     bare_s = {p: [bare(p, frames // 2)] for p in precisions}
     jobs = {actors: run_job(b, studio, os.path.join(workdir, f"out-{actors}"), actors) for actors in b.actors}
@@ -84,12 +101,13 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     bare_fps = fps[auto.precision]  # the jobs' actors render in the auto precision
     figures.update(bare={p: {"seconds": bare_s[p], "fps": fps[p]} for p in precisions},
                    bare_frames=frames, bare_streams=b.batch_chunks, runtime=auto.record(),
-                   jobs=jobs, output_frames=frames, actor_threads=threads, bare_cpu_per_wall=busy)
+                   jobs=jobs, output_frames=frames, actor_threads=threads, bare_cpu_per_wall=busy,
+                   bare_faults_per_frame=faults)
     for p in precisions:
         rows.append(row(f"bare generator, {p}", fps[p], "fps", f"{1e3 / fps[p]:.0f} ms/frame, batch "
                         f"{b.batch_chunks}, {b.threads} thread(s); halves before/after the jobs: "
                         f"{frames // 2 / bare_s[p][0]:.2f} / {(frames - frames // 2) / bare_s[p][1]:.2f} fps; "
-                        f"CPU / wall {max(busy):.2f} at most"))
+                        f"CPU / wall {max(busy):.2f} at most; memory kept"))
     if "bf16" in fps:
         figures["bf16_over_fp32"] = fps["bf16"] / fps["fp32"]
         rows.append(row("bare generator fps: bf16 / fp32", figures["bf16_over_fp32"], "x",
