@@ -115,6 +115,7 @@ def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     for actors in ("1", "2"):  # JSON keys: actor counts
         job = figures["jobs"][actors]
         assert job["frames"] == figures["output_frames"] and job["fps"] > 0 and job["audio"] == ["copied"]
+        assert job["actor_faults_per_frame"] > 0  # the actors' page faults, their start-up's at least
         # 2 rows of 24 frames in chunks of at most 12: 2 chunks a row, the second 2 warm-up frames early
         assert (job["chunks"], job["rendered_frames"]) == (4, figures["output_frames"] + 2 * 2)
     assert figures["scaling"] > 0

@@ -36,6 +36,7 @@ def run_job(b: RenderBench, studio, out: str, actors: int) -> dict:
     frames = sum(r["frames"] for r in manifest)
     return {"wall_s": wall, "frames": frames, "fps": frames / wall, "actors": result["actors"],
             "model_loads": result["model_loads"], "chunks": result["chunks"],
+            "actor_faults_per_frame": result["actor_page_faults"] / (frames + result["warmup_frames"]),
             "rendered_frames": frames + result["warmup_frames"], "audio": sorted({r["audio"] for r in manifest}),
             "actor_and_join_s": sum(r["seconds_per_frame"] * r["frames"] for r in manifest)}
 
@@ -120,7 +121,8 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
         rows += [row(f"{label}", job["fps"], "fps", f"wall {job['wall_s']:.1f} s, {job['model_loads']} "
                      f"model load(s), audio {', '.join(job['audio'])}, {auto.precision}"),
                  row(f"{label}: chunks; frames output / rendered", f"{job['chunks']}; {frames} / {rendered}", "",
-                     f"warm-up {100 * (rendered - frames) / frames:.1f}% extra generator work, job overhead"),
+                     f"warm-up {100 * (rendered - frames) / frames:.1f}% extra generator work, job overhead; "
+                     f"the actors' page faults a frame rendered {job['actor_faults_per_frame']:.0f} (start-up too)"),
                  # with one actor its render calls run one after another: the wall less their
                  # time (and the joins', which mostly overlap them) is the job's fixed cost
                  row(f"{label}: in render calls (with model loads) + joins", job["actor_and_join_s"], "s",

@@ -151,7 +151,7 @@ class CatalogResults:
 
     def summary(self, scheduler: RenderScheduler, chunks: list[ChunkTask]) -> dict:
         """The last manifest and gallery; -> the run's counts, its failed rows, the actors' model
-        loads, and the chunks this run rendered with their warm-up frames (rendered, not kept)."""
+        loads and page faults, and the chunks this run rendered with their warm-up frames (rendered, not kept)."""
         manifest = self.publish(force=True)
         entries = sorted(self.entries.values(), key=lambda e: e["row"])
         done = [e for e in entries if e["status"] == "done"]
@@ -161,6 +161,7 @@ class CatalogResults:
                 "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
                            for e in entries if e["status"] == "failed"],
                 "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors),
+                "actor_page_faults": sum(s["page_faults"] for s in scheduler.stats),
                 "chunks": len(chunks), "warmup_frames": sum(t.source.chunk.start - t.source.chunk.render_from
                                                             for t in chunks)}
 

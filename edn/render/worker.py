@@ -3,6 +3,7 @@ chunks into its video. Both are thin: the rendering is edn.render.chunks'."""
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ class RenderWorker:
                  "runtime": runtime} for t, w in zip(tasks, writers)]
 
     def stats(self) -> dict:
-        return {"loads": self.loads, "models": list(self.models)}
+        """Model loads, the models held, and this process's page faults so far (edn.runtime.keep_freed_memory)."""
+        return {"loads": self.loads, "models": list(self.models),
+                "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}
 
 
 def join_chunks(staged_urls: list[str], dataset_url: str, video_id: str, out_url: str, crf: int,
