@@ -129,6 +129,8 @@ rendered onto target i mod `targets`, side by side.
 2. Bare: `model.body(x, prev)` in this process, `threads` torch threads as an actor has, batches
    of `batch_chunks` streams, for the same output frames; half before and half after the jobs; in
    fp32 and, where the CPU computes bf16 natively (edn.runtime), in bf16 too (bf16 / fp32 fps).
+   Before them, the generator with freed memory returned to the OS (glibc's own setting), then
+   kept, as every CPU renderer runs it (edn.runtime.keep_freed_memory): fps and page faults of each.
 3. Key ratio: job fps with A actors / (A x bare fps in the jobs' precision, auto), the largest A
    the headline.
 4. Where the time goes: one row rendered in this process by a RenderWorker and join_chunks, as an
