@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import platform
+import resource
 from dataclasses import asdict, dataclass
 
 import torch
@@ -27,7 +28,6 @@ from edn.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -103,6 +103,14 @@ def resolve_and_log(device: str = "auto", precision: str = "auto", who: str = "e
     runtime = resolve(device, precision)
     log.info("%s runs on %s in %s (%s)", who, runtime.device, runtime.precision, runtime.precision_reason)
     return runtime
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def page_faults() -> int:
+    """This process's minor page faults so far: what keep_freed_memory saves shows here."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 @functools.cache

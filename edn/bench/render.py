@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 
 import torch
@@ -45,7 +44,7 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     from edn.bench.render_parts import actor_threads, bare_pass, make_studio, profile_row
     from edn.models.networks import GeneratorConfig
     from edn.registry import load_registered, parse_model_ref
-    from edn.runtime import autocast, keep_freed_memory, resolve
+    from edn.runtime import autocast, keep_freed_memory, page_faults, resolve
     torch.set_num_threads(b.threads)
     auto = resolve("cpu", "auto")  # what the job's CPU actors render in: the same machine's CPUs
     precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
@@ -73,11 +72,11 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     faults = []  # page faults per frame in each bare pass
 
     def bare(precision: str, n: int) -> float:
-        cpu, faulted = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        cpu, faulted = time.process_time(), page_faults()
         with autocast("cpu", precision):
             seconds = bare_pass(model.body, b.batch_chunks, n, b.size, b.seed)
         busy.append((time.process_time() - cpu) / seconds)
-        faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted) / n)
+        faults.append((page_faults() - faulted) / n)
         return seconds
 
     # the generator as glibc sets itself, then as every CPU renderer runs it (memory kept), one after

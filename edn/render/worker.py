@@ -3,7 +3,6 @@ chunks into its video. Both are thin: the rendering is edn.render.chunks'."""
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.gallery import poster_jpeg
 from edn.render.output import TransferWriter
-from edn.runtime import Runtime, keep_to_cleared, resolve_and_log
+from edn.runtime import Runtime, keep_to_cleared, page_faults, resolve_and_log
 from edn.storage import filesystem, write_bytes_atomic
 from edn.video import VideoWriter, read_frames
 
@@ -103,7 +102,7 @@ class RenderWorker:
     def stats(self) -> dict:
         """Model loads, the models held, and this process's page faults so far (edn.runtime.keep_freed_memory)."""
         return {"loads": self.loads, "models": list(self.models),
-                "page_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}
+                "page_faults": page_faults()}
 
 
 def join_chunks(staged_urls: list[str], dataset_url: str, video_id: str, out_url: str, crf: int,
