@@ -5,9 +5,9 @@ starts a local Ray cluster as the tests' (4 logical CPUs, tests/conftest.py's en
 variable to measure without one, e.g. RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1), ingests
 one 32-frame dancer, trains once to warm the cluster, then times RUNS more of the suite's smallest
 run (tests/train_helpers.tiny_training: 4 steps of tiny networks, one worker) while sampling every
-process's CPU time (user + system) every 0.1 s. Prints the mean per run by process name (Ray
-titles its actors' processes `ray::ClassName`), the wall and the CPU of all processes. The same
-processes take up to a third more CPU when the machine is busier: compare runs made together."""
+process's CPU time (user + system) every 0.1 s. Prints the mean per run by process kind
+(tests.suite_cpu.kind: Ray titles its actors' processes `ray::ClassName`), the wall and the CPU of
+all processes. The same processes take up to a third more CPU when the machine is busier: compare runs made together."""
 from __future__ import annotations
 
 import collections
@@ -18,24 +18,14 @@ import threading
 import time
 
 import tests.conftest  # noqa: F401  the tests' Ray settings (environment variables)
+from tests.suite_cpu import readings, remember
 
 DRIVER = "this driver (train() and the progress display)"
 
 
-def _cpu_by_process() -> dict[tuple[int, float], tuple[float, str]]:
-    import psutil  # Ray's dependency
-    out = {}
-    for p in psutil.process_iter(["pid", "create_time", "cmdline", "cpu_times"]):
-        try:
-            t = p.info["cpu_times"]
-            name = " ".join(p.info["cmdline"] or [])
-            words = name.split()
-            name = words[0] if name.startswith("ray::") else " ".join(os.path.basename(w) for w in words[:2])
-            name = DRIVER if p.info["pid"] == os.getpid() else name
-            out[(p.info["pid"], p.info["create_time"])] = (t.user + t.system, name)
-        except (TypeError, AttributeError, IndexError):
-            continue
-    return out
+def _cpu_by_process() -> dict[tuple[int, int], tuple[float, str]]:
+    """tests.suite_cpu's readings, with this process named as the driver."""
+    return {key: (cpu, DRIVER if key[0] == os.getpid() else name) for key, (cpu, name) in readings().items()}
 
 
 def main(runs: int) -> None:
@@ -58,10 +48,9 @@ def main(runs: int) -> None:
     run(0)  # the cluster's first run starts its long-lived helpers (Ray Data's stats actor, ...)
     last, stop, sampling = {}, threading.Event(), []
 
-    def sample() -> None:  # a process's last sample before it exits is its CPU time
+    def sample() -> None:
         while not stop.is_set():
-            for key, (cpu, name) in _cpu_by_process().items():
-                last[key] = (cpu, name or last.get(key, (0.0, ""))[1])
+            remember(last, _cpu_by_process())
             time.sleep(0.1)
         sampling.append(time.thread_time())  # this thread's own CPU, taken off this process's below
 
@@ -76,7 +65,7 @@ def main(runs: int) -> None:
     sampler.join()
     by_name = collections.Counter()
     for key, (cpu, name) in last.items():
-        by_name[name or "(exited before named)"] += cpu - before.get(key, (0.0, ""))[0]
+        by_name[name] += cpu - before.get(key, (0.0, ""))[0]
     by_name[DRIVER] -= sampling[0]
     print(f"{runs} runs of tests/train_helpers.tiny_training after one warm-up; per run:")
     for name, cpu in by_name.most_common():

@@ -19,10 +19,13 @@ import time
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+NO_COMMAND = "(no command line)"  # a process exiting (a zombie) or a kernel thread
+
+
 def kind(argv: list[str]) -> str:
     """What a process is, from its command line."""
     if not argv:
-        return "(no command line)"
+        return NO_COMMAND
     if argv[0].startswith("ray::"):
         return argv[0].split()[0]
     program, rest = os.path.basename(argv[0]), argv[1:]
@@ -58,6 +61,13 @@ def readings() -> dict[tuple[int, int], tuple[float, str]]:
     return out
 
 
+def remember(last: dict, now: dict) -> None:
+    """Takes readings `now` into `last`: a process's last reading before it exits is its CPU time,
+    under the kind it had while its command line could still be read."""
+    for key, (cpu, name) in now.items():
+        last[key] = (cpu, name if name != NO_COMMAND else last.get(key, (0.0, name))[1])
+
+
 def busy_seconds() -> float:
     with open("/proc/stat") as f:
         user, nice, system, _idle, _iowait, irq, softirq = map(int, f.readline().split()[1:8])
@@ -69,8 +79,7 @@ def main(out: str, command: list[str]) -> int:
     busy0, started = busy_seconds(), time.time()
     proc = subprocess.Popen(command)
     while proc.poll() is None:
-        for key, (cpu, name) in readings().items():
-            last[key] = (cpu, name if name != "(no command line)" else last.get(key, (0, name))[1])
+        remember(last, readings())
         time.sleep(0.5)
     by_kind: dict[str, float] = {}
     for key, (cpu, name) in last.items():
