@@ -5,8 +5,9 @@ Runs CMD (e.g. `bash .ci/run`) and, until it ends, reads every process's CPU tim
 that lives less than 0.5 s is missed (the machine's busy total from /proc/stat is written beside, to
 show how much). Processes are grouped by kind: Ray titles its actors' and tasks' processes
 `ray::Name`; others by program and script (`edn train`, `mlflow server`, `python -m uvicorn`,
-`pytest worker` for pytest-xdist's workers). Writes {kind: CPU s}, the wall, the busy total and this
-sampler's own CPU to OUT.json and prints the largest kinds. Used for docs/testing.md#time."""
+`pytest worker` for pytest-xdist's workers). Writes {kind: CPU s}, {kind: processes seen}, the
+wall, the busy total and this sampler's own CPU to OUT.json and prints the largest kinds. Used
+for docs/testing.md#time."""
 from __future__ import annotations
 
 import json
@@ -82,18 +83,22 @@ def main(out: str, command: list[str]) -> int:
         remember(last, readings())
         time.sleep(0.5)
     by_kind: dict[str, float] = {}
+    processes: dict[str, int] = {}
     for key, (cpu, name) in last.items():
         by_kind[name] = by_kind.get(name, 0.0) + cpu - before.get(key, (0.0, ""))[0]
+        processes[name] = processes.get(name, 0) + 1
     own = resource.getrusage(resource.RUSAGE_SELF)
+    kinds = [k for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.5]
     result = {"command": command, "returncode": proc.returncode, "wall_s": round(time.time() - started, 1),
               "busy_cpu_s": round(busy_seconds() - busy0, 1), "sampled_cpu_s": round(sum(by_kind.values()), 1),
               "sampler_cpu_s": round(own.ru_utime + own.ru_stime, 1),
-              "by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.5}}
+              "by_kind": {k: round(by_kind[k], 1) for k in kinds},
+              "processes_by_kind": {k: processes[k] for k in kinds}}
     with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print(f"wall {result['wall_s']} s, busy {result['busy_cpu_s']} CPU s, sampled {result['sampled_cpu_s']}:")
     for name, cpu in list(result["by_kind"].items())[:25]:
-        print(f"  {cpu:8.1f} CPU s  {name}")
+        print(f"  {cpu:8.1f} CPU s  {result['processes_by_kind'][name]:4d} processes  {name}")
     return proc.returncode
 
 
