@@ -7,7 +7,8 @@ one 32-frame dancer, trains once to warm the cluster, then times RUNS more of th
 run (tests/train_helpers.tiny_training: 4 steps of tiny networks, one worker) while sampling every
 process's CPU time (user + system) every 0.1 s. Prints the mean per run by process kind
 (tests.suite_cpu.kind: Ray titles its actors' processes `ray::ClassName`), the wall and the CPU of
-all processes. The same processes take up to a third more CPU when the machine is busier: compare runs made together."""
+all processes. The same processes take up to a third more CPU when the machine is busier: compare
+runs made together."""
 from __future__ import annotations
 
 import collections

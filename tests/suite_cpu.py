@@ -27,13 +27,15 @@ def kind(argv: list[str]) -> str:
     """What a process is, from its command line."""
     if not argv:
         return NO_COMMAND
+    if len(argv) == 1:  # a process that retitled itself (setproctitle) has its title as one string
+        argv = argv[0].split()
     if argv[0].startswith("ray::"):
         return argv[0].split()[0]
     program, rest = os.path.basename(argv[0]), argv[1:]
     if not program.startswith("python"):
         return " ".join([program, *rest[:1]]) if program in ("edn", "mlflow", "ray") else program
-    if rest[:2] == ["-u", "-c"] or rest[:1] == ["-c"]:
-        return "pytest worker"  # pytest-xdist starts its workers with `python -u -c ...`
+    if "-c" in rest[:2]:  # pytest-xdist starts its workers with `python -u -c ...exec(eval(sys.stdin...`
+        return "pytest worker" if "exec(eval(sys.stdin" in " ".join(rest) else "python -c"
     args = [a for a in rest if a != "-u"]
     if args[:1] == ["-m"]:
         return " ".join(["python -m", *args[1:2]])
