@@ -26,11 +26,11 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls: type[T], data: dict) -> T:
-    """Build `cls` from a dict, recursing into dataclass fields; unknown keys are an error. A
-    nested dataclass given in part keeps the rest of the field's own default, not its class's
-    (TrainConfig.face_discriminator is a DiscriminatorConfig with one scale, where the class has
-    two: `face_discriminator.ndf=32` must not bring the second back)."""
+def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    """Build `cls` from a dict, recursing into dataclass fields; unknown keys and values of the
+    wrong type are an error. A nested dataclass given in part keeps the rest of the field's own
+    default, not its class's (TrainConfig.face_discriminator is a DiscriminatorConfig with one
+    scale, where the class has two: `face_discriminator.ndf=32` must not bring the second back)."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
@@ -41,9 +41,35 @@ def from_dict(cls: type[T], data: dict) -> T:
         hint = hints[key]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             default = _field_default(fields[key])
-            value = from_dict(hint, _merge(to_dict(default), value) if dataclasses.is_dataclass(default) else value)
-        kwargs[key] = value
+            value = from_dict(hint, _merge(to_dict(default), value) if dataclasses.is_dataclass(default) else value,
+                              f"{prefix}{key}.")
+        kwargs[key] = _typed(f"{prefix}{key}", hint, value)
     return cls(**kwargs)
+
+
+_KINDS = {float: "a number", int: "a whole number", bool: "true or false", str: "text",
+          list: "a list, e.g. [a, b]", dict: "a mapping, e.g. {a: 1}"}
+
+
+def _typed(name: str, hint: Any, value: Any) -> Any:
+    """`value` as the setting's declared type, or a ConfigError naming the setting: caught here, a
+    wrong type would otherwise surface as a traceback from deep inside a training worker. YAML
+    reads `5e-5` as text (it wants `5.0e-5`), so a float setting takes a number written so."""
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) and hint in (int, float):  # bool is an int to Python; true is no step count
+        raise ConfigError(f"setting {name}: expected {_KINDS[hint]}, not {value!r}")
+    if hint is float and isinstance(value, int):
+        return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint in _KINDS and not isinstance(value, hint):
+        raise ConfigError(f"setting {name}: expected {_KINDS[hint]}, not {value!r}"
+                          + (" (quote it to give text)" if hint is str and value is not None else ""))
+    return value
 
 
 def _field_default(field: dataclasses.Field) -> Any:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from edn.config import from_dict, load_config, preset_names, to_dict
@@ -37,3 +39,18 @@ def test_a_nested_setting_keeps_the_fields_own_defaults():
     small = load_config(TrainConfig, "cpu_small")
     face = small.face_discriminator
     assert (face.ndf, face.n_layers, face.num_D) == (32, 2, 1)
+
+
+def test_values_are_taken_as_their_settings_types_or_named():
+    # YAML reads 5e-5 as text: a float setting takes it as the number meant (it reached Adam as text)
+    cfg = load_config(TrainConfig, None, ["lr=5e-5", "lambda_l1=10", "steps=300.0"])
+    assert (cfg.lr, type(cfg.lambda_l1), cfg.steps, type(cfg.steps)) == (5e-5, float, 300, int)
+    for override, named in [("steps=abc", "setting steps: expected a whole number, not 'abc'"),
+                            ("steps=true", "setting steps: expected a whole number, not True"),
+                            ("steps=2.5", "setting steps"), ("lr=fast", "setting lr: expected a number"),
+                            ("use_gpu=maybe", "setting use_gpu: expected true or false"),
+                            ("videos=dancer_00", "setting videos: expected a list"),
+                            ("target=7", "setting target: expected text, not 7 (quote it"),
+                            ("generator.ngf=wide", "setting generator.ngf: expected a whole number")]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            load_config(TrainConfig, None, [override])
