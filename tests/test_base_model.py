@@ -22,6 +22,8 @@ from edn.registry import export_model, load_registered
 from edn.render.transfer import transfer
 from edn.synth import synthesize
 from edn.train.config import TrainConfig
+from edn.train.init_from import base_weights
+from edn.train.loop import build
 from edn.train.run import train
 
 pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
@@ -86,6 +88,14 @@ def test_base_fine_tune_lineage_and_zero_shot(base_run, mlflow_server, dataset, 
     assert np.array_equal(fine.reference, reference.stacked())  # kept in the model folder, lossless
     _, frames = fine.renderer()(video_poses(url, "dancer_01")[1][:3])
     assert frames.shape == (3, 64, 64, 3)
+    # the discriminator starts afresh (the run's seeded initialisation), the base's only when asked
+    as_run = dataclasses.replace(target, generator=fine.meta.generator)  # reference channels on, as the run sets
+    fresh_D = build(as_run, torch.device("cpu"))[1].state_dict()
+    for keep in (False, True):
+        states, _, _ = base_weights(dataclasses.replace(as_run, base_discriminator=keep), mlflow_server, (64, 64))
+        D = build(as_run, torch.device("cpu"), init=states)[1].state_dict()
+        expected = base.discriminators["body"] if keep else fresh_D
+        assert ("D" in states) == keep and all(torch.equal(D[k], v) for k, v in expected.items())
 
     # the face stage needs a base that has one
     with pytest.raises(ConfigError, match=r"edn-base version \d+ does not fit edn-dancer_02 \(face stage\).*no face"):

@@ -19,8 +19,9 @@ def _differences(ours, theirs) -> list[str]:
 
 
 def base_weights(cfg: TrainConfig, tracking_uri: str, size: tuple[int, int]) -> tuple[dict, str, TargetModel]:
-    """({"G", "D"} of the stage, "name@version", the base) for `cfg.init_from`; `size` (W, H): the
-    frames this run trains on. The checks run here, on the driver, before any worker starts."""
+    """({"G"} of the stage, and "D" with `cfg.base_discriminator`, "name@version", the base) for
+    `cfg.init_from`; `size` (W, H): the frames this run trains on. The checks run here, on the
+    driver, before any worker starts."""
     name, ref = parse_model_ref(cfg.init_from, "edn-base")
     base = load_registered(name, ref, tracking_uri)
     ours, theirs = f"{cfg.registry_name} ({cfg.stage} stage)", f"{name} version {base.version}"
@@ -45,9 +46,9 @@ def base_weights(cfg: TrainConfig, tracking_uri: str, size: tuple[int, int]) -> 
         G, D = base.face, (base.discriminators or {}).get("face")
     if differ:
         raise mismatch(f"generator settings differ: {', '.join(differ)}")
-    if D is None:
-        raise mismatch(f"the base keeps no {cfg.stage} discriminator")
-    states = {"G": G.state_dict(), "D": D}
+    if D is None and cfg.base_discriminator:
+        raise mismatch(f"the base keeps no {cfg.stage} discriminator (base_discriminator=true asks for it)")
+    states = {"G": G.state_dict(), **({"D": D} if cfg.base_discriminator else {})}
     try:  # the networks this run builds must take the weights as they are
         build(cfg, torch.device("cpu"), init=states)
     except RuntimeError as e:

@@ -28,7 +28,7 @@ from edn.train.step import GANStep, body_discriminator_channels, body_judged, fa
 def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None, init: dict | None = None):
     """The stage's trained generator and discriminator, identical on every rank, and their
     optimizers; `coarse`: a coarser global generator's weights for a local enhancer; `init`: the
-    stage's {"G", "D"} weights of the base model a target is fine-tuned from."""
+    stage's {"G"} weights (and "D", if kept) of the base model a target is fine-tuned from."""
     torch.manual_seed(cfg.seed)
     if cfg.stage == "body":
         G = BodyGenerator(cfg.generator, cfg.temporal)
@@ -40,7 +40,8 @@ def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None, in
         G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
     if init is not None:
         G.load_state_dict(init["G"])
-        D.load_state_dict(init["D"])
+        if "D" in init:
+            D.load_state_dict(init["D"])
     G, D = G.to(device), D.to(device)
     G, D = G.to(memory_format=step_memory_format(cfg, device)), D.to(memory_format=step_memory_format(cfg, device))
     betas = (cfg.beta1, cfg.beta2)
