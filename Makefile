@@ -36,11 +36,11 @@ onboard: base-data
 	  --frames 480 --size 256x256 --seed 2 --palette heldout
 	$(EDN) ingest $(ONBOARD)/heldout_videos --out $(ONBOARD)/heldout_ds --size 128x128
 	test -e $(ONBOARD)/base.done || { $(EDN) train --dataset $(ONBOARD)/base_ds --model edn-onboard-base \
-	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,) --config cpu_small --set steps=$(BASE_STEPS) \
-	  && touch $(ONBOARD)/base.done; }
+	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,) --config cpu_small --set generator.appearance=true \
+	  --set steps=$(BASE_STEPS) && touch $(ONBOARD)/base.done; }
 	$(EDN) onboard-curve --dataset $(ONBOARD)/heldout_ds --targets dancer_00,dancer_01,dancer_02 \
-	  --base edn-onboard-base@candidate --config cpu_small --set steps=$(BUDGET) --fractions 0.05,0.1,0.25 \
-	  --scratch-fractions 1 --out $(ONBOARD)/curve
+	  --base edn-onboard-base@candidate --config cpu_small --set generator.appearance=true --set steps=$(BUDGET) \
+	  --fractions 0.05,0.1,0.25 --scratch-fractions 1 --out $(ONBOARD)/curve
 
 # The base `make demo` fine-tunes from, shipped in edn/assets/demo-base (docs/base-model.md): the
 # same 12 base dancers, BASE_STEPS steps with appearance figures, exported in fp16 (5.4 MB).
