@@ -18,8 +18,8 @@ class TrainConfig:
     videos: list = field(default_factory=list)
     recolour: bool = True          # a base: each pair and its reference by one random turn of hue (edn.train.collate)
     init_from: str = ""            # registry "name@alias-or-version" of a base model a target starts from
-    # fine-tuning: the discriminator from the base too; off, it starts afresh: the base's had come to
-    # accept the base generator's every-hue speckles, which then stayed (docs/base-model.md)
+    # fine-tuning: the discriminator from the base too; off, it starts afresh: with the base's, the
+    # base generator's every-hue speckles stayed through 250 steps, afresh they went (docs/base-model.md)
     base_discriminator: bool = False
     model_name: str = ""           # registry name; default edn-<target>
     stage: str = "body"            # "body", then "face" on the frozen body generator
