@@ -66,6 +66,8 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
+    if hint is str and isinstance(value, int) and not isinstance(value, bool):  # body_model=3: a version
+        return str(value)
     if hint in _KINDS and not isinstance(value, hint):
         raise ConfigError(f"setting {name}: expected {_KINDS[hint]}, not {value!r}"
                           + (" (quote it to give text)" if hint is str and value is not None else ""))

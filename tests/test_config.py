@@ -43,14 +43,16 @@ def test_a_nested_setting_keeps_the_fields_own_defaults():
 
 def test_values_are_taken_as_their_settings_types_or_named():
     # YAML reads 5e-5 as text: a float setting takes it as the number meant (it reached Adam as text)
-    cfg = load_config(TrainConfig, None, ["lr=5e-5", "lambda_l1=10", "steps=300.0"])
+    cfg = load_config(TrainConfig, None, ["lr=5e-5", "lambda_l1=10", "steps=300.0", "body_model=3"])
     assert (cfg.lr, type(cfg.lambda_l1), cfg.steps, type(cfg.steps)) == (5e-5, float, 300, int)
+    assert cfg.body_model == "3"  # a registered version, as text
     for override, named in [("steps=abc", "setting steps: expected a whole number, not 'abc'"),
                             ("steps=true", "setting steps: expected a whole number, not True"),
                             ("steps=2.5", "setting steps"), ("lr=fast", "setting lr: expected a number"),
                             ("use_gpu=maybe", "setting use_gpu: expected true or false"),
                             ("videos=dancer_00", "setting videos: expected a list"),
-                            ("target=7", "setting target: expected text, not 7 (quote it"),
+                            ("target=yes", "setting target: expected text, not True (quote it"),
+                            ("target=1.10", "setting target: expected text, not 1.1 (quote it"),
                             ("generator.ngf=wide", "setting generator.ngf: expected a whole number")]:
         with pytest.raises(ValueError, match=re.escape(named)):
             load_config(TrainConfig, None, [override])
