@@ -60,15 +60,14 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
             return float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) and hint in (int, float):  # bool is an int to Python; true is no step count
-        raise ConfigError(f"setting {name}: expected {_KINDS[hint]}, not {value!r}")
-    if hint is float and isinstance(value, int):
-        return float(value)
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hint is str and isinstance(value, int) and not isinstance(value, bool):  # body_model=3: a version
-        return str(value)
-    if hint in _KINDS and not isinstance(value, hint):
+    if not isinstance(value, bool):  # bool is an int to Python, but true is no step count
+        if hint is float and isinstance(value, int):
+            return float(value)
+        if hint is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if hint is str and isinstance(value, int):  # body_model=3: a registered version
+            return str(value)
+    if hint in _KINDS and (not isinstance(value, hint) or isinstance(value, bool) and hint is not bool):
         raise ConfigError(f"setting {name}: expected {_KINDS[hint]}, not {value!r}"
                           + (" (quote it to give text)" if hint is str and value is not None else ""))
     return value
