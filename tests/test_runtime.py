@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edn.errors import ConfigError
+from edn.eval.precision import precision_to_compare
 from edn.inference import TargetModel
 from edn.models.body import BodyGenerator
 from edn.models.networks import GeneratorConfig
@@ -73,6 +74,22 @@ def test_auto_keeps_to_the_precisions_a_models_evaluation_cleared():
     assert keep_to_cleared(chose_bf16, "auto", []) == chose_bf16  # never evaluated
     asked = Runtime("cpu", "bf16", "bf16 asked for")
     assert keep_to_cleared(asked, "bf16", ["fp32"]) == asked  # an explicit choice is the user's
+
+
+def test_the_other_precision_is_compared_where_native_or_when_asked(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    body = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), False)
+    fp32, bf16 = TargetModel(body, None, META_16, "1"), TargetModel(body, None, META_16, "1", precision="bf16")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # bf16 emulated
+    other, skipped = precision_to_compare(fp32, compare=True, emulated=False)
+    assert other is None and skipped == ("bf16 not compared on cpu (CPU without AVX512-BF16 or AMX: bf16 would "
+                                         "be emulated, slower than fp32; compare_emulated=false): the model is "
+                                         "cleared for fp32 only")
+    assert precision_to_compare(fp32, compare=True, emulated=True) == ("bf16", None)
+    assert precision_to_compare(bf16, compare=True, emulated=False) == ("fp32", None)  # fp32 is never emulated
+    assert precision_to_compare(fp32, compare=False, emulated=True) == (None, None)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert precision_to_compare(fp32, compare=True, emulated=False) == ("bf16", None)
 
 
 _FAULTS = """

@@ -21,7 +21,7 @@ from edn.errors import DataError
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
 from edn.eval.pose_distance import detected_pose_distance, summarize
-from edn.eval.precision import compare_precisions, in_precision
+from edn.eval.precision import compare_precisions, in_precision, precision_to_compare
 from edn.eval.stability import stability
 from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
@@ -40,6 +40,7 @@ class EvalConfig:
     device: str = "auto"          # where the model runs: auto | cpu | cuda (edn.runtime)
     precision: str = "auto"       # auto | fp32 | bf16
     compare_precision: bool = True  # also render in the other precision and score both (edn.eval.precision)
+    compare_emulated: bool = True   # ... even where this device would emulate it (bf16 on most CPUs: ~50x slower)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -105,8 +106,8 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     w, h = model.size
     index, reals, poses, methods = _heldout(dataset_url, model)
     comparison = None
-    if cfg.compare_precision:  # the same frames in the other precision, scored beside these
-        other = "fp32" if model.precision == "bf16" else "bf16"
+    other, skipped = precision_to_compare(model, cfg.compare_precision, cfg.compare_emulated)
+    if other:  # the same frames in the other precision, scored beside these
         other_model = _heldout(dataset_url, in_precision(model, other), without_face=False)[3]["model"]
         comparison = compare_precisions(model, reals, poses, {model.precision: methods["model"], other: other_model},
                                         cfg.detector)
@@ -173,4 +174,5 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
             "heldout_frames_without_pose": without_pose,
             "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,
             "pose_detector": cfg.detector, "methods": results, "strips": strips,
-            **({"precision_comparison": comparison} if comparison else {})}
+            **({"precision_comparison": comparison} if comparison else {}),
+            **({"precision_comparison_skipped": skipped} if skipped else {})}

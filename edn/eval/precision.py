@@ -16,7 +16,7 @@ from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
 from edn.pose.layout import has_pose
 from edn.registry import resolve_version
-from edn.runtime import Runtime, keep_to_cleared, resolve_and_log
+from edn.runtime import Runtime, keep_to_cleared, native_bf16, resolve_and_log
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,21 @@ PRECISIONS_TAG = "edn.precisions"
 # the other precision is cleared when its held-out body SSIM is this close to the evaluated one's,
 # the two renders are this alike, and the detector misses the dancer in no more frames (± 2%)
 TOLERANCE = {"body_ssim": 0.005, "renders_ssim": 0.98, "pose_missed": 0.02}
+
+
+def precision_to_compare(model: TargetModel, compare: bool, emulated: bool) -> tuple[str | None, str | None]:
+    """(the precision to render `model` in beside its own, or None; why none, when skipped for
+    emulation): bf16 on a device without native bf16 is skipped unless `emulated`, as auto never
+    chooses it there and it costs minutes (docs/base-model.md#the-demos-base)."""
+    other = "fp32" if model.precision == "bf16" else "bf16"
+    if not compare:
+        return None, None
+    device = next(model.body.parameters()).device.type
+    native, why = native_bf16(device)
+    if other == "bf16" and not native and not emulated:
+        return None, (f"bf16 not compared on {device} ({why}; compare_emulated=false): the model is cleared "
+                      f"for {model.precision} only")
+    return other, None
 
 
 def compare_precisions(model: TargetModel, reals: np.ndarray, poses: np.ndarray, renders: dict[str, np.ndarray],

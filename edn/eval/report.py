@@ -93,8 +93,9 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     gate = metrics.get("promotion")
     gate_html = f"<h2>Promotion</h2><p>{html.escape(gate['reason'])}</p>" if gate else ""
     comparison = metrics.get("precision_comparison")
+    skipped = metrics.get("precision_comparison_skipped")
     precision_html = ("<h2>Precision</h2><pre>" + html.escape(format_comparison(comparison)) + "</pre>") \
-        if comparison else ""
+        if comparison else f"<h2>Precision</h2><p>{html.escape(skipped)}</p>" if skipped else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixelated;max-width:100%}}</style></head>

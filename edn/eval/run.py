@@ -58,6 +58,8 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
     print(format_table(metrics["methods"]))
     if comparison := metrics.get("precision_comparison"):
         print(format_comparison(comparison))
+    if skipped := metrics.get("precision_comparison_skipped"):
+        print(f"precision: {skipped}")
     write_metrics(join(out_url, "metrics.json"), metrics)
     report = join(out_url, "report.html")
     title = f"edn evaluation: {model.meta.target}" + (f" ({note})" if note else "")
