@@ -17,7 +17,8 @@ class TrainConfig:
     # frame with its own video's appearance reference (edn.data.reference), instead of a target
     videos: list = field(default_factory=list)
     recolour: bool = True          # a base: each pair and its reference by one random turn of hue (edn.train.collate)
-    init_from: str = ""            # registry "name@alias-or-version" of a base model a target starts from
+    # registry "name@alias-or-version" of a base model a target starts from: its weights and generator settings
+    init_from: str = ""
     # fine-tuning: the discriminator from the base too; off, it starts afresh: with the base's, the
     # base generator's every-hue speckles stayed through 250 steps, afresh they went (docs/base-model.md)
     base_discriminator: bool = False

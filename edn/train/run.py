@@ -120,8 +120,8 @@ def train(cfg: TrainConfig) -> dict:
     cfg = dataclasses.replace(cfg, generator=body.meta.generator if body is not None else
                               dataclasses.replace(cfg.generator, reference_channels=uses_reference))
     init, init_from = None, None
-    if cfg.init_from:  # the stage's weights from the base, checked against this run's networks first
-        init, init_from, _ = base_weights(cfg, uri, size)
+    if cfg.init_from:  # the stage's weights and generator settings from the base, checked against this run first
+        cfg, init, init_from, _ = base_weights(cfg, uri, size)
     poses = {v: video_poses(cfg.dataset_url, v) for v, _ in records}  # read once, for references and counts
     references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size, poses[v])
                   for v, r in records] if uses_reference else None
