@@ -160,5 +160,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     report = (tmp_path / "eval" / "report.html").read_text()
     assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
     assert "Cross-person transfers" in report and "<h2>Precision</h2>" in report
+    assert metrics["lineage"] == "body 200 steps from random weights, without the VGG19 loss; face 4 steps from " \
+        "random weights" and f"({metrics['lineage']})" in report
     logged = {a.path for a in client.list_artifacts(face["run_id"], "evaluation")}
     assert logged == {"evaluation/metrics.json", "evaluation/report.html"}

@@ -101,3 +101,8 @@ def test_base_and_fine_tuned_models_round_trip(tmp_path):
     for meta in (base, tuned):
         meta.write(str(tmp_path / "edn_model.json"))
         assert ModelMeta.read(str(tmp_path / "edn_model.json")) == meta
+    assert base.lineage() == "body 60 steps from random weights on 2 videos, without the VGG19 loss"
+    assert dataclasses.replace(tuned, face_steps=4, perceptual_loss=True).lineage() == \
+        "body 60 steps fine-tuned from edn-base@2; face 4 steps fine-tuned from edn-base@3"
+    assert FACE.lineage() == ("body 60 steps from random weights, without the VGG19 loss; "
+                              "face 4 steps from random weights")

@@ -26,7 +26,7 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
     # the variants are compared with each other in one precision; `edn evaluate` compares precisions
     eval_cfg = dataclasses.replace(eval_cfg or EvalConfig(), compare_precision=False)
     runtime = resolve_and_log(eval_cfg.device, eval_cfg.precision, "edn ablate's evaluation")
-    rows, curves, first = {}, {}, None
+    rows, curves, lineages, first = {}, {}, {}, None
     for row, suffix, temporal, face in ROWS:
         cfg = dataclasses.replace(base, temporal=temporal, model_name=f"edn-{base.target}-{suffix}", run_name="")
         if face:
@@ -36,6 +36,7 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
                                 runtime.device, runtime.precision)
         metrics = evaluate_heldout(base.dataset_url, model, eval_cfg)
         rows[row] = metrics["methods"]["model"]
+        lineages[row] = metrics["lineage"]
         stage_curves = loss_curves(MlflowClient(trained["tracking_uri"]), model.meta, (cfg.stage,))
         curves.update({f"{row}: {stage}": c for stage, c in stage_curves.items()})
         first = first or metrics
@@ -44,6 +45,7 @@ def run_ablation(base: TrainConfig, face_steps: int, out_url: str, eval_cfg: Eva
     rows["mean_frame"] = first["methods"]["mean_frame"]
     result = {k: v for k, v in first.items() if k not in ("methods", "strips")}
     result.update(methods=rows, model_version="ablation: " + ", ".join(r[0] for r in ROWS),
+                  lineage="; ".join(f"{row}: {lineage}" for row, lineage in lineages.items()),
                   budget={"body_steps": base.steps, "face_steps": face_steps}, runtime=runtime.record())
     print(format_table(rows))
     write_metrics(join(out_url, "ablation.json"), result)

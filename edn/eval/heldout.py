@@ -169,7 +169,8 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     chosen = np.linspace(0, len(reals) - 1, min(cfg.strip_frames, len(reals))).round().astype(int)
     strips = [(int(index[c]), np.concatenate([figures[c], methods["model"][c], methods["nearest_neighbour"][c],
                                               reals[c]], axis=1)) for c in chosen]
-    return {"target": model.meta.target, "model_version": model.version, "precision": model.precision,
+    return {"target": model.meta.target, "model_version": model.version, "lineage": model.meta.lineage(),
+            "precision": model.precision,
             "heldout_frames": len(index),
             "heldout_frames_without_pose": without_pose,
             "heldout_first_frame": int(index[0]), "face_frames": int(len(real_faces)), "lpips": status,

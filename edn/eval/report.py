@@ -100,7 +100,8 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixelated;max-width:100%}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>Target <b>{html.escape(metrics["target"])}</b>, model version {html.escape(str(metrics["model_version"]))};
+<p>Target <b>{html.escape(metrics["target"])}</b>, model version {html.escape(str(metrics["model_version"]))}
+({html.escape(metrics["lineage"])});
 {metrics["heldout_frames"]} held-out frames from frame {metrics["heldout_first_frame"]} (never trained on),
 each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
 distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>

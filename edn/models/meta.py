@@ -75,6 +75,15 @@ class ModelMeta:
     def size(self) -> tuple[int, int]:
         return self.width, self.height
 
+    def lineage(self) -> str:
+        """How the model was made, in a line: each stage's steps and what it started from."""
+        def start(base: str | None) -> str:
+            return f"fine-tuned from {base}" if base else "from random weights"
+        body = f"body {self.body_steps} steps {start(self.init_from)}" + (
+            f" on {len(self.references)} videos" if self.kind == "base" else "") + (
+            "" if self.perceptual_loss else ", without the VGG19 loss")
+        return body if self.face_steps is None else f"{body}; face {self.face_steps} steps {start(self.face_init_from)}"
+
     def to_json(self) -> dict:
         return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}
 
