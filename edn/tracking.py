@@ -1,6 +1,8 @@
-"""MLflow: where runs go by default, and finding the run that a named training run logs to."""
+"""MLflow: where runs go by default, finding the run that a named training run logs to, and
+its status while it trains."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 from mlflow import MlflowClient
@@ -38,3 +40,19 @@ def run_for(client: MlflowClient, experiment: str, run_name: str, tags: dict | N
     if found:
         return found[0].info.run_id
     return client.create_run(exp_id, run_name=run_name, tags={"edn.run_name": run_name, **(tags or {})}).info.run_id
+
+
+@contextlib.contextmanager
+def run_status(client: MlflowClient, run_id: str):
+    """The run RUNNING while the block runs (again, for a resumed one), then FINISHED; FAILED if it
+    raises, KILLED on Ctrl-C. A driver killed outright leaves it RUNNING until a rerun ends it."""
+    client.update_run(run_id, status="RUNNING")
+    try:
+        yield
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id)

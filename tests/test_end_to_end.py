@@ -73,7 +73,8 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert [m.step for m in history] == [50, 100, 150, 200]
     assert "config.json" in {a.path for a in client.list_artifacts(result["run_id"])}
 
-    assert client.get_run(result["run_id"]).data.tags["edn.perceptual_loss"] == "unavailable"
+    run = client.get_run(result["run_id"])
+    assert run.data.tags["edn.perceptual_loss"] == "unavailable" and run.info.status == "FINISHED"
     body_only = load_registered("edn-e2e", "candidate", mlflow_server)
     assert body_only.face is None and body_only.body.temporal
 

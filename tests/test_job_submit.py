@@ -62,7 +62,8 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     second = train_result(logs)
     progress_line(logs, "8/8 steps (100%)")
     assert "Job 'edn-train-2' succeeded" in status and second["steps"] == 8 and second["version"] == "2"
-    assert second["run_id"] == first["run_id"]  # the same MLflow run continues
+    assert second["run_id"] == first["run_id"]  # the same MLflow run continues, and ends FINISHED again
+    assert client.get_run(first["run_id"]).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]
     assert sorted(steps) == list(range(1, 9)), steps  # steps 1-4 ran once: resumed at 4, not restarted
     assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"

@@ -23,7 +23,7 @@ from edn.pose.normalize import FloorStats, floor_stats_or_reason
 from edn.progress import Progress
 from edn.registry import load_registered, register
 from edn.storage import for_arrow
-from edn.tracking import run_for, tracking_uri
+from edn.tracking import run_for, run_status, tracking_uri
 from edn.train.checkpoint import load_state
 from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, training_pairs
@@ -175,7 +175,8 @@ def train(cfg: TrainConfig) -> dict:
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": pairs},
     )
-    with progress_of(reports, f"train {cfg.target or cfg.registry_name} {cfg.stage}", cfg.steps):
+    what = f"train {cfg.target or cfg.registry_name} {cfg.stage}"
+    with run_status(client, run_id), progress_of(reports, what, cfg.steps):  # MLflow shows FINISHED or FAILED
         result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
