@@ -16,7 +16,7 @@ from edn.data.reader import video_poses
 from edn.data.reference import video_reference
 from edn.errors import ConfigError
 from edn.eval.heldout import EvalConfig
-from edn.eval.onboarding import OnboardConfig, run_onboarding
+from edn.eval.onboarding import OnboardConfig, base_cost, run_onboarding
 from edn.inference import zero_shot
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
@@ -213,5 +213,10 @@ def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):
         assert torch.equal(copy.discriminators["body"][key], value.half().to(value.dtype)), key
     tags = MlflowClient(uri).get_model_version("edn-imported-base", "1").tags
     assert tags["edn.imported_from"] == str(tmp_path / "half")
+    # in another registry, the base's training runs are not there: its cost in time is unknown, not 0 s
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
+    assert main(["import-model", str(tmp_path / "half"), "--model", "edn-base", "--tracking-uri", elsewhere]) == 0
+    cost = base_cost(TrainConfig(tracking_uri=elsewhere), load_registered("edn-base", "candidate", elsewhere))
+    assert cost == {"videos": 2, "body_steps": 4, "face_steps": None, "run_seconds": None}
     assert main(["import-model", str(tmp_path), "--model", "edn-x", "--tracking-uri", uri]) == 2
     assert f"edn import-model: error: {tmp_path}: not a model folder" in capsys.readouterr().err

@@ -127,16 +127,17 @@ def _uri() -> str:
 
 def base_cost(train_cfg: TrainConfig, base) -> dict:
     """What training the base took: its steps, videos and the wall time of its MLflow runs, from
-    each run's start to its last logged step (edn's runs are never marked finished)."""
+    each run's start to its last logged step; None where none of them is in this registry (a base
+    imported from a model folder: its runs are in the registry it was trained in)."""
     client = MlflowClient(train_cfg.tracking_uri or _uri())
-    seconds = 0.0
+    seconds = None
     for run_id in (base.meta.body_run_id, base.meta.face_run_id):
         if run_id:
             last = max((m.timestamp for m in client.get_metric_history(run_id, "lr")), default=None)
             if last is not None:
-                seconds += (last - client.get_run(run_id).info.start_time) / 1000
+                seconds = (seconds or 0.0) + (last - client.get_run(run_id).info.start_time) / 1000
     return {"videos": len(base.meta.references), "body_steps": base.meta.body_steps,
-            "face_steps": base.meta.face_steps, "run_seconds": round(seconds, 1)}
+            "face_steps": base.meta.face_steps, "run_seconds": None if seconds is None else round(seconds, 1)}
 
 
 def mean_rows(targets: dict[str, dict]) -> dict[str, dict]:
@@ -184,12 +185,14 @@ def report_html(result: dict) -> str:
                          + table_html({n: r for n, r in rows.items() if n != "error"}, ("steps", "train_seconds"))
                          for t, rows in result["targets"].items())
     cost = result["base_cost"]
+    run_time = "training time unknown here (its runs are not in this registry: an imported base)" \
+        if cost["run_seconds"] is None else f"{cost['run_seconds']} s of training runs"
     title = "edn onboarding curve"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px}}</style></head><body><h1>{title}</h1>
 <p>Base <b>{html.escape(result["base"])}</b>: {cost["videos"]} videos, {cost["body_steps"]} body steps,
-{cost["run_seconds"]} s of training runs. From-scratch budget {result["budget_steps"]} steps; each row trained
+{run_time}. From-scratch budget {result["budget_steps"]} steps; each row trained
 on the dancer's frames before its held-out tail and scored on that tail ({", ".join(k for k, _ in COLUMNS)});
 zero-shot: the base with the dancer's appearance reference, no training. Runtime: {html.escape(str(result["runtime"]))}.
 </p><h2>Mean over dancers</h2>{table_html(mean, ("steps", "train_seconds", "dancers", "pose_dancers"))}
