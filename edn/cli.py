@@ -252,7 +252,8 @@ def parser() -> argparse.ArgumentParser:
              "  edn train --dataset outputs/dataset --target newbie --config cpu_small --init-from edn-base@candidate")
     cli_flags.dataset_args(p, required=False)
     p.add_argument("--videos", default="", help="comma list of video ids: train a base model on all of them")
-    p.add_argument("--init-from", default="", help="registered base model NAME@ALIAS-OR-VERSION a target starts from")
+    p.add_argument("--init-from", default="", help="registered base model NAME@ALIAS-OR-VERSION a target starts "
+                   "from (its weights and generator settings)")
     p.add_argument("--stage", choices=["body", "face"], default=None,
                    help="body (default), then face: the face GAN on the frozen body model (body_model alias)")
     cli_flags.model_arg(p)
