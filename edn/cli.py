@@ -23,11 +23,7 @@ import traceback
 
 from edn import cli_flags
 from edn.errors import ConfigError, root_cause, user_error
-
-
-def _init_ray() -> None:
-    import ray
-    ray.init(ignore_reinit_error=True)  # joins $RAY_ADDRESS (e.g. under `ray job submit`), else starts locally
+from edn.ray_init import init_ray
 
 
 def cmd_synth(a) -> dict:
@@ -41,7 +37,7 @@ def cmd_ingest(a) -> dict:
     width, height = a.size or (0, 0)
     flags = _flags(estimator=a.estimator, concurrency=a.concurrency, width=width, height=height)
     cfg = load_config(IngestConfig, a.config, a.set, flags=flags)
-    _init_ray()
+    init_ray()
     result = ingest(a.videos, a.out, cfg)
     for failure in result["failed"]:
         print(f"edn ingest: failed: {failure['error']}", file=sys.stderr)
@@ -73,7 +69,7 @@ def _train_config(a):
 def cmd_train(a) -> dict:
     from edn.train.run import train
     cfg = _train_config(a)
-    _init_ray()
+    init_ray()
     return train(cfg)
 
 
@@ -101,7 +97,7 @@ def cmd_render_catalog(a) -> dict:
     from edn.render.batch import CatalogConfig, render_catalog
     cfg = load_config(CatalogConfig, a.config, a.set,
                       flags=_flags(tracking_uri=a.tracking_uri, device=a.device, precision=a.precision))
-    _init_ray()
+    init_ray()
     return render_catalog(a.catalog, a.out, cfg)
 
 
@@ -128,7 +124,7 @@ def cmd_ablate(a) -> dict:
     from edn.eval.ablation import run_ablation
     cfg = _train_config(a)
     eval_cfg = _eval_config(a, None, [])  # --config and --set are the training's
-    _init_ray()
+    init_ray()
     result = run_ablation(cfg, a.face_steps, a.out, eval_cfg)
     return {"rows": list(result["methods"]), "report": f"{a.out}/ablation.html"}
 
@@ -141,7 +137,7 @@ def cmd_onboard_curve(a) -> dict:
     onboard = OnboardConfig(targets=[t for t in a.targets.split(",") if t], base=a.base,
                             fractions=cli_flags.fractions(a.fractions, "--fractions"),
                             scratch_fractions=cli_flags.fractions(a.scratch_fractions, "--scratch-fractions"))
-    _init_ray()
+    init_ray()
     result = run_onboarding(cfg, onboard, a.out, _eval_config(a, None, []))
     return {"mean": result["mean"], "metrics": result["metrics_file"], "report": result["report"]}
 

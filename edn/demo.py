@@ -17,6 +17,7 @@ from edn.config import load_config
 from edn.data.ingest import IngestConfig, ingest
 from edn.eval.heldout import EvalConfig
 from edn.eval.run import evaluate_and_report
+from edn.ray_init import init_ray
 from edn.registry import import_model_dir, load_registered
 from edn.render.transfer import transfer
 from edn.runtime import resolve_and_log
@@ -59,11 +60,9 @@ class DemoConfig:
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    import ray
-
     started = time.time()
     runtime = resolve_and_log(cfg.device, cfg.precision, "edn demo's rendering and evaluation")
-    ray.init(ignore_reinit_error=True)
+    init_ray()
     out = cfg.out if "://" in cfg.out else os.path.abspath(cfg.out)
     step = _steps(started)
 

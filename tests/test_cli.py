@@ -104,7 +104,7 @@ def test_the_same_flag_means_the_same_on_every_verb(monkeypatch, tmp_path):
         return entry
 
     uri, dataset = "http://mlflow.example:5000", str(tmp_path)
-    monkeypatch.setattr("edn.cli._init_ray", lambda: None)
+    monkeypatch.setattr("edn.cli.init_ray", lambda: None)
     monkeypatch.setattr(edn.train.run, "train", called("train", {}))
     monkeypatch.setattr(edn.eval.ablation, "run_ablation", called("ablate", {"methods": {}}))
     monkeypatch.setattr(edn.render.batch, "render_catalog", called("render-catalog", {}))
