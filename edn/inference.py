@@ -90,6 +90,11 @@ class TargetModel:
         return self.meta.size
 
     @property
+    def device(self) -> torch.device:
+        """Where its generators are."""
+        return next(self.body.parameters()).device
+
+    @property
     def floor(self) -> FloorStats | None:
         """The target's floor statistics; None when its feet were never seen (no normalization)."""
         return self.meta.floor_stats
@@ -134,7 +139,7 @@ class Renderer:
     def __init__(self, model: TargetModel, use_face: bool):
         self.model, self.use_face = model, use_face
         self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
-        self.device = next(model.body.parameters()).device
+        self.device = model.device
         if self.device.type == "cpu":  # every frame's activations in the same memory, not fresh pages
             keep_freed_memory()
         self.plate = None if model.background is None else to_tensor(model.background[None], self.device)

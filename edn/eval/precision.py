@@ -30,10 +30,10 @@ def precision_to_compare(model: TargetModel, compare: bool, emulated: bool) -> t
     """(the precision to render `model` in beside its own, or None; why none, when skipped for
     emulation): bf16 on a device without native bf16 is skipped unless `emulated`, as auto never
     chooses it there and it costs minutes (docs/base-model.md#the-demos-base)."""
-    other = "fp32" if model.precision == "bf16" else "bf16"
     if not compare:
         return None, None
-    device = next(model.body.parameters()).device.type
+    other = "fp32" if model.precision == "bf16" else "bf16"
+    device = model.device.type
     native, why = native_bf16(device)
     if other == "bf16" and not native and not emulated:
         return None, (f"bf16 not compared on {device} ({why}; compare_emulated=false): the model is cleared "
