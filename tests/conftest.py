@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from edn.ray_init import OWN_ADDRESS
 from tests.ray_head import free_port, start_head
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -41,9 +42,10 @@ def pytest_collection_modifyitems(items):
 def ray_cluster():
     import ray
     # 4 logical CPUs on a 2-core machine: 2 train workers plus Ray Data's tasks must fit at once.
-    # address="local": a cluster of its own, even while a `ray start` head runs on this machine
+    # address="local": a cluster of its own, even while a `ray start` head runs on this machine; its
+    # workers told its address, as edn's verbs do (edn.ray_init): the suite runs two clusters at once
     ray.init(address="local", num_cpus=4, include_dashboard=False, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}})
+             runtime_env={"env_vars": {"PYTHONPATH": os.getcwd()}, **OWN_ADDRESS})
     yield ray
     ray.shutdown()
 
