@@ -20,7 +20,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # The base-model experiment (docs/base-model.md): 12 dancers for a base and 3 held out of it, the
-# base (edn-onboard-base), then the onboarding curve at a from-scratch budget of BUDGET steps.
+# base (edn-onboard-base), then the onboarding curve at a from-scratch budget of BUDGET body steps
+# (each row with 300 face GAN steps on its body: edn onboard-curve --face-steps).
 # Hours on 2 cores. A rerun skips what is done (ingested videos, the base, the curve's rows).
 ONBOARD    ?= outputs/onboard
 BASE_STEPS ?= 3000

@@ -136,7 +136,8 @@ def cmd_onboard_curve(a) -> dict:
     cfg = load_config(TrainConfig, a.config, a.set, flags=_flags(dataset_url=a.dataset, tracking_uri=a.tracking_uri))
     onboard = OnboardConfig(targets=[t for t in a.targets.split(",") if t], base=a.base,
                             fractions=cli_flags.fractions(a.fractions, "--fractions"),
-                            scratch_fractions=cli_flags.fractions(a.scratch_fractions, "--scratch-fractions"))
+                            scratch_fractions=cli_flags.fractions(a.scratch_fractions, "--scratch-fractions"),
+                            face_steps=a.face_steps)
     init_ray()
     result = run_onboarding(cfg, onboard, a.out, _eval_config(a, None, []))
     return {"mean": result["mean"], "metrics": result["metrics_file"], "report": result["report"]}
@@ -317,6 +318,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fine-tuning budgets, a comma list of fractions of steps (empty: none)")
     p.add_argument("--scratch-fractions", default="1",
                    help="from-scratch budgets, a comma list of fractions of steps (empty: none)")
+    p.add_argument("--face-steps", type=int, default=300,
+                   help="face GAN steps of every trained row, on its body (0: body only)")
     p.add_argument("--out", required=True, help="folder URL for onboarding.json and onboarding.html")
     cli_flags.eval_args(p)
     cli_flags.tracking_arg(p)

@@ -152,11 +152,12 @@ def test_fine_tuning_errors_name_both_models(base_run, mlflow_server, dataset, t
 def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     """The curve for one held-out dancer at tiny budgets: every row scored, the mean table, the
     report and MLflow's copy; a rerun into the same folder trains nothing again. One fine-tuning
-    fraction and one from scratch: each row is a Ray Train run (~45-50 CPU seconds, tests/run_cpu.py)."""
+    fraction and one from scratch, body only: each row is a Ray Train run (~45-50 CPU seconds,
+    tests/run_cpu.py); the second curve's row is body and face."""
     url, _ = dataset
     cfg = _cfg(dataset, mlflow_server, tmp_path, steps=4)
     onboard = OnboardConfig(targets=["dancer_02"], base=f"edn-base@{base_run['version']}", fractions=[0.5],
-                            scratch_fractions=[1.0])
+                            scratch_fractions=[1.0], face_steps=0)
     eval_cfg = EvalConfig()
     result = run_onboarding(cfg, onboard, str(tmp_path / "curve"), eval_cfg)
     rows = result["targets"]["dancer_02"]
@@ -178,13 +179,22 @@ def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     again = run_onboarding(cfg, onboard, str(tmp_path / "curve"), eval_cfg)
     assert json.dumps(again["targets"]) == json.dumps(result["targets"])  # NaN where mediapipe found nobody
     assert len(client.search_model_versions("name='edn-dancer_02-scratch-100'")) == versions
+    with pytest.raises(ConfigError, match="--face-steps -1: give 0"):
+        run_onboarding(cfg, dataclasses.replace(onboard, face_steps=-1), str(tmp_path / "curve"), eval_cfg)
+    with pytest.raises(ConfigError, match="holds a curve with 0 face steps per row, not 2"):
+        run_onboarding(cfg, dataclasses.replace(onboard, face_steps=2), str(tmp_path / "curve"), eval_cfg)
     # another curve in the same Ray storage trains its rows afresh, in runs of its own (the first's
-    # run of the same row, finished, must not be resumed and registered again)
-    other = run_onboarding(cfg, dataclasses.replace(onboard, scratch_fractions=[]),
+    # run of the same row, finished, must not be resumed and registered again); its rows with a face
+    # GAN on the row's body, from random weights (this base has none)
+    other = run_onboarding(cfg, dataclasses.replace(onboard, scratch_fractions=[], face_steps=2),
                            str(tmp_path / "curve-b"), eval_cfg)
     retuned = load_registered("edn-dancer_02-fine-tune-50", "candidate", mlflow_server)
-    assert retuned.version != tuned.version and retuned.meta.body_run_id != tuned.meta.body_run_id
-    assert retuned.meta.body_steps == 2 and list(other["targets"]["dancer_02"])[-1] == "fine-tune 50%"
+    assert retuned.meta.body_run_id != tuned.meta.body_run_id and retuned.meta.body_steps == 2
+    assert retuned.meta.face_steps == 2 and retuned.meta.face_init_from is None and retuned.face is not None
+    assert retuned.meta.init_from == onboard.base
+    assert list(other["targets"]["dancer_02"])[-1] == "fine-tune 50%"
+    assert other["targets"]["dancer_02"]["fine-tune 50%"]["face_steps"] == other["face_steps"] == 2
+    assert "then 2 face GAN steps on it" in (tmp_path / "curve-b" / "onboarding.html").read_text()
 
 
 def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):

@@ -3,7 +3,9 @@ dancer (never seen by the base): models trained from scratch and fine-tuned from
 fractions of one from-scratch budget (TrainConfig.steps), the base zero-shot, and the
 nearest-neighbour and mean-frame baselines, all scored on that dancer's held-out frames by
 edn.eval.heldout. One table (onboarding.json: per dancer, and the mean over dancers), an HTML
-report with body SSIM and pose distance against training steps, both logged to MLflow.
+report with body SSIM and pose distance against training steps, both logged to MLflow. With
+face_steps, each trained row is body and face, as the demo's model: the face GAN trained that many
+steps on the row's frozen body, from the base's face GAN where the base has one (fine-tune rows).
 
 Rows are written to onboarding.json as they finish; a rerun into the same folder skips them. A
 dancer whose row fails is recorded with its error and the others go on.
@@ -41,6 +43,9 @@ class OnboardConfig:
     base: str = "edn-base@candidate"             # the registered base, NAME@ALIAS-OR-VERSION
     fractions: list = field(default_factory=lambda: [0.05, 0.1, 0.25, 1.0])  # fine-tuning, of train.steps
     scratch_fractions: list = field(default_factory=lambda: [1.0])           # from scratch, the same
+    # face GAN steps of every trained row, the same for all (the budgets are the body's); 0: body only.
+    # Without a face the detector read fine-tuned renders facing away or upside down (docs/base-model.md)
+    face_steps: int = 300
 
 
 def _label(kind: str, fraction: float) -> str:
@@ -62,6 +67,8 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
                    eval_cfg: EvalConfig | None = None) -> dict:
     if not cfg.targets:
         raise ConfigError("onboard-curve needs the held-out dancers' video ids (--targets)")
+    if cfg.face_steps < 0:
+        raise ConfigError(f"onboard-curve: --face-steps {cfg.face_steps}: give 0 (body only) or more")
     eval_cfg = dataclasses.replace(eval_cfg or EvalConfig(), compare_precision=False)
     runtime = resolve_and_log(eval_cfg.device, eval_cfg.precision, "edn onboard-curve's evaluation")
     name, ref = parse_model_ref(cfg.base, "edn-base")
@@ -76,7 +83,11 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
     result = json.loads(read_bytes(results_url)) if exists(results_url) else {}
     if result and result.get("base") != base_ref:
         raise ConfigError(f"{results_url} holds a curve from {result.get('base')}, not {base_ref}: use another --out")
-    result.update(base=base_ref, budget_steps=train_cfg.steps, base_cost=base_cost(train_cfg, base),
+    if result and result.get("face_steps", 0) != cfg.face_steps:
+        raise ConfigError(f"{results_url} holds a curve with {result.get('face_steps', 0)} face steps per row, not "
+                          f"{cfg.face_steps}: use another --out")
+    result.update(base=base_ref, budget_steps=train_cfg.steps, face_steps=cfg.face_steps,
+                  base_cost=base_cost(train_cfg, base),
                   runtime=runtime.record(), targets=result.get("targets", {}))
     curve = hashlib.sha1(out_url.encode()).hexdigest()[:8]  # names this curve's training runs (below)
     for target in cfg.targets:
@@ -95,17 +106,23 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
                     continue
                 started = time.time()
                 suffix = row.replace(" ", "-").replace("%", "")
-                trained = train(dataclasses.replace(
+                body_cfg = dataclasses.replace(
                     # a Ray Train run of its own per curve and row: a rerun of this curve resumes it, another
                     # curve (another base or budget) in the same storage does not
                     train_cfg, target=target, model_name=f"edn-{target}-{suffix}", run_name=f"edn-{target}-{suffix}-"
                     f"curve-{curve}", steps=steps,
-                    init_from=base_ref if tuned else "", checkpoint_every=min(train_cfg.checkpoint_every, steps)))
+                    init_from=base_ref if tuned else "", checkpoint_every=min(train_cfg.checkpoint_every, steps))
+                trained = train(body_cfg)
+                if cfg.face_steps:  # on the body just registered; the base's face GAN where it has one
+                    trained = train(dataclasses.replace(
+                        body_cfg, stage="face", body_model=trained["version"], run_name=f"{body_cfg.run_name}-face",
+                        steps=cfg.face_steps, checkpoint_every=min(train_cfg.checkpoint_every, cfg.face_steps),
+                        init_from=base_ref if tuned and base.face is not None else ""))
                 seconds = time.time() - started
                 model = load_registered(trained["model_name"], trained["version"], trained["tracking_uri"],
                                         runtime.device, runtime.precision)
                 rows[row] = _scored(evaluate_heldout(train_cfg.dataset_url, model, eval_cfg), steps=steps,
-                                    train_seconds=round(seconds, 1))
+                                    face_steps=cfg.face_steps, train_seconds=round(seconds, 1))
                 write_metrics(results_url, result)
         except Exception as e:  # noqa: BLE001 - one dancer's failure is recorded; the others go on
             log.exception("onboard-curve: %s failed", target)
@@ -180,11 +197,14 @@ def report_html(result: dict) -> str:
             continue
         image = plot(series, label, "training steps", "o", ("zero-shot", *BASELINES))
         curves.append(f'<img src="{image}" alt="{html.escape(label)}">')
+    cost = result["base_cost"]
+    face = ("face_steps",) if result.get("face_steps") else ()
+    stages = f"body, then {result['face_steps']} face GAN steps on it" if face else "body stage only"
     per_dancer = "".join(f"<h3>{html.escape(t)}</h3>" + (f"<p><b>failed:</b> {html.escape(rows['error'])}</p>"
                                                           if "error" in rows else "")
-                         + table_html({n: r for n, r in rows.items() if n != "error"}, ("steps", "train_seconds"))
+                         + table_html({n: r for n, r in rows.items() if n != "error"},
+                                      ("steps", *face, "train_seconds"))
                          for t, rows in result["targets"].items())
-    cost = result["base_cost"]
     run_time = "training time unknown here (its runs are not in this registry: an imported base)" \
         if cost["run_seconds"] is None else f"{cost['run_seconds']} s of training runs"
     title = "edn onboarding curve"
@@ -192,10 +212,11 @@ def report_html(result: dict) -> str:
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 10px}}</style></head><body><h1>{title}</h1>
 <p>Base <b>{html.escape(result["base"])}</b>: {cost["videos"]} videos, {cost["body_steps"]} body steps,
-{run_time}. From-scratch budget {result["budget_steps"]} steps; each row trained
+{cost["face_steps"] or "no"} face steps,
+{run_time}. From-scratch budget {result["budget_steps"]} body steps; each row trained ({stages})
 on the dancer's frames before its held-out tail and scored on that tail ({", ".join(k for k, _ in COLUMNS)});
 zero-shot: the base with the dancer's appearance reference, no training. Runtime: {html.escape(str(result["runtime"]))}.
-</p><h2>Mean over dancers</h2>{table_html(mean, ("steps", "train_seconds", "dancers", "pose_dancers"))}
+</p><h2>Mean over dancers</h2>{table_html(mean, ("steps", *face, "train_seconds", "dancers", "pose_dancers"))}
 <h2>Curves</h2>{"".join(curves)}<h2>Per dancer</h2>{per_dancer}</body></html>"""
 
 
