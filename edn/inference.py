@@ -102,11 +102,7 @@ class TargetModel:
     @property
     def zero_shot_note(self) -> str | None:
         """What every output of a zero-shot model says about it; None for a trained model."""
-        if self.meta.kind != "zero-shot":
-            return None
-        t = self.meta.target
-        return (f"ZERO-SHOT base render: base model version {self.version} shown {t!r}'s appearance reference "
-                f"(frame {self.meta.references[t]} and the empty scene of its video); never trained on {t!r}")
+        return zero_shot_note(self.meta, self.version)
 
     def figures(self, poses: np.ndarray) -> np.ndarray:
         w, h = self.size
@@ -233,25 +229,45 @@ def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
     its frames before the held-out tail (the base's holdout fraction), as a fine-tuned model's are."""
     import dataclasses
 
+    meta, ref = zero_shot_meta(base.meta, base.version, dataset_url, video)
+    model = dataclasses.replace(base, meta=meta, background=ref.plate, reference=ref.stacked(), discriminators=None)
+    logging.getLogger(__name__).warning("%s", model.zero_shot_note)
+    return model
+
+
+def zero_shot_note(meta: ModelMeta, version: str) -> str | None:
+    """What every output of a zero-shot model (`meta`, of base model `version`) says about it;
+    None for a trained model."""
+    if meta.kind != "zero-shot":
+        return None
+    t = meta.target
+    return (f"ZERO-SHOT base render: base model version {version} shown {t!r}'s appearance reference "
+            f"(frame {meta.references[t]} and the empty scene of its video); never trained on {t!r}")
+
+
+def zero_shot_meta(base: ModelMeta, version: str, dataset_url: str, video: str):
+    """What a zero-shot render of `video` by base model `version` knows of it, without the
+    networks: (its ModelMeta, the video's appearance reference: edn.data.reference.Reference).
+    A catalog checks its zero-shot rows with it before any actor loads the base."""
+    import dataclasses
+
     # here, not at the top: the dataset readers (pyarrow) are not needed to render a registered model
     from edn.data.reader import split_point, video_poses, video_record
     from edn.data.reference import video_reference
     from edn.pose.normalize import floor_stats_or_reason
 
-    if base.meta.kind != "base":
-        raise ConfigError(f"model version {base.version} of {base.meta.target!r} is a {base.meta.kind} model, "
+    if base.kind != "base":
+        raise ConfigError(f"model version {version} of {base.target!r} is a {base.kind} model, "
                           "not a base: only a base renders a new person zero-shot")
     record = video_record(dataset_url, video)
     if (record["width"], record["height"]) != base.size:
         raise ConfigError(f"{dataset_url}: video {video!r} is {record['width']}x{record['height']}; the base model "
-                          f"(version {base.version}) renders {base.size[0]}x{base.size[1]}: ingest it at that size")
-    stop = split_point(record["frames"], base.meta.holdout_fraction)
+                          f"(version {version}) renders {base.size[0]}x{base.size[1]}: ingest it at that size")
+    stop = split_point(record["frames"], base.holdout_fraction)
     index, poses = video_poses(dataset_url, video)
     ref = video_reference(dataset_url, video, stop, base.size, (index, poses))
     floor, floor_error = floor_stats_or_reason(poses[index < stop], *base.size)
-    meta = dataclasses.replace(base.meta, kind="zero-shot", target=video, dataset_url=dataset_url, fps=record["fps"],
+    meta = dataclasses.replace(base, kind="zero-shot", target=video, dataset_url=dataset_url, fps=record["fps"],
                                holdout_start=stop, floor_stats=floor, floor_stats_error=floor_error,
                                references={video: ref.frame_index})
-    model = dataclasses.replace(base, meta=meta, background=ref.plate, reference=ref.stacked(), discriminators=None)
-    logging.getLogger(__name__).warning("%s", model.zero_shot_note)
-    return model
+    return meta, ref

@@ -3,9 +3,11 @@ real Ray Train runs, a real MLflow server, real videos."""
 import dataclasses
 import json
 import logging
+import os
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -21,12 +23,16 @@ from edn.inference import zero_shot
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import export_model, load_registered
+from edn.render.batch import CatalogConfig, render_catalog, row_model
+from edn.render.catalog import CatalogRow
+from edn.render.manifest import read_manifest
 from edn.render.transfer import transfer
 from edn.synth import synthesize
 from edn.train.config import TrainConfig
 from edn.train.init_from import base_weights
 from edn.train.loop import build
 from edn.train.run import train
+from edn.video import read_frames
 
 pytestmark = pytest.mark.slow  # trains or runs jobs: started first (tests/conftest.py)
 
@@ -195,6 +201,49 @@ def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     assert list(other["targets"]["dancer_02"])[-1] == "fine-tune 50%"
     assert other["targets"]["dancer_02"]["fine-tune 50%"]["face_steps"] == other["face_steps"] == 2
     assert "then 2 face GAN steps on it" in (tmp_path / "curve-b" / "onboarding.html").read_text()
+
+
+def test_a_catalog_renders_a_base_zero_shot(base_run, mlflow_server, dataset, tmp_path):
+    """A catalog row naming a base and a new performer's video renders it zero-shot, as `edn render`
+    does, and says so; a base without a performer, a performer not in its dataset, and a trained
+    model given one are refused by name, the other rows rendered."""
+    url, _ = dataset
+    base = f"edn-base@{base_run['version']}"
+    columns = ["source", "dataset", "target", "output", "layout", "target_dataset", "target_video"]
+    rows = [("dancer_00", url, base, "as_02.mp4", "output", url, "dancer_02"),
+            ("dancer_00", url, base, "as_01.mp4", "output", url, "dancer_01"),
+            ("dancer_00", url, base, "nobody.mp4", "output", "", ""),
+            ("dancer_00", url, base, "missing.mp4", "output", url, "dancer_09"),
+            ("dancer_00", url, base, "half.mp4", "output", "", "dancer_02")]
+    pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "catalog.csv", index=False)
+    out = str(tmp_path / "catalog")
+    result = render_catalog(str(tmp_path / "catalog.csv"), out, CatalogConfig(tracking_uri=mlflow_server, actors=1))
+    assert result["done"] == 2 and len(result["failed"]) == 3
+    manifest = {os.path.basename(e["output"]): e for e in read_manifest(out)}
+    for name, performer in (("as_02.mp4", "dancer_02"), ("as_01.mp4", "dancer_01")):
+        assert manifest[name]["status"] == "done" and manifest[name]["frames"] == 32
+        note = manifest[name]["zero_shot"]
+        assert note.startswith("ZERO-SHOT base render") and performer in note
+    assert "is a base model: give target_dataset and target_video" in manifest["nobody.mp4"]["error"]
+    assert "zero-shot performer 'dancer_09'" in manifest["missing.mp4"]["error"]
+    assert manifest["half.mp4"]["stage"] == "catalog" and "go together" in manifest["half.mp4"]["error"]
+    assert "ZERO-SHOT" in (tmp_path / "catalog" / "index.html").read_text()
+    # each row rendered its own performer: its video is the one `edn render` makes of that performer
+    model = load_registered("edn-base", base_run["version"], mlflow_server)
+    rendered = {}
+    for performer in ("dancer_02", "dancer_01"):
+        transfer(url, "dancer_00", zero_shot(model, url, performer), str(tmp_path / f"{performer}.mp4"),
+                 layout="output")
+        rendered[performer] = np.stack([f for _, _, f in read_frames(str(tmp_path / f"{performer}.mp4"))]).astype(float)
+    for name, performer, other in (("as_02.mp4", "dancer_02", "dancer_01"), ("as_01.mp4", "dancer_01", "dancer_02")):
+        frames = np.stack([f for _, _, f in read_frames(manifest[name]["output"])]).astype(float)
+        own, wrong = np.abs(frames - rendered[performer]).mean(), np.abs(frames - rendered[other]).mean()
+        assert own < 2 and own < wrong / 3, (name, own, wrong)
+    # a trained target is not shown a performer
+    row = CatalogRow(0, "dancer_00", url, "edn-dancer_02@1", "x.mp4", target_dataset=url, target_video="dancer_01")
+    meta = dataclasses.replace(model.meta, kind="target", target="dancer_02")
+    assert row_model(row, "edn-dancer_02@1", meta) == \
+        "target_video is for a base model; edn-dancer_02@1 is a target model"
 
 
 def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from edn.data.ingest import IngestConfig
 from edn.errors import ConfigError
 from edn.eval.precision import cleared_precisions
+from edn.inference import zero_shot_meta, zero_shot_note
 from edn.models.meta import ModelMeta
 from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
@@ -184,6 +185,8 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
     good = []
     for row in rows:
         model = models[row.target]
+        if not isinstance(model, str):
+            model = row_model(row, *model)
         if isinstance(model, str):
             results.fail(row, "model", model)
         elif row.face_gan and not model[1].face_generator:
@@ -211,6 +214,21 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
     return ready, cleared
 
 
+def row_model(row: CatalogRow, model: str, meta: ModelMeta) -> tuple[str, ModelMeta] | str:
+    """A base model shown the row's performer (edn.inference.zero_shot_meta), a trained target
+    as it is; or why the row cannot be rendered."""
+    if (meta.kind == "base") != bool(row.zero_shot):
+        return (f"{row.target} is a base model: give target_dataset and target_video (the new performer's ingested "
+                "video) to render it zero-shot") if meta.kind == "base" else \
+            f"target_video is for a base model; {row.target} is a {meta.kind} model"
+    if not row.zero_shot:
+        return model, meta
+    try:
+        return model, zero_shot_meta(meta, model.split("@")[1], *row.zero_shot)[0]
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        return f"zero-shot performer {row.target_video!r} of {row.target_dataset}: {e}"
+
+
 @dataclass
 class RowPlan:
     """One row's render: its chunks, and what their renders have added up to so far."""
@@ -221,6 +239,7 @@ class RowPlan:
     staging: str                # the folder of its staged chunks
     tasks: list[ChunkTask]      # every chunk, in order
     left: int                   # chunks still to render (those staged by an interrupted run are done)
+    zero_shot: str | None       # a zero-shot row's note (edn.inference.zero_shot_note)
     seconds: float = 0.0        # render time of the chunks rendered in this run
     error: str = ""             # the first failed chunk's error
     runtime: dict = field(default_factory=dict)  # edn.runtime.Runtime.record() of the actor that rendered it
@@ -283,12 +302,12 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
         staged = staged_chunks(staging)
         tasks = [ChunkTask(row.row_id, model, faces[i], SourceChunk(source.dataset_url, source.video_id,
                                                                     source.floor, c),
-                           row.layout, row.resolution, source.fps, join(staging, staged_name(c)))
+                           row.layout, row.resolution, source.fps, join(staging, staged_name(c)), row.zero_shot)
                  for c in row_chunks(source.frames, counts[i], warmups[i], staged)]
         kept = {(c.start, c.stop) for c in staged}
         unstaged = [t for t in tasks if (t.source.chunk.start, t.source.chunk.stop) not in kept]
         plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
-                                    staging, tasks, len(unstaged))
+                                    staging, tasks, len(unstaged), zero_shot_note(meta, model.split("@")[1]))
         todo += unstaged
     return plans, todo
 
@@ -326,7 +345,7 @@ class RowJoins:
         self.results.done(plan.row, model_version=plan.model, frames=frames,
                           frames_without_pose=plan.source.frames_without_pose, normalization=plan.normalization,
                           seconds_per_frame=(plan.seconds + joined["seconds"]) / max(1, frames),
-                          audio=joined["audio"], **plan.runtime)
+                          audio=joined["audio"], zero_shot=plan.zero_shot, **plan.runtime)
 
 
 def actor_device(cfg: CatalogConfig) -> str:

@@ -11,6 +11,10 @@ optional:
     layout      side_by_side (source | pose | output, default) or output
     face_gan    true / false; empty: whenever the model has a face generator
     resolution  WIDTHxHEIGHT of the generated frame in the output (default: the model's size)
+    target_dataset, target_video
+                with a base model as target: the new performer's ingested dataset and video id,
+                rendered zero-shot from them with no training (edn.inference.zero_shot); the
+                manifest and the gallery say so
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from edn.render.chunks import LAYOUTS
 from edn.storage import filesystem, join, read_bytes
 
 REQUIRED = ("source", "target", "output")
-OPTIONAL = ("dataset", "layout", "face_gan", "resolution")
+OPTIONAL = ("dataset", "layout", "face_gan", "resolution", "target_dataset", "target_video")
 TRUE, FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
@@ -40,12 +44,21 @@ class CatalogRow:
     layout: str = "side_by_side"
     face_gan: bool | None = None
     resolution: tuple[int, int] | None = None
+    target_dataset: str = ""    # a zero-shot row's (a base model as target): the performer's dataset
+    target_video: str = ""      # and video id
+
+    @property
+    def zero_shot(self) -> tuple[str, str] | None:
+        """(dataset, video) of the performer a base model renders zero-shot; None for a trained target."""
+        return (self.target_dataset, self.target_video) if self.target_video else None
 
     @property
     def row_id(self) -> str:
         """Names the row's work: the same transfer in a later run (wherever its row now stands)
-        is recognised as done; a changed row is new work."""
-        fields = {k: v for k, v in asdict(self).items() if k != "number"}
+        is recognised as done; a changed row is new work. (A row without a zero-shot performer
+        keeps the id it had before catalogs could name one.)"""
+        fields = {k: v for k, v in asdict(self).items()
+                  if k != "number" and not (k in ("target_dataset", "target_video") and not v)}
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -108,8 +121,12 @@ def parse_row(number: int, raw: dict, out_url: str, default_alias: str) -> Catal
     output = _output_url(raw["output"].strip(), out_url)
     if not output.lower().endswith(".mp4"):
         raise ValueError(f"output must be an .mp4 file, not {output!r}")
+    performer = raw.get("target_dataset", "").strip(), raw.get("target_video", "").strip()
+    if bool(performer[0]) != bool(performer[1]):
+        raise ValueError("target_dataset and target_video go together: a base model's zero-shot performer is a "
+                         "video id in an ingested dataset")
     return CatalogRow(number, raw["source"].strip(), raw.get("dataset", "").strip(), target, output, layout,
-                      _flag(raw.get("face_gan", "")), _resolution(raw.get("resolution", "")))
+                      _flag(raw.get("face_gan", "")), _resolution(raw.get("resolution", "")), *performer)
 
 
 def read_catalog(url: str, out_url: str, default_alias: str) -> tuple[list[CatalogRow], list[dict]]:

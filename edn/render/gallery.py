@@ -47,6 +47,11 @@ def _cell(value) -> str:
     return "" if value is None else html.escape(str(value))
 
 
+def _zero_shot(entry: dict) -> str:
+    note = entry.get("zero_shot")
+    return f'<div class="note"><b>ZERO-SHOT</b> {html.escape(note.removeprefix("ZERO-SHOT "))}</div>' if note else ""
+
+
 def _row(entry: dict, poster: bytes | None, page_dir: str) -> str:
     status = entry["status"]
     media = "<div class=none>no video</div>"
@@ -58,7 +63,7 @@ def _row(entry: dict, poster: bytes | None, page_dir: str) -> str:
     spf = entry.get("seconds_per_frame")
     return (f'<tr class="row {status}" data-status="{status}" data-row="{entry["row"]}">'
             f"<td>{entry['row']}</td><td>{media}</td><td>{_cell(entry['source'])}</td>"
-            f"<td>{_cell(entry['target'])}</td><td>{_cell(entry.get('model_version'))}</td>"
+            f"<td>{_cell(entry['target'])}{_zero_shot(entry)}</td><td>{_cell(entry.get('model_version'))}</td>"
             f'<td class="status">{status}</td><td>{_cell(entry.get("stage"))}</td>'
             f'<td class="error">{_cell(entry.get("error"))}</td>'
             f"<td>{'' if spf is None else f'{spf:.3f}'}</td><td>{_cell(entry.get('frames'))}</td></tr>")
@@ -67,7 +72,7 @@ def _row(entry: dict, poster: bytes | None, page_dir: str) -> str:
 STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 tr.failed td.status{color:#b00;font-weight:bold}tr.done td.status{color:#070}tr.pending td.status{color:#888}
-td.error{max-width:28em;font-size:90%;color:#600;white-space:pre-wrap}
+td.error{max-width:28em;font-size:90%;color:#600;white-space:pre-wrap}.note{max-width:22em;font-size:80%}
 .none{width:240px;height:60px;background:#eee;color:#888;display:flex;align-items:center;justify-content:center}
 button{margin-right:.4em}button.on{font-weight:bold}"""
 

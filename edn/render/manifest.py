@@ -23,6 +23,7 @@ MANIFEST_SCHEMA = pa.schema([
     pa.field("source", pa.string()),
     pa.field("target", pa.string()),             # as the catalog names it
     pa.field("model_version", pa.string()),      # the version the alias pointed at when rendered
+    pa.field("zero_shot", pa.string()),          # a base model's zero-shot render, said so (else null)
     pa.field("output", pa.string()),
     pa.field("status", pa.string()),             # done | failed | pending (not finished: the job runs, or died)
     pa.field("stage", pa.string()),              # a failure's: catalog, model, output, source, render, join

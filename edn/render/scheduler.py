@@ -1,8 +1,9 @@
 """The render actors of a catalog run and the chunks in flight on them (edn.render.batch drives it).
 
-Chunks wait in queues keyed by (model "name@version", use_face). A batch of one queue goes to an
-idle actor that already holds that model when there is one, else the longest queue goes to the
-first idle actor; so each model is loaded once per actor and reused across rows.
+Chunks wait in queues keyed by (model "name@version", its zero-shot performer, use_face). A batch
+of one queue goes to an idle actor that already holds that model when there is one, else the
+longest queue goes to the first idle actor; so each model is loaded once per actor and reused
+across rows.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import defaultdict, deque
 
 from edn.render.worker import ChunkTask, RenderWorker
 
-QueueKey = tuple[str, bool]  # (model "name@version", use_face)
+QueueKey = tuple[str, tuple | None, bool]  # (model "name@version", ChunkTask.zero_shot, use_face)
 
 
 def pick(idle: list[int], holds: dict[int, deque], pending: dict[QueueKey, deque]) -> tuple[int, QueueKey] | None:
@@ -41,7 +42,7 @@ class RenderScheduler:
 
         self.pending: dict[QueueKey, deque[ChunkTask]] = defaultdict(deque)
         for task in tasks:
-            self.pending[task.model, task.use_face].append(task)
+            self.pending[task.model, task.zero_shot, task.use_face].append(task)
         self.batch_chunks = batch_chunks
         self._worker = ray.remote(RenderWorker).options(**options)
         self._worker_args = (tracking_uri, models_per_actor, device, precision, cleared)

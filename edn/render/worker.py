@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from edn.inference import TargetModel
+from edn.inference import TargetModel, zero_shot
 from edn.registry import load_registered, parse_model_ref
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.render.gallery import poster_jpeg
@@ -30,6 +30,7 @@ class ChunkTask:
     resolution: tuple[int, int] | None
     fps: float
     staged_url: str
+    zero_shot: tuple[str, str] | None = None  # a base model's performer (dataset, video): edn.inference.zero_shot
 
     @property
     def frames(self) -> int:
@@ -57,17 +58,20 @@ class RenderWorker:
         """The actor's device and precision for model `ref` (edn.runtime.keep_to_cleared)."""
         return keep_to_cleared(self.runtime, self.asked, self.cleared.get(ref, []))
 
-    def _model(self, ref: str) -> TargetModel:
-        if ref in self.models:
-            self.models.move_to_end(ref)
+    def _model(self, ref: str, performer: tuple[str, str] | None) -> TargetModel:
+        """Model `ref`, or base `ref` shown `performer`'s video (a zero-shot row): one model each."""
+        key = f"{ref} zero-shot {performer}" if performer else ref
+        if key in self.models:
+            self.models.move_to_end(key)
         else:
             name, version = parse_model_ref(ref, "")
             runtime = self.runtime_for(ref)
-            self.models[ref] = load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
+            model = load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
+            self.models[key] = zero_shot(model, *performer) if performer else model
             self.loads += 1
             while len(self.models) > self.capacity:
                 self.models.popitem(last=False)
-        return self.models[ref]
+        return self.models[key]
 
     def render(self, tasks: list[ChunkTask]) -> list[dict]:
         """Render chunks of one model side by side; on a failure, each chunk alone, so that one
@@ -82,7 +86,7 @@ class RenderWorker:
 
     def _render(self, tasks: list[ChunkTask]) -> list[dict]:
         started = time.perf_counter()
-        model = self._model(tasks[0].model)
+        model = self._model(tasks[0].model, tasks[0].zero_shot)
         renderer = model.renderer(tasks[0].use_face)
         writers = [VideoWriter(t.staged_url, t.fps, lossless=True) for t in tasks]
         try:
