@@ -23,8 +23,8 @@ from edn.inference import zero_shot
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.registry import export_model, load_registered
-from edn.render.batch import CatalogConfig, render_catalog, row_model
-from edn.render.catalog import CatalogRow
+from edn.render.batch import CatalogConfig, render_catalog
+from edn.render.catalog import CatalogRow, row_model
 from edn.render.manifest import read_manifest
 from edn.render.transfer import transfer
 from edn.synth import synthesize

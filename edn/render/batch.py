@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from edn.data.ingest import IngestConfig
 from edn.errors import ConfigError
 from edn.eval.precision import cleared_precisions
-from edn.inference import zero_shot_meta, zero_shot_note
+from edn.inference import zero_shot_note
 from edn.models.meta import ModelMeta
 from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
-from edn.render.catalog import CatalogRow, probe_writable, read_catalog
+from edn.render.catalog import CatalogRow, probe_writable, read_catalog, row_model
 from edn.render.chunks import Chunk, SourceChunk, chunk_counts, normalization, split
 from edn.render.gallery import gallery_html
 from edn.render.manifest import finished, load_state, poster_url, write_manifest
@@ -212,21 +212,6 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
         else:
             ready.append((row, model, meta, source))
     return ready, cleared
-
-
-def row_model(row: CatalogRow, model: str, meta: ModelMeta) -> tuple[str, ModelMeta] | str:
-    """A base model shown the row's performer (edn.inference.zero_shot_meta), a trained target
-    as it is; or why the row cannot be rendered."""
-    if (meta.kind == "base") != bool(row.zero_shot):
-        return (f"{row.target} is a base model: give target_dataset and target_video (the new performer's ingested "
-                "video) to render it zero-shot") if meta.kind == "base" else \
-            f"target_video is for a base model; {row.target} is a {meta.kind} model"
-    if not row.zero_shot:
-        return model, meta
-    try:
-        return model, zero_shot_meta(meta, model.split("@")[1], *row.zero_shot)[0]
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        return f"zero-shot performer {row.target_video!r} of {row.target_dataset}: {e}"
 
 
 @dataclass

@@ -22,12 +22,16 @@ import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from edn.errors import DataError
+from edn.errors import ConfigError, DataError
 from edn.render.chunks import LAYOUTS
 from edn.storage import filesystem, join, read_bytes
+
+if TYPE_CHECKING:
+    from edn.models.meta import ModelMeta
 
 REQUIRED = ("source", "target", "output")
 OPTIONAL = ("dataset", "layout", "face_gan", "resolution", "target_dataset", "target_video")
@@ -166,3 +170,19 @@ def probe_writable(url: str) -> str:
         return ""
     except Exception as e:
         return f"output {url} cannot be written ({type(e).__name__}: {e})"
+
+
+def row_model(row: CatalogRow, model: str, meta: ModelMeta) -> tuple[str, ModelMeta] | str:
+    """A base model shown the row's performer (edn.inference.zero_shot_meta), a trained target
+    as it is; or why the row cannot be rendered."""
+    if (meta.kind == "base") != bool(row.zero_shot):
+        return (f"{row.target} is a base model: give target_dataset and target_video (the new performer's ingested "
+                "video) to render it zero-shot") if meta.kind == "base" else \
+            f"target_video is for a base model; {row.target} is a {meta.kind} model"
+    if not row.zero_shot:
+        return model, meta
+    from edn.inference import zero_shot_meta  # here: torch, for the rows that need it
+    try:
+        return model, zero_shot_meta(meta, model.split("@")[1], *row.zero_shot)[0]
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        return f"zero-shot performer {row.target_video!r} of {row.target_dataset}: {e}"
