@@ -68,7 +68,7 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
     if not cfg.targets:
         raise ConfigError("onboard-curve needs the held-out dancers' video ids (--targets)")
     if cfg.face_steps < 0:
-        raise ConfigError(f"onboard-curve: --face-steps {cfg.face_steps}: give 0 (body only) or more")
+        raise ConfigError(f"--face-steps {cfg.face_steps}: give 0 (body only) or more")
     eval_cfg = dataclasses.replace(eval_cfg or EvalConfig(), compare_precision=False)
     runtime = resolve_and_log(eval_cfg.device, eval_cfg.precision, "edn onboard-curve's evaluation")
     name, ref = parse_model_ref(cfg.base, "edn-base")
