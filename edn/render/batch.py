@@ -182,11 +182,13 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
         except ModelNotFoundError as e:
             models[ref] = str(e)
     outputs = {r.output: probe_writable(r.output) for r in rows}
-    good = []
+    good, shown = [], {}  # shown: per (target, zero-shot performer), row_model's answer, read once
     for row in rows:
         model = models[row.target]
         if not isinstance(model, str):
-            model = row_model(row, *model)
+            if (row.target, row.zero_shot) not in shown:
+                shown[row.target, row.zero_shot] = row_model(row, *model)
+            model = shown[row.target, row.zero_shot]
         if isinstance(model, str):
             results.fail(row, "model", model)
         elif row.face_gan and not model[1].face_generator:
@@ -292,7 +294,7 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
         kept = {(c.start, c.stop) for c in staged}
         unstaged = [t for t in tasks if (t.source.chunk.start, t.source.chunk.stop) not in kept]
         plans[row.row_id] = RowPlan(row, model, source, normalization(bool(source.floor), meta.floor_stats is not None),
-                                    staging, tasks, len(unstaged), zero_shot_note(meta, model.split("@")[1]))
+                                    staging, tasks, len(unstaged), zero_shot_note(meta, parse_model_ref(model, "")[1]))
         todo += unstaged
     return plans, todo
 

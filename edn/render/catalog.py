@@ -182,7 +182,8 @@ def row_model(row: CatalogRow, model: str, meta: ModelMeta) -> tuple[str, ModelM
     if not row.zero_shot:
         return model, meta
     from edn.inference import zero_shot_meta  # here: torch, for the rows that need it
+    from edn.registry import parse_model_ref
     try:
-        return model, zero_shot_meta(meta, model.split("@")[1], *row.zero_shot)[0]
+        return model, zero_shot_meta(meta, parse_model_ref(model, "")[1], *row.zero_shot)[0]
     except (ConfigError, ValueError, FileNotFoundError) as e:
         return f"zero-shot performer {row.target_video!r} of {row.target_dataset}: {e}"
