@@ -16,7 +16,9 @@ import torch
 from mlflow import MlflowClient
 
 from edn.data.ingest import IngestConfig, ingest
+from edn.eval.run import loss_curves
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.registry import registered_meta
 from edn.synth import keypoints_table, make_dancer
 from edn.train.checkpoint import load_state, restore, write
 from edn.train.config import TrainConfig
@@ -129,6 +131,10 @@ def test_a_killed_worker_resumes_and_ends_as_the_run_uninterrupted(ray_cluster, 
     assert ends[0]["step"] == ends[1]["step"] == 24
     for part in ("G", "D", "opt_G", "opt_D"):  # networks and optimizers' moments, bit for bit
         assert _same(ends[0][part], ends[1][part]), part
+    # the report draws the attempt that made the model: each step once, as the uninterrupted run's
+    curves = [loss_curves(MlflowClient(c.tracking_uri), registered_meta(c.registry_name, "1", c.tracking_uri)[1],
+                          ("body",))["body losses"]["G_gan"] for c in (resumed, uninterrupted)]
+    assert curves[0] == curves[1] and curves[0][0] == list(range(1, 25)), curves
 
 
 def _tiny_step():

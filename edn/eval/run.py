@@ -17,6 +17,17 @@ from edn.storage import join, read_bytes
 from edn.train.step import LOSS_TERMS
 
 
+def final_attempt(history: list) -> tuple[list[int], list[float]]:
+    """(steps, values) of the attempt that made the model: a run whose workers restarted (from a
+    checkpoint, or from step 0 before its first) logged the steps after the restart twice, and the
+    value logged last at a step is the one the model was trained along."""
+    last = {}
+    for m in sorted(history, key=lambda m: m.timestamp):
+        last[m.step] = m.value
+    steps = sorted(last)
+    return steps, [last[s] for s in steps]
+
+
 def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] = ("body", "face")) -> dict:
     """{"body losses": {term: (steps, values)}, "face losses": ...} from the model's training runs
     of `stages`."""
@@ -25,8 +36,7 @@ def loss_curves(client: MlflowClient, meta: ModelMeta, stages: tuple[str, ...] =
         run_id = {"body": meta.body_run_id, "face": meta.face_run_id}[stage]
         if run_id:
             history = {k: client.get_metric_history(run_id, k) for k in LOSS_TERMS}
-            curves[f"{stage} losses"] = {k: ([m.step for m in h], [m.value for m in h])
-                                         for k, h in history.items() if h}
+            curves[f"{stage} losses"] = {k: final_attempt(h) for k, h in history.items() if h}
     return curves
 
 
