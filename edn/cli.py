@@ -22,7 +22,7 @@ import time
 import traceback
 
 from edn import cli_flags
-from edn.errors import ConfigError, root_cause, user_error
+from edn.errors import ConfigError, raise_on_sigterm, root_cause, stopped, user_error
 from edn.ray_init import init_ray
 
 
@@ -368,12 +368,17 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     args = parser().parse_args(argv)
+    raise_on_sigterm()
     try:
         # stdout is the result's alone: during the verb, prints (tables, Ray's worker and raylet
         # lines, which Ray writes to whatever sys.stdout is then) go to stderr
         args.stdout = sys.stdout  # where a verb whose output is text writes it (edn cluster logs)
         with contextlib.redirect_stdout(sys.stderr):
             result = args.fn(args)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM raised as Stopped
+        stop = stopped(e)
+        print(f"edn {args.verb}: stopped by {stop.signame}{'; ' if stop.note else ''}{stop.note}", file=sys.stderr)
+        return stop.exit_code
     except Exception as e:  # noqa: BLE001 - every failure ends as one line and an exit code
         return _report(args.verb, e, args.debug or os.environ.get("EDN_DEBUG", "") not in ("", "0"))
     print(json.dumps(result, indent=1, default=str))

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import importlib
 import re
+import signal
+import threading
+import time
 
 
 class EdnError(Exception):
@@ -37,6 +40,45 @@ class WeightsError(EdnError):
 
 class ResourcesError(EdnError, RuntimeError):
     """The Ray cluster cannot give a job the CPUs, GPUs or resources it asks for."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The verb stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (`ray job stop`, a Kubernetes pod's
+    deletion). A KeyboardInterrupt, so what ends work on Ctrl-C ends it on both (an MLflow run ends
+    KILLED); `edn` prints one line, with `note` (what a rerun does), and exits 128 + the signal's
+    number, as a shell reports it."""
+
+    def __init__(self, signame: str, note: str = ""):
+        super().__init__(signame)
+        self.signame, self.note = signame, note
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + signal.Signals[self.signame].value
+
+
+# when SIGTERM came: Ray's ray.get re-raises a handler's Stopped as a plain KeyboardInterrupt
+_sigterms: list[float] = []
+
+
+def raise_on_sigterm() -> None:
+    """SIGTERM raised as Stopped where the verb runs (the main thread). Called again after
+    ray.init, whose own handler exits without a word."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm)
+
+
+def _sigterm(signum, frame):
+    _sigterms.append(time.time())
+    raise Stopped("SIGTERM")
+
+
+def stopped(exc: BaseException, note: str = "") -> Stopped:
+    """A KeyboardInterrupt (or Ray Train's exit once its Ctrl-C handler has aborted a run) as
+    Stopped, named by the signal that raised it."""
+    if isinstance(exc, Stopped):
+        return Stopped(exc.signame, note or exc.note)
+    return Stopped("SIGTERM" if _sigterms else "SIGINT", note)
 
 
 def root_cause(exc: BaseException) -> BaseException:

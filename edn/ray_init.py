@@ -14,7 +14,10 @@ def init_ray() -> None:
     """Joins $RAY_ADDRESS (e.g. under `ray job submit`), else starts a local cluster (or joins a
     `ray start` head on this machine), its workers told its address."""
     import ray
+
+    from edn.errors import raise_on_sigterm
     ray.init(ignore_reinit_error=True, runtime_env=None if os.environ.get("RAY_ADDRESS") else OWN_ADDRESS)
+    raise_on_sigterm()
 
 
 def name_own_cluster() -> None:

@@ -54,13 +54,15 @@ class RayHead:
         return subprocess.run([os.path.join(BIN, "ray"), *args], env=env, capture_output=True,
                               text=True, check=check, timeout=timeout)
 
-    def submit(self, submission_id: str, entrypoint: list[str], env_vars: dict | None = None) -> str:
-        """`ray job submit --working-dir <repo>` as the README shows it, waiting for the job; returns
-        its output (the job's logs, streamed)."""
+    def submit(self, submission_id: str, entrypoint: list[str], env_vars: dict | None = None,
+               wait: bool = True) -> str:
+        """`ray job submit --working-dir <repo>` as the README shows it, waiting for the job (unless
+        not `wait`); returns its output (the job's logs, streamed)."""
         runtime_env = ["--runtime-env-json", json.dumps({"env_vars": env_vars})] if env_vars else []
         t0 = time.time()
         done = self.ray("job", "submit", "--address", self.dashboard_url, "--submission-id", submission_id,
-                        "--working-dir", REPO, *runtime_env, "--", *entrypoint, check=False)
+                        "--working-dir", REPO, *runtime_env, *([] if wait else ["--no-wait"]), "--", *entrypoint,
+                        check=False)
         print(f"job {submission_id}: {time.time() - t0:.1f} s")
         assert done.returncode == 0, f"job {submission_id} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
         return done.stdout

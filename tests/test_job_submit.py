@@ -1,9 +1,10 @@
 """`ray job submit` end to end against a head started with `ray start --head` (token auth on):
 an ingest job, a short training job registering the model in the MLflow server, the job's
-status and logs read back, and a re-submission with the same run name and storage path that
-resumes the run instead of starting over."""
+status and logs read back, a re-submission with the same run name and storage path that
+resumes the run instead of starting over, and training jobs stopped by `ray job stop`."""
 import json
 import os
+import time
 
 import pytest
 from mlflow import MlflowClient
@@ -67,3 +68,25 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]
     assert sorted(steps) == list(range(1, 9)), steps  # steps 1-4 ran once: resumed at 4, not restarted
     assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"
+
+    # `ray job stop` sends SIGTERM (Ctrl-C's SIGINT where the job's env sets RAY_JOB_STOP_SIGNAL; Ray
+    # Train then aborts the run, which may take longer than Ray's default 3 s before SIGKILL): the run
+    # ends KILLED, the job's log says so in one line, no model is registered
+    for n, (signame, env) in enumerate((("SIGTERM", {}), ("SIGINT", {"RAY_JOB_STOP_SIGNAL": "SIGINT",
+                                                                     "RAY_JOB_STOP_WAIT_TIME_S": "60"})), 3):
+        logged = len(client.get_metric_history(first["run_id"], "G_gan"))
+        ray_head.submit(f"edn-train-{n}", [*train, "--set", "steps=10000"], wait=False,
+                        env_vars={"MLFLOW_TRACKING_URI": mlflow_server, **env})
+        deadline = time.time() + 240
+        while len(client.get_metric_history(first["run_id"], "G_gan")) < logged + 3 and time.time() < deadline:
+            time.sleep(1)  # stopped while it trains
+        ray_head.ray("job", "stop", "--address", ray_head.dashboard_url, f"edn-train-{n}")
+        status, logs = ray_head.status_and_logs(f"edn-train-{n}")
+        # the driver's own lines: Ray's actors' lines (prefixed "(Name pid=...)") may hold Ray's own tracebacks
+        # (the PlacementGroupCleaner's on a machine running other tests' clusters, docs/testing.md)
+        driver = [line for line in logs.splitlines() if "pid=" not in line]
+        assert "stopped" in status and not [line for line in driver if "Traceback" in line], status + logs[-3000:]
+        assert (f"edn train: stopped by {signame}; the same command (run 'job-test' in {storage}) resumes from "
+                "its last checkpoint") in logs, logs[-3000:]
+        assert client.get_run(first["run_id"]).info.status == "KILLED"
+        assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"

@@ -14,7 +14,7 @@ from edn.config import to_dict
 from edn.data.plate import background_plate
 from edn.data.reader import split_point, video_poses, video_record
 from edn.data.reference import video_reference
-from edn.errors import ConfigError, DataError
+from edn.errors import ConfigError, DataError, stopped
 from edn.inference import write_model_dir
 from edn.models.meta import ModelMeta, PairCounts, TrainingData
 from edn.models.perceptual import PerceptualWeightsMissing, perceptual_status
@@ -176,8 +176,14 @@ def train(cfg: TrainConfig) -> dict:
         datasets={"train": pairs},
     )
     what = f"train {cfg.target or cfg.registry_name} {cfg.stage}"
-    with run_status(client, run_id), progress_of(reports, what, cfg.steps):  # MLflow shows FINISHED or FAILED
-        result = trainer.fit()
+    resume = (f"the same command (run {cfg.ray_run_name!r} in {cfg.storage_path}) resumes from its last "
+              "checkpoint")
+    with run_status(client, run_id), progress_of(reports, what, cfg.steps):  # MLflow shows FINISHED, FAILED or KILLED
+        try:
+            result = trainer.fit()
+        # Ctrl-C (Ray Train's own handler exits once it has aborted the run) or SIGTERM (Stopped)
+        except (KeyboardInterrupt, SystemExit) as e:
+            raise stopped(e, resume) from e
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with result.checkpoint.as_directory() as d:
