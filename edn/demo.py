@@ -53,7 +53,7 @@ class DemoConfig:
     base: str = DEMO_BASE           # model folder the target is fine-tuned from; '' = random weights
     base_model: str = "edn-demo-base"  # the base's name in the demo's registry
     device: str = "auto"     # where rendering and evaluation run: auto | cpu | cuda (edn.runtime)
-    precision: str = "auto"  # auto | fp32 | bf16; training keeps its own (bf16 on GPU only)
+    precision: str = "auto"  # auto | fp32 | bf16; training keeps its own (train.cpu_bf16)
     # the evaluation's precision comparison also where bf16 is emulated (most CPUs: minutes for a
     # precision auto never picks there; the model is then cleared for the evaluated one only)
     compare_emulated: bool = False

@@ -6,7 +6,7 @@ auto device: a GPU when one is visible. auto precision: bf16 where the device co
 natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX, as torch reports it), else fp32: bf16
 emulated on other CPUs is slower than fp32. bf16 runs the generators under torch.autocast; their
 outputs are turned back to float32 before they become pixels. Training keeps its own rule (bf16
-autocast on GPU only, edn.train.step).
+autocast on GPU; on CPU only with cpu_bf16: edn.train.loop.train_precision).
 
 A process that renders on CPU keeps the memory its forward passes free (keep_freed_memory).
 """

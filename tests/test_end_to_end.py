@@ -19,6 +19,7 @@ from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.face import face_box
 from edn.registry import load_registered
 from edn.render.transfer import transfer
+from edn.runtime import native_bf16
 from edn.train.config import TrainConfig
 from edn.train.run import train
 from edn.video import probe, read_frames
@@ -79,10 +80,15 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert body_only.face is None and body_only.body.temporal
 
     # the face stage on the frozen body generator: a new version holding both generators
+    # (in bf16 where this CPU computes it natively: cpu_bf16; the body stage trained in fp32)
     face = train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=2, log_every=2, image_every=4,
                                      face_generator=FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
-                                     face_discriminator=face_discriminator_config(ndf=8, n_layers=2)))
+                                     face_discriminator=face_discriminator_config(ndf=8, n_layers=2), cpu_bf16=True))
     assert face["version"] == "2" and face["metrics"]["rank_weight_spread"] == 0.0
+    native, why = native_bf16("cpu")
+    assert run.data.tags["edn.train_precision"] == "fp32 (CPU: fp32 unless cpu_bf16)"
+    assert client.get_run(face["run_id"]).data.tags["edn.train_precision"] == \
+        f"{'bf16' if native else 'fp32'} (cpu_bf16: {why})"
     assert "4/4 steps" in progress_lines(caplog, "train dancer_00 face: ")[-1]
     assert {m.step for m in client.get_metric_history(face["run_id"], "G_feat")} == {2, 4}
     model = load_registered("edn-e2e", "candidate", mlflow_server)

@@ -125,3 +125,21 @@ def test_a_cpu_renderer_keeps_freed_memory_instead_of_faulting_it_back_in():
     # measured: ~9,000 page faults a pass of this generator as glibc sets itself, ~130 once the
     # renderer has set it (glibc 2.36)
     assert returned > 3000 and kept < returned / 10, (returned, kept)
+
+
+def test_training_runs_in_bf16_on_cpu_only_when_asked_and_native():
+    """cpu_bf16 puts the training step under bf16 autocast where this CPU computes bf16 natively;
+    without it, or on a CPU without, the step stays fp32."""
+    from edn.models.networks import DiscriminatorConfig
+    from edn.runtime import native_bf16
+    from edn.train.config import TrainConfig
+    from edn.train.loop import build, make_step
+
+    cpu = torch.device("cpu")
+    cfg = TrainConfig(generator=GeneratorConfig(ngf=4, n_downsample=1, n_blocks=1),
+                      discriminator=DiscriminatorConfig(ndf=4, n_layers=1, num_D=1))
+    nets = build(cfg, cpu)
+    for asked in (False, True):
+        step = make_step(dataclasses.replace(cfg, cpu_bf16=asked), *nets, cpu)
+        with step.autocast():
+            assert torch.is_autocast_enabled("cpu") == (asked and native_bf16("cpu")[0])

@@ -73,7 +73,7 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
             sides = {"eager": functools.partial(plain, plain_batch), "edn": functools.partial(edn, batch)}
             if b.compile and device.type == "cuda":
                 sides["edn compiled"] = functools.partial(optimized_side(cfg, device, body, True), batch)
-            if cpu_bf16:  # what training in bf16 would gain here (the trainer keeps CPU steps in fp32)
+            if cpu_bf16:  # what training in bf16 would gain here (the trainer's CPU steps: fp32 unless cpu_bf16)
                 sides["edn bf16"] = functools.partial(optimized_side(cfg, device, body, amp=True), batch)
             warmup = b.warmup + 2 * ("edn compiled" in sides)  # compiling: both requires_grad variants of D
             times = interleaved(sides, b.rounds, b.steps_per_round, device, warmup=warmup)
@@ -93,7 +93,7 @@ def step_section(b: TrainBench, device: torch.device, rows: list, figures: dict)
             if "edn bf16" in times:
                 fig["bf16_ratio"] = median(times["edn"]) / median(times["edn bf16"])
                 rows.append(row(f"{label}: ratio edn bf16 / edn fp32", fig["bf16_ratio"], "",
-                                "the step under CPU bf16 autocast; training uses fp32 on CPU"))
+                                "the step under CPU bf16 autocast; training: fp32 on CPU unless cpu_bf16"))
             if "edn compiled" in times:
                 fig["compile_ratio"] = median(times["edn"]) / median(times["edn compiled"])
                 rows.append(row(f"{label}: ratio compiled / edn", fig["compile_ratio"], "", "does compiling pay?"))

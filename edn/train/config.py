@@ -55,7 +55,8 @@ class TrainConfig:
     # Ray Train
     num_workers: int = 1
     use_gpu: bool = False
-    amp: bool = True               # bf16 autocast on GPU (no effect on CPU)
+    amp: bool = True               # bf16 autocast on GPU
+    cpu_bf16: bool = False         # bf16 autocast on a CPU that computes it natively too (docs/training.md)
     channels_last: bool = True     # NHWC tensors on GPU (no effect on CPU)
     cpus_per_worker: float = 1.0
     # more resources each worker demands, e.g. a custom resource only one node pool's nodes

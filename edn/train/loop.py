@@ -20,6 +20,7 @@ from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face
 from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator, to_model_range
 from edn.models.perceptual import VGGPerceptualLoss
+from edn.runtime import native_bf16
 from edn.train.checkpoint import restore, write
 from edn.train.config import TrainConfig
 from edn.train.step import GANStep, body_discriminator_channels, body_judged, face_judged, unwrap
@@ -58,17 +59,27 @@ def step_memory_format(cfg: TrainConfig, device: torch.device) -> torch.memory_f
     return torch.channels_last if device.type == "cuda" and cfg.channels_last else torch.contiguous_format
 
 
+def train_precision(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
+    """(bf16 autocast, why): on GPU with `cfg.amp`; on CPU only when asked (`cfg.cpu_bf16`: one
+    demo trained each way scored alike, docs/training.md) and where the CPU computes bf16 natively."""
+    if device.type == "cuda":
+        return cfg.amp, "GPU, amp" if cfg.amp else "GPU, amp off"
+    if not cfg.cpu_bf16:
+        return False, "CPU: fp32 unless cpu_bf16"
+    native, why = native_bf16("cpu")
+    return native, f"cpu_bf16: {why}"
+
+
 def make_step(cfg: TrainConfig, G, D, opt_G, opt_D, device: torch.device, body: BodyGenerator | None = None,
               perceptual: nn.Module | None = None, amp: bool | None = None) -> GANStep:
     """The stage's training step as the trainer runs it (also what `edn bench train` times);
     `body` is the frozen body generator of the face stage. `amp`, bf16 autocast; None: the
-    trainer's rule, on GPU only (`cfg.amp`): CPU training in bf16 has not been measured for quality
-    (docs/rendering.md); `edn bench train` times it where the CPU has native bf16."""
+    trainer's rule (train_precision)."""
     if cfg.stage == "body":
         judge = functools.partial(body_judged, G, temporal=cfg.temporal)
     else:
         judge = functools.partial(face_judged, body, G)
-    amp = cfg.amp and device.type == "cuda" if amp is None else amp
+    amp = train_precision(cfg, device)[0] if amp is None else amp
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
     return GANStep(judge, D, opt_G, opt_D, cfg.loss_weights(perceptual is not None), perceptual, autocast)
 
@@ -218,6 +229,8 @@ def train_loop_per_worker(config: dict) -> None:
     log = LossLog(client, run_id, config["progress"]) if client else None
     if log:
         log.started(step)
+        bf16, why = train_precision(cfg, device)
+        client.set_tag(run_id, "edn.train_precision", f"{'bf16' if bf16 else 'fp32'} ({why})")
 
     shard = ray.train.get_dataset_shard("train")
     references = ray.get(config["references"]) if config.get("references") is not None else None
