@@ -15,7 +15,6 @@ import importlib
 import re
 import signal
 import threading
-import time
 
 
 class EdnError(Exception):
@@ -57,8 +56,8 @@ class Stopped(KeyboardInterrupt):
         return 128 + signal.Signals[self.signame].value
 
 
-# when SIGTERM came: Ray's ray.get re-raises a handler's Stopped as a plain KeyboardInterrupt
-_sigterms: list[float] = []
+# set once SIGTERM came: Ray's ray.get re-raises a handler's Stopped as a plain KeyboardInterrupt
+_sigterm_seen = threading.Event()
 
 
 def raise_on_sigterm() -> None:
@@ -69,7 +68,7 @@ def raise_on_sigterm() -> None:
 
 
 def _sigterm(signum, frame):
-    _sigterms.append(time.time())
+    _sigterm_seen.set()
     raise Stopped("SIGTERM")
 
 
@@ -78,7 +77,7 @@ def stopped(exc: BaseException, note: str = "") -> Stopped:
     Stopped, named by the signal that raised it."""
     if isinstance(exc, Stopped):
         return Stopped(exc.signame, note or exc.note)
-    return Stopped("SIGTERM" if _sigterms else "SIGINT", note)
+    return Stopped("SIGTERM" if _sigterm_seen.is_set() else "SIGINT", note)
 
 
 def root_cause(exc: BaseException) -> BaseException:
