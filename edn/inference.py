@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ from edn.pose.draw import draw_pose
 from edn.pose.face import face_box
 from edn.pose.layout import has_pose
 from edn.pose.normalize import FloorStats
-from edn.runtime import autocast, keep_freed_memory
+from edn.runtime import autocast, for_autocast, keep_freed_memory
 
 BACKGROUND = "background.png"
 REFERENCE_IMAGES = ("reference.png", "reference_pose.png")
@@ -84,6 +84,9 @@ class TargetModel:
     precision: str = "fp32"  # what its generators run in: fp32, or bf16 under autocast (edn.runtime)
     reference: np.ndarray | None = None  # (H, W, 9) uint8, with reference channels (edn.data.reference)
     discriminators: dict[str, dict] | None = None  # a base's, by stage: what fine-tuning starts from
+    # per precision, the generators as rendering runs them (generators()); shared by the copies
+    # dataclasses.replace makes (another precision, a zero-shot performer), which share the networks
+    _generators: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -107,6 +110,14 @@ class TargetModel:
     def figures(self, poses: np.ndarray) -> np.ndarray:
         w, h = self.size
         return np.stack([draw_pose(p, w, h) for p in poses])
+
+    def generators(self) -> tuple[BodyGenerator, FaceGenerator | None]:
+        """(body, face) as rendering runs them in this model's precision (edn.runtime.for_autocast),
+        made once per precision."""
+        if self.precision not in self._generators:
+            self._generators[self.precision] = (for_autocast(self.body, self.precision),
+                                                None if self.face is None else for_autocast(self.face, self.precision))
+        return self._generators[self.precision]
 
     def renderer(self, use_face: bool = True) -> "Renderer":
         return Renderer(self, use_face and self.face is not None)
@@ -134,6 +145,7 @@ class Renderer:
 
     def __init__(self, model: TargetModel, use_face: bool):
         self.model, self.use_face = model, use_face
+        self.body, self.face = model.generators()
         self.prev: dict = {}  # stream -> its last output frame (1, 3, H, W)
         self.device = model.device
         if self.device.type == "cpu":  # every frame's activations in the same memory, not fresh pages
@@ -155,7 +167,7 @@ class Renderer:
         source's dancer out of the frame), which is also what the next frame is generated from."""
         appearance = None if self.colours is None else \
             to_tensor(appearance_figures(poses, self.colours, *self.model.size), self.device)
-        y = generate(self.model.body, x, prev, self.model.precision, self.reference, appearance)
+        y = generate(self.body, x, prev, self.model.precision, self.reference, appearance)
         missing = ~has_pose(poses)
         if self.plate is not None and missing.any():
             y = torch.where(torch.from_numpy(missing).to(self.device)[:, None, None, None], self.plate, y)
@@ -166,7 +178,7 @@ class Renderer:
             w, h = self.model.size
             boxes, valid = boxes_to_tensor([face_box(p, w, h) for p in poses])
             with autocast(self.device.type, self.model.precision):
-                y, _ = apply_face(self.model.face, x, y, boxes.to(y.device), valid.to(y.device))
+                y, _ = apply_face(self.face, x, y, boxes.to(y.device), valid.to(y.device))
             y = y.float()
         return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
@@ -205,12 +217,17 @@ class Renderer:
 def load_model_dir(path: str, version: str = "local", device: str = "cpu", precision: str = "fp32") -> TargetModel:
     meta = ModelMeta.read(os.path.join(path, META_FILE))
 
-    def load(module: torch.nn.Module, name: str) -> torch.nn.Module:
-        module.load_state_dict(torch.load(os.path.join(path, name), map_location=device, weights_only=True))
+    def load(network, name: str) -> torch.nn.Module:
+        # built on the meta device, the weights then assigned: no random initialization to throw
+        # away (0.85 s for the 182 M parameters of pix2pixHD's global generator)
+        with torch.device("meta"):
+            module = network()
+        state = torch.load(os.path.join(path, name), map_location=device, weights_only=True)
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, assign=True)
         return module.to(device).eval()
 
-    body = load(BodyGenerator(meta.generator, meta.temporal), "generator.pt")
-    face = load(FaceGenerator(meta.face_generator), "face_generator.pt") if meta.face_generator else None
+    body = load(lambda: BodyGenerator(meta.generator, meta.temporal), "generator.pt")
+    face = load(lambda: FaceGenerator(meta.face_generator), "face_generator.pt") if meta.face_generator else None
     plate = os.path.join(path, BACKGROUND)
     background = _read_png(plate) if os.path.exists(plate) else None
     reference = None

@@ -4,8 +4,9 @@ own hardware) into a Runtime that is logged and recorded with the results.
 
 auto device: a GPU when one is visible. auto precision: bf16 where the device computes it
 natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX, as torch reports it), else fp32: bf16
-emulated on other CPUs is slower than fp32. bf16 runs the generators under torch.autocast; their
-outputs are turned back to float32 before they become pixels. Training keeps its own rule (bf16
+emulated on other CPUs is slower than fp32. bf16 runs the generators under torch.autocast, their
+convolution and linear layers' weights cast to bf16 once (for_autocast); their outputs are turned
+back to float32 before they become pixels. Training keeps its own rule (bf16
 autocast on GPU; on CPU only with cpu_bf16: edn.train.loop.train_precision).
 
 A process that renders on CPU keeps the memory its forward passes free (keep_freed_memory).
@@ -13,6 +14,7 @@ A process that renders on CPU keeps the memory its forward passes free (keep_fre
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import dataclasses
 import functools
@@ -50,6 +52,27 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     if precision == "bf16":
         return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# the layers whose parameters autocast casts to the lower precision at every call (convolutions
+# and matmuls are on both CPU and CUDA autocast's lower-precision lists)
+AUTOCAST_LAYERS = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
+                   torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d, torch.nn.Linear)
+
+
+def for_autocast(module: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """`module` for inference under autocast(precision): with bf16, a copy whose convolution and
+    linear layers hold their parameters in bf16. Autocast casts those layers' fp32 parameters at
+    every call and keeps a cast only until its context exits (a frame, when frames are rendered
+    one at a time): 6% of a 128x128 render on an AVX512-BF16 CPU (docs/performance.md). Cast
+    once, they give the same bits (tests/test_runtime.py). fp32: the module itself."""
+    if precision != "bf16":
+        return module
+    # deepcopy takes these layers' parameters from the memo, already cast: the fp32 ones are never copied
+    layers = [layer for layer in module.modules() if isinstance(layer, AUTOCAST_LAYERS)]
+    memo = {id(p): torch.nn.Parameter(p.detach().to(torch.bfloat16), requires_grad=p.requires_grad)
+            for layer in layers for p in layer.parameters(recurse=False)}
+    return copy.deepcopy(module, memo)
 
 
 def native_bf16(device: str) -> tuple[bool, str]:

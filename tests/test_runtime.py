@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from edn.errors import ConfigError
-from edn.eval.precision import precision_to_compare
-from edn.inference import TargetModel
+from edn.eval.precision import in_precision, precision_to_compare
+from edn.inference import TargetModel, generate
 from edn.models.body import BodyGenerator
 from edn.models.networks import GeneratorConfig
 from edn.runtime import Runtime, keep_to_cleared, resolve
@@ -62,6 +62,25 @@ def test_bf16_renderer_runs_in_bf16_and_stays_close_to_fp32(temporal):
     frames = slice(0, 1) if temporal else slice(None)
     diff = np.abs(bf16[frames].astype(int) - fp32[frames].astype(int))
     assert diff.mean() < 1.0 and diff.max() <= 5, (diff.mean(), diff.max())
+
+
+def test_bf16_weights_are_cast_once_and_give_autocasts_bits():
+    """A bf16 renderer runs a copy of the generators with their convolutions' weights cast to
+    bf16 once (edn.runtime.for_autocast), instead of autocast casting them at every frame: the
+    same output bits as autocast over the fp32 weights, the model's own weights left in fp32."""
+    torch.manual_seed(0)
+    body = BodyGenerator(GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1), True).eval()
+    model = TargetModel(body, None, dataclasses.replace(META_16, width=32, height=32), "test", precision="bf16")
+    cast = model.renderer().body
+    assert cast is not body and model.renderer().body is cast  # made once per precision
+    convs = [m for m in cast.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and {p.dtype for m in convs for p in m.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in body.parameters()} == {torch.float32}
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    prev = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(generate(cast, x, prev, "bf16"), generate(body, x, prev, "bf16"))
+    assert in_precision(model, "fp32").renderer().body is body  # fp32: the network itself
 
 
 def test_auto_keeps_to_the_precisions_a_models_evaluation_cleared():

@@ -57,7 +57,7 @@ from edn.config import parse_size
 from edn.inference import generate
 from edn.models.body import BodyGenerator
 from edn.models.networks import to_model_range
-from edn.runtime import native_bf16
+from edn.runtime import for_autocast, native_bf16
 from edn.train.loop import step_memory_format
 from edn.train.step import GANStep
 
@@ -238,9 +238,11 @@ def render_section(s: Settings, device: torch.device, peak: dict | None) -> dict
     x, prev = (to_model_range(raw[k][:, 1].to(device)) for k in ("pose", "image"))  # uint8 NHWC, as Renderer's
     outputs: dict[str, torch.Tensor] = {}
 
+    generators = {p: for_autocast(G, p) for p in ("fp32", "bf16")}  # as a Renderer holds them
+
     @torch.no_grad()
     def render(precision: str) -> None:
-        outputs[precision] = generate(G, x, prev, precision)
+        outputs[precision] = generate(generators[precision], x, prev, precision)
 
     sides = {p: functools.partial(render, p) for p in ("fp32", "bf16")}
     records = {p: {"settings": {"bf16_autocast": p == "bf16"}} for p in sides}
