@@ -83,8 +83,8 @@ def main(work: str, *videos: str) -> dict:
                                                if a["ActorClassName"] == "RenderWorker" and a["State"] == "ALIVE"}),
                           "staged_when_removed": len(found)}
     finished = RowsFinished()
-    logging.getLogger("edn.render.batch").addHandler(finished)
-    logging.getLogger("edn.render.batch").setLevel(logging.INFO)
+    logging.getLogger("edn.render.results").addHandler(finished)
+    logging.getLogger("edn.render.results").setLevel(logging.INFO)
     threading.Thread(target=replace_a_node, daemon=True,
                      args=(cluster, nodes[0], chunks_staged, seen, stop, work)).start()
     cfg = CatalogConfig(tracking_uri=uri, chunk_frames=12, warmup_frames=4, batch_chunks=2, actors=2,

@@ -176,6 +176,10 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
     assert len(sources) == 1 and sources[0].startswith("src-")
     # 2 actors, 2 targets: each model loaded at most once per actor
     assert result["model_loads"] <= 4
+    # the job's timeline (edn.render.batch.job_timeline), in the order its parts happen
+    t = result["timeline"]
+    assert 0 < t["validated_s"] <= t["first_render_s"] <= t["renders_done_s"] <= t["total_s"], t
+    assert t["actors_ready_s"] <= t["renders_done_s"] and 0 < t["model_load_s"] < t["render_calls_s"], t
 
     for number, row in manifest.items():
         if row["status"] != "done":

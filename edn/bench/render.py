@@ -37,7 +37,8 @@ def run_job(b: RenderBench, studio, out: str, actors: int) -> dict:
             "model_loads": result["model_loads"], "chunks": result["chunks"],
             "actor_faults_per_frame": result["actor_page_faults"] / (frames + result["warmup_frames"]),
             "rendered_frames": frames + result["warmup_frames"], "audio": sorted({r["audio"] for r in manifest}),
-            "actor_and_join_s": sum(r["seconds_per_frame"] * r["frames"] for r in manifest)}
+            "actor_and_join_s": sum(r["seconds_per_frame"] * r["frames"] for r in manifest),
+            "timeline": result["timeline"]}
 
 
 def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dict]:
@@ -127,6 +128,7 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
                  row(f"{label}: in render calls (with model loads) + joins", job["actor_and_join_s"], "s",
                      f"the rest of the wall {job['wall_s'] - job['actor_and_join_s'] / actors:.1f} s: actor "
                      "start, validation, scheduling, the last join"),
+                 row(f"{label}: timeline", job["wall_s"], "s", _timeline(job["timeline"])),
                  row(f"{label}: job fps / ({actors} x bare {auto.precision} fps)", ratio, "",
                      f"generator share of the wall: {rendered / bare_fps / actors / job['wall_s']:.2f}")]
         keys.insert(0, key_ratio(f"catalog job fps / ({actors} x bare generator fps, {auto.precision}), "
@@ -140,6 +142,13 @@ def measure(b: RenderBench, workdir: str, rows: list, figures: dict) -> list[dic
     if b.profile:
         rows += _profile_rows(profile_row(studio, workdir, b.chunk_frames, b.warmup_frames, b.batch_chunks), figures)
     return keys
+
+
+def _timeline(t: dict) -> str:
+    """The job's timeline (edn.render.batch.job_timeline) in a line: when each part ended."""
+    return (f"validated and planned {t['validated_s']:.1f} s, actors ready {t['actors_ready_s']:.1f} s (model loads "
+            f"{t['model_load_s']:.1f} s in all), first render call {t['first_render_s']:.1f} s, renders done "
+            f"{t['renders_done_s']:.1f} s, joins done {t['total_s']:.1f} s")
 
 
 def _profile_rows(prof: dict, figures: dict) -> list[dict]:

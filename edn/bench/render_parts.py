@@ -108,7 +108,8 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     from edn.registry import load_registered, parse_model_ref, resolve_version
     from edn.render.batch import staged_name
     from edn.render.chunks import SourceChunk, chunk_counts, compose, split
-    from edn.render.worker import ChunkTask, RenderWorker, join_chunks
+    from edn.render.output import join_chunks
+    from edn.render.worker import ChunkTask, RenderWorker
     from edn.video import VideoWriter
     source, ref = studio.rows[0]
     name, alias = parse_model_ref(ref, "")
@@ -123,7 +124,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     actor = RenderWorker(studio.tracking_uri)
 
     def render_row() -> list[dict]:
-        return [r for i in range(0, len(tasks), batch_chunks) for r in actor.render(tasks[i:i + batch_chunks])]
+        return [r for i in range(0, len(tasks), batch_chunks) for r in actor.render(tasks[i:i + batch_chunks], [])]
 
     results, render_s, phases = profile_calls(render_row, {
         "model load": load_registered, "Parquet read + JPEG decode": video_frames,

@@ -7,12 +7,13 @@
    ingest code into a cache keyed by content (edn.render.sources);
 3. plan: each source cut into chunks (edn.render.chunks); chunks staged by an interrupted run
    are reused;
-4. render: the chunks go to a pool of render actors (edn.render.scheduler); a render actor that
-   dies (a node lost) is restarted by Ray and its batch run again;
+4. render: the chunks go to a pool of render actors (edn.render.scheduler), started before
+   step 2 so that their start-up and first model load overlap it; a render actor that dies (a
+   node lost) is restarted by Ray and its batch run again;
 5. join: once a row's chunks are staged, a task writes its mp4 with the source's sound.
-Every row's result is recorded as it finishes (edn.render.manifest), so a rerun skips the rows
-done and tries the failed ones again; the manifest and its gallery page (edn.render.gallery) are
-rewritten as rows finish.
+Every row's result is recorded as it finishes (edn.render.results, edn.render.manifest), so a
+rerun skips the rows done and tries the failed ones again; the manifest and its gallery page
+(edn.render.gallery) are rewritten as rows finish.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import logging
 import math
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from edn.data.ingest import IngestConfig
@@ -32,13 +33,14 @@ from edn.progress import Progress
 from edn.registry import ModelNotFoundError, parse_model_ref, registered_meta
 from edn.render.catalog import CatalogRow, probe_writable, read_catalog, row_model
 from edn.render.chunks import Chunk, SourceChunk, chunk_counts, normalization, split
-from edn.render.gallery import gallery_html
-from edn.render.manifest import finished, load_state, poster_url, write_manifest
+from edn.render.manifest import poster_url
+from edn.render.output import join_chunks
+from edn.render.results import CatalogResults
 from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
-from edn.render.worker import ChunkTask, join_chunks
+from edn.render.worker import ChunkTask
 from edn.runtime import DEVICES, PRECISIONS
-from edn.storage import exists, filesystem, join, read_bytes, write_bytes_atomic
+from edn.storage import filesystem, join
 
 log = logging.getLogger(__name__)
 
@@ -67,111 +69,9 @@ class CatalogConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)  # how source videos' poses are extracted
 
 
-def _entry(row: CatalogRow, **fields) -> dict:
-    """The row's manifest entry: who it is, then what became of it in this run."""
-    return {"row": row.number, "row_id": row.row_id, "source": row.source, "target": row.target,
-            "output": row.output, "ran": True, **fields}
-
-
-class CatalogResults:
-    """What became of each row: manifest entries by row number. A row that finishes, done or
-    failed, is recorded at once (edn.render.manifest.finished); then the manifest and the gallery
-    beside it (edn.render.gallery) are rewritten, the rows not finished yet shown as pending, so a
-    driver killed mid-job leaves the state so far (rewrites at most every `publish_every_s`)."""
-
-    def __init__(self, work_url: str, out_url: str, catalog_url: str, publish_every_s: float):
-        self.work, self.out, self.catalog, self.publish_every_s = work_url, out_url, catalog_url, publish_every_s
-        self.entries: dict[int, dict] = {}
-        self.pending: dict[int, dict] = {}   # rows not finished yet
-        self.posters: dict[str, bytes] = {}  # row_id -> the gallery's poster JPEG
-        self.published, self.unpublished = float("-inf"), False
-
-    def unreadable(self, invalid: list[dict]) -> None:
-        """Rows the catalog reader refused ({row, reason, **raw}): failed at stage catalog."""
-        for bad in invalid:
-            self.entries[bad["row"]] = {
-                "row": bad["row"], "row_id": "", "source": bad.get("source", ""), "target": bad.get("target", ""),
-                "output": bad.get("output", ""), "status": "failed", "stage": "catalog", "ran": True,
-                "error": bad["reason"]}
-
-    def still_to_do(self, rows: list[CatalogRow]) -> list[CatalogRow]:
-        """The rows to render now, pending until they finish; those an earlier run finished (and
-        whose output is still there) are kept as it recorded them."""
-        todo = []
-        for row in rows:
-            state = load_state(self.work, row.row_id)
-            if state and state["status"] == "done" and exists(row.output):
-                self.entries[row.number] = {**state, "row": row.number, "ran": False}
-                self._load_poster(row.row_id)
-            else:
-                todo.append(row)
-                self.pending[row.number] = _entry(row, status="pending", stage="", error="", ran=False)
-        return todo
-
-    def _load_poster(self, row_id: str) -> None:
-        if exists(url := poster_url(self.work, row_id)):
-            self.posters[row_id] = read_bytes(url)
-
-    def _finish(self, row: CatalogRow, entry: dict) -> None:
-        self.pending.pop(row.number, None)
-        self.entries[row.number] = finished(self.work, entry)
-        self.unpublished = True
-        self.publish()
-
-    def fail(self, row: CatalogRow, stage: str, error: str, **extra) -> None:
-        log.error("row %d (%s -> %s): %s", row.number, row.source, row.target, error)
-        self._finish(row, _entry(row, status="failed", stage=stage, error=error, **extra))
-
-    def done(self, row: CatalogRow, **fields) -> None:
-        self._load_poster(row.row_id)
-        self._finish(row, _entry(row, status="done", stage="", error="", **fields))
-        log.info("row %d done: %s (%d frames)", row.number, row.output, fields["frames"])
-
-    def counts(self) -> str:
-        """Rows done, failed and in all, for the progress line."""
-        done = sum(e["status"] == "done" for e in self.entries.values())
-        return f"{done} done, {len(self.entries) - done} failed, of {len(self.entries) + len(self.pending)}"
-
-    def publish_due_in(self) -> float | None:
-        """Seconds until finished rows not yet shown are due to be published; None: none waits."""
-        return max(0.0, self.published + self.publish_every_s - time.monotonic()) if self.unpublished else None
-
-    def publish(self, force: bool = False) -> str:
-        """Rewrites manifest.parquet and index.html (each atomically) with every row so far, when
-        forced or a finished row waits and the last rewrite is `publish_every_s` old."""
-        url = join(self.out, "manifest.parquet")
-        if not force and (not self.unpublished or self.publish_due_in() > 0):
-            return url
-        entries = sorted([*self.entries.values(), *self.pending.values()], key=lambda e: e["row"])
-        page = gallery_html(entries, self.posters, self.out, self.catalog, complete=not self.pending)
-        # the page first: killed in between, the page is one row ahead of the manifest, never behind
-        write_bytes_atomic(join(self.out, "index.html"), page.encode())
-        write_manifest(self.out, entries)
-        self.published, self.unpublished = time.monotonic(), False
-        return url
-
-    def summary(self, scheduler: RenderScheduler, chunks: list[ChunkTask]) -> dict:
-        """The last manifest and gallery; -> the run's counts, its failed rows, the actors' model
-        loads and page faults, and the chunks this run rendered with their warm-up frames (rendered, not kept)."""
-        manifest = self.publish(force=True)
-        entries = sorted(self.entries.values(), key=lambda e: e["row"])
-        done = [e for e in entries if e["status"] == "done"]
-        return {"manifest": manifest, "gallery": join(self.out, "index.html"), "rows": len(entries),
-                "done": len(done), "rendered": sum(1 for e in done if e["ran"]),
-                "skipped": sum(1 for e in done if not e["ran"]),
-                "failed": [{k: e[k] for k in ("row", "source", "target", "stage", "error")}
-                           for e in entries if e["status"] == "failed"],
-                "model_loads": sum(s["loads"] for s in scheduler.stats), "actors": len(scheduler.actors),
-                "actor_page_faults": sum(s["page_faults"] for s in scheduler.stats),
-                "chunks": len(chunks), "warmup_frames": sum(t.source.chunk.start - t.source.chunk.render_from
-                                                            for t in chunks)}
-
-
-def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cache_url: str,
-              results: CatalogResults) -> tuple[list[tuple[CatalogRow, str, ModelMeta, Source]], dict[str, list[str]]]:
-    """-> (row, model "name@version", model meta, source) for the rows that can be rendered, and
-    the precisions each model's evaluation cleared (edn.eval.precision); the other rows are
-    failed with the reason."""
+def _resolve_models(rows: list[CatalogRow], tracking_uri: str) -> tuple[dict, dict[str, list[str]]]:
+    """-> per row target, ("name@version", its meta) or why it cannot be loaded; and the
+    precisions each model's evaluation cleared (edn.eval.precision)."""
     models, cleared = {}, {}
     for ref in {r.target for r in rows}:
         try:
@@ -181,6 +81,18 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
             cleared[f"{name}@{version}"] = cleared_precisions(tags)
         except ModelNotFoundError as e:
             models[ref] = str(e)
+    return models, cleared
+
+
+def uses_face(row: CatalogRow, meta: ModelMeta) -> bool:
+    """Whether the row's frames go through the face GAN: the row's face_gan, else whether the model has one."""
+    return meta.face_generator is not None if row.face_gan is None else row.face_gan
+
+
+def _check_models(rows: list[CatalogRow], models: dict,
+                  results: CatalogResults) -> list[tuple[CatalogRow, str, ModelMeta]]:
+    """-> (row, model "name@version", model meta) for the rows whose model and output are good;
+    the other rows are failed with the reason."""
     outputs = {r.output: probe_writable(r.output) for r in rows}
     good, shown = [], {}  # shown: per (target, zero-shot performer), row_model's answer, read once
     for row in rows:
@@ -197,6 +109,13 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
             results.fail(row, "output", outputs[row.output])
         else:
             good.append((row, *model))
+    return good
+
+
+def _check_sources(good: list[tuple[CatalogRow, str, ModelMeta]], cfg: CatalogConfig, cache_url: str,
+                   results: CatalogResults) -> list[tuple[CatalogRow, str, ModelMeta, Source]]:
+    """-> (row, model, meta, source) for the rows whose source can be rendered (video files'
+    poses extracted now unless cached: edn.render.sources); the other rows are failed."""
     in_datasets = {}
     for row, *_ in good:
         if row.dataset and (row.dataset, row.source) not in in_datasets:
@@ -213,7 +132,14 @@ def _validate(rows: list[CatalogRow], cfg: CatalogConfig, tracking_uri: str, cac
             results.fail(row, "source", source)
         else:
             ready.append((row, model, meta, source))
-    return ready, cleared
+    return ready
+
+
+def first_loads(good: list[tuple[CatalogRow, str, ModelMeta]]) -> list[tuple]:
+    """The render queues' keys (edn.render.scheduler.QueueKey), the one with the most rows first:
+    what the actors load ahead, before the sources' lengths are known."""
+    rows = Counter((model, row.zero_shot, uses_face(row, meta)) for row, model, meta in good)
+    return [key for key, _ in rows.most_common()]
 
 
 @dataclass
@@ -272,7 +198,7 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
     temporal model start `warmup_frames` early; sources are cut into chunks of at most
     `chunk_frames`, shorter only as far as it takes to fill every actor's batches (chunk_counts)
     with the chunks of one render queue (a model and face setting: edn.render.scheduler)."""
-    faces = [meta.face_generator is not None if row.face_gan is None else row.face_gan for row, _, meta, _ in ready]
+    faces = [uses_face(row, meta) for row, _, meta, _ in ready]
     warmups = [cfg.warmup_frames if meta.temporal else 0 for _, _, meta, _ in ready]
     queues = defaultdict(list)  # the rows' numbers in `ready`, by the queue their chunks wait in
     for i, (_, model, _, _) in enumerate(ready):
@@ -335,6 +261,21 @@ class RowJoins:
                           audio=joined["audio"], zero_shot=plan.zero_shot, **plan.runtime)
 
 
+def job_timeline(started: float, validated: float, actors: list[dict]) -> dict:
+    """Where a job's wall went, in seconds from its start (wall clocks: the actors' are their
+    nodes'): validation and planning done; the last actor ready; the first render call begun and
+    the last ended; the end (the last join collected); and the actors' summed model loads and
+    render calls (loads inside them included)."""
+    def at(key: str, pick) -> float | None:
+        times = [a[key] for a in actors if a.get(key) is not None]
+        return round(pick(times) - started, 3) if times else None
+    return {"validated_s": round(validated - started, 3), "actors_ready_s": at("ready_at", max),
+            "first_render_s": at("first_render_at", min), "renders_done_s": at("last_render_end", max),
+            "total_s": round(time.time() - started, 3),
+            "model_load_s": round(sum(a.get("load_s", 0.0) for a in actors), 3),
+            "render_calls_s": round(sum(a.get("render_s", 0.0) for a in actors), 3)}
+
+
 def actor_device(cfg: CatalogConfig) -> str:
     """The device the render actors ask for: auto is cuda when each actor gets a GPU share.
     Checked here, not first in the actors, so that a bad setting fails the job at once."""
@@ -352,6 +293,7 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     import ray
 
     from edn.tracking import tracking_uri as default_tracking_uri
+    started = time.time()
     cfg = cfg or CatalogConfig()
     device = actor_device(cfg)
     tracking_uri = default_tracking_uri(cfg.tracking_uri)
@@ -363,12 +305,23 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
     results.publish(force=True)
     log.info("catalog %s: %d rows, %d already done, %d unreadable", catalog_url, len(rows) + len(invalid),
              len(rows) - len(todo), len(invalid))
-    ready, cleared = _validate(todo, cfg, tracking_uri, cfg.source_cache_url or join(work, "sources"), results)
-    plans, chunks = plan_rows(ready, cfg, work)
-
-    scheduler = RenderScheduler(chunks, tracking_uri, cfg.actors, cfg.batch_chunks, cfg.models_per_actor, {
+    # the actors start now, so that their start-up (importing torch) and their first model's load
+    # overlap the validation; after it where video files' poses are extracted, which takes CPUs.
+    # Each row is a chunk at least: as many actors as rows at most
+    scheduler = RenderScheduler(tracking_uri, cfg.batch_chunks, cfg.models_per_actor, {
         "num_cpus": cfg.cpus_per_actor, "num_gpus": cfg.gpus_per_actor, "resources": cfg.resources_per_actor or None,
-        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision, cleared)
+        "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision)
+    if todo and all(r.dataset for r in todo):
+        scheduler.start(min(cfg.actors, len(todo)))
+    models, cleared = _resolve_models(todo, tracking_uri)
+    good = _check_models(todo, models, results)
+    scheduler.preload(first_loads(good), cleared)
+    ready = _check_sources(good, cfg, cfg.source_cache_url or join(work, "sources"), results)
+    plans, chunks = plan_rows(ready, cfg, work)
+    if chunks and not scheduler.actors:
+        scheduler.start(min(cfg.actors, len(chunks)))
+    scheduler.add(chunks, cleared)
+    validated = time.time()
     joins = RowJoins(cfg, results)
     for plan in plans.values():
         if not plan.left:  # every chunk staged by an interrupted run
@@ -393,4 +346,4 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
                     if plan.add(result):
                         joins.start(plan)
             progress.update(rendered, rows=results.counts())
-    return results.summary(scheduler, chunks)
+    return results.summary(scheduler, chunks, job_timeline(started, validated, scheduler.stats))

@@ -7,9 +7,12 @@ across rows.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict, deque
 
 from edn.render.worker import ChunkTask, RenderWorker
+
+log = logging.getLogger(__name__)
 
 QueueKey = tuple[str, tuple | None, bool]  # (model "name@version", ChunkTask.zero_shot, use_face)
 
@@ -28,32 +31,53 @@ def pick(idle: list[int], holds: dict[int, deque], pending: dict[QueueKey, deque
 
 
 class RenderScheduler:
-    """A pool of RenderWorker actors, one per queued chunk at most (`actors` at most). An actor
-    that dies more often than Ray may restart it is replaced, its batch failed. Once no chunk
-    waits, idle actors are stopped, freeing their CPUs/GPUs for the joins."""
+    """A pool of RenderWorker actors, one per chunk at most. The actors may start (`start`) and
+    load a model (`preload`) before the chunks come (`add`): while the catalog is validated. An
+    actor that dies more often than Ray may restart it is replaced, its batch failed. Once no
+    chunk waits, idle actors are stopped, freeing their CPUs/GPUs for the joins."""
 
-    def __init__(self, tasks: list[ChunkTask], tracking_uri: str, actors: int, batch_chunks: int,
-                 models_per_actor: int, options: dict, device: str = "cpu", precision: str = "auto",
-                 cleared: dict[str, list[str]] | None = None):
+    def __init__(self, tracking_uri: str, batch_chunks: int, models_per_actor: int, options: dict,
+                 device: str = "cpu", precision: str = "auto"):
         """`options`: the actors' ray.remote options; `device` and `precision`, what they render
-        in (edn.runtime.resolve, in each actor); `cleared`, the precisions each model's evaluation
-        cleared (RenderWorker)."""
+        in (edn.runtime.resolve, in each actor)."""
         import ray
 
         self.pending: dict[QueueKey, deque[ChunkTask]] = defaultdict(deque)
-        for task in tasks:
-            self.pending[task.model, task.zero_shot, task.use_face].append(task)
         self.batch_chunks = batch_chunks
+        self.cleared: dict[str, list[str]] = {}  # per model, the precisions its evaluation cleared (RenderWorker)
         self._worker = ray.remote(RenderWorker).options(**options)
-        self._worker_args = (tracking_uri, models_per_actor, device, precision, cleared)
-        self.actors = [self._new_actor() for _ in range(max(0, min(actors, len(tasks))))]
-        self.holds = {a: deque(maxlen=models_per_actor) for a in range(len(self.actors))}
-        self.idle = list(range(len(self.actors)))
+        self._worker_args = (tracking_uri, models_per_actor, device, precision)
+        self.actors: list = []
+        self.holds = defaultdict(lambda: deque(maxlen=models_per_actor))  # actor -> the queues' models it holds
+        self.idle: list[int] = []
         self.running: dict = {}  # ObjectRef -> (actor, its batch)
         self.stats: list[dict] = []  # stopped actors' RenderWorker.stats
 
+    def start(self, actors: int) -> None:
+        """Start `actors` render actors: each a process that imports torch before it can render."""
+        self.idle += range(len(self.actors), len(self.actors) + actors)
+        self.actors += [self._new_actor() for _ in range(actors)]
+
     def _new_actor(self):
         return self._worker.remote(*self._worker_args)
+
+    def preload(self, keys: list[QueueKey], cleared: dict[str, list[str]]) -> None:
+        """Actor i loads the model of keys[i mod len(keys)] now (keys, most work first): a
+        guess at its first batch, which pick then prefers to give it."""
+        self.cleared.update(cleared)
+        for actor in range(len(self.actors) if keys else 0):
+            key = keys[actor % len(keys)]
+            self.actors[actor].load.remote(key[0], key[1], self.cleared.get(key[0], []))
+            self.holds[actor].append(key)
+
+    def add(self, tasks: list[ChunkTask], cleared: dict[str, list[str]]) -> None:
+        """Queue chunks; actors beyond one per chunk are stopped."""
+        self.cleared.update(cleared)
+        for task in tasks:
+            self.pending[task.model, task.zero_shot, task.use_face].append(task)
+        # rows failed in validation can leave fewer chunks than actors; a surplus actor may not
+        # have started (no resources free): its stats are not waited for long
+        self._stop([a for a in self.idle if a >= len(tasks)], wait_s=10.0)
 
     @property
     def waiting(self) -> bool:
@@ -73,7 +97,7 @@ class RenderScheduler:
             if key in self.holds[actor]:
                 self.holds[actor].remove(key)
             self.holds[actor].append(key)
-            self.running[self.actors[actor].render.remote(batch)] = (actor, batch)
+            self.running[self.actors[actor].render.remote(batch, self.cleared.get(key[0], []))] = (actor, batch)
 
     def collect(self, ref) -> list[tuple[ChunkTask, dict]]:
         """A finished batch's (task, RenderWorker.render's result) pairs; its actor is idle again."""
@@ -92,9 +116,15 @@ class RenderScheduler:
         return list(zip(batch, results))
 
     def _stop_idle(self) -> None:
+        self._stop(list(self.idle))
+
+    def _stop(self, actors: list[int], wait_s: float | None = None) -> None:
         import ray
 
-        for a in self.idle:
-            self.stats.append(ray.get(self.actors[a].stats.remote()))
+        for a in actors:
+            try:
+                self.stats.append(ray.get(self.actors[a].stats.remote(), timeout=wait_s))
+            except ray.exceptions.GetTimeoutError:
+                log.warning("render actor %d stopped before it started: its model loads are not counted", a)
             ray.kill(self.actors[a])
-        self.idle = []
+            self.idle.remove(a)
