@@ -1,4 +1,5 @@
-"""What one small Ray Train run costs in CPU seconds, by process: `python -m tests.run_cpu [RUNS]`.
+"""What one small Ray Train run costs in CPU seconds, by process: `python -m tests.run_cpu [RUNS]
+[WORKERS]` (WORKERS 0: Ray Train's local mode, the loop in this process).
 
 The suite starts ~30 Ray Train runs; on 2 cores its time is mostly CPU (docs/testing.md#time). This
 starts a local Ray cluster as the tests' (4 logical CPUs, tests/conftest.py's environment; set a
@@ -12,6 +13,7 @@ runs made together."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import sys
 import tempfile
@@ -29,7 +31,7 @@ def _cpu_by_process() -> dict[tuple[int, int], tuple[float, str]]:
     return {key: (cpu, DRIVER if key[0] == os.getpid() else name) for key, (cpu, name) in readings().items()}
 
 
-def main(runs: int) -> None:
+def main(runs: int = 3, workers: int = 1) -> None:
     import ray
 
     from edn.data.ingest import IngestConfig, ingest
@@ -44,7 +46,8 @@ def main(runs: int) -> None:
     uri = f"sqlite:///{root}/mlflow.db"
 
     def run(n: int) -> None:
-        train(tiny_training(f"{root}/dataset", "dancer_00", f"{root}/ray", uri, f"edn-run-cpu-{n}"))
+        cfg = tiny_training(f"{root}/dataset", "dancer_00", f"{root}/ray", uri, f"edn-run-cpu-{n}")
+        train(dataclasses.replace(cfg, num_workers=workers))
 
     run(0)  # the cluster's first run starts its long-lived helpers (Ray Data's stats actor, ...)
     last, stop, sampling = {}, threading.Event(), []
@@ -68,7 +71,7 @@ def main(runs: int) -> None:
     for key, (cpu, name) in last.items():
         by_name[name] += cpu - before.get(key, (0.0, ""))[0]
     by_name[DRIVER] -= sampling[0]
-    print(f"{runs} runs of tests/train_helpers.tiny_training after one warm-up; per run:")
+    print(f"{runs} runs of tests/train_helpers.tiny_training, num_workers={workers}, after one warm-up; per run:")
     for name, cpu in by_name.most_common():
         if cpu / runs >= 0.1:
             print(f"  {cpu / runs:6.1f} CPU s  {name}")
@@ -77,4 +80,4 @@ def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(*(int(a) for a in sys.argv[1:3]))

@@ -15,7 +15,8 @@ def test_ablation_table_has_every_row(ray_cluster, dancers, tmp_path, capsys):
     assert ingest(dancers[:1], dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
     out = tmp_path / "ablation"
     code = main(["ablate", "--dataset", dataset, "--target", "dancer_00", "--out", str(out), "--face-steps", "2",
-                 "--set", "steps=3", "--set", "batch_size=2", "--set", "log_every=1", "--set", "allow_no_vgg=true",
+                 "--set", "steps=3", "--set", "batch_size=2", "--set", "num_workers=0", "--set", "log_every=1",
+                 "--set", "allow_no_vgg=true",
                  "--set", f"storage_path={tmp_path / 'ray'}", "--set", f"tracking_uri=sqlite:///{tmp_path}/m.db",
                  "--set", "generator.ngf=4", "--set", "generator.n_downsample=2", "--set", "generator.n_blocks=1",
                  "--set", "discriminator.ndf=4", "--set", "discriminator.num_D=1", "--set", "discriminator.n_layers=2",

@@ -42,7 +42,8 @@ TINY = dict(allow_no_vgg=True, lambda_l1=10.0,
             generator=GeneratorConfig(ngf=4, n_downsample=2, n_blocks=1, appearance=True),
             discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
             face_generator=FaceGeneratorConfig(ngf=4, n_downsample=1, n_blocks=1),
-            face_discriminator=face_discriminator_config(ndf=8, n_layers=1), batch_size=2)
+            face_discriminator=face_discriminator_config(ndf=8, n_layers=1), batch_size=2,
+            num_workers=0)  # Ray Train's local mode: tests/train_helpers.tiny_training
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +159,8 @@ def test_fine_tuning_errors_name_both_models(base_run, mlflow_server, dataset, t
 def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):
     """The curve for one held-out dancer at tiny budgets: every row scored, the mean table, the
     report and MLflow's copy; a rerun into the same folder trains nothing again. One fine-tuning
-    fraction and one from scratch, body only: each row is a Ray Train run (~45-50 CPU seconds,
-    tests/run_cpu.py); the second curve's row is body and face."""
+    fraction and one from scratch, body only: each row is a Ray Train run in local
+    mode (tests/run_cpu.py measures one); the second curve's row is body and face."""
     url, _ = dataset
     cfg = _cfg(dataset, mlflow_server, tmp_path, steps=4)
     onboard = OnboardConfig(targets=["dancer_02"], base=f"edn-base@{base_run['version']}", fractions=[0.5],

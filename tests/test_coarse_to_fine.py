@@ -19,7 +19,7 @@ def test_local_enhancer_starts_from_the_coarse_global_generator(ray_cluster, dan
     assert ingest(dancers[:1], dataset, IngestConfig(estimator="groundtruth", width=64, height=64))["done"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     base = dict(dataset_url=dataset, target="dancer_00", allow_no_vgg=True, temporal=False,
-                discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1), steps=4, batch_size=2,
+                discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1), steps=4, batch_size=2, num_workers=0,
                 checkpoint_every=4, image_every=4, storage_path=str(tmp_path / "ray"), tracking_uri=uri)
     train(TrainConfig(**base, model_name="edn-dancer_00-coarse", downscale=2,
                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1)))

@@ -44,7 +44,7 @@ def _train_and_evaluate(dataset: str, tmp_path, temporal: bool) -> dict:
     cfg = TrainConfig(dataset_url=dataset, target="dancer_00", temporal=temporal,
                       generator=GeneratorConfig(ngf=16, n_downsample=2, n_blocks=2),
                       discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=2), lr=1e-3, lambda_l1=100.0,
-                      allow_no_vgg=True, steps=STEPS, batch_size=4, cpus_per_worker=1, torch_threads=2,
+                      allow_no_vgg=True, steps=STEPS, batch_size=4, num_workers=0, torch_threads=2,
                       checkpoint_every=STEPS, image_every=STEPS, storage_path=str(tmp_path / "ray"), tracking_uri=uri)
     result = train(cfg)
     # losses fall: the reconstruction term over the first and the last 50 steps (logged every 10) of

@@ -53,7 +53,7 @@ def studio(ray_cluster, mlflow_server, tmp_path_factory):
     cfg = TrainConfig(dataset_url=dataset, target="dancer_00",
                       generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                       discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
-                      steps=60, batch_size=4, num_workers=1, checkpoint_every=60, log_every=30, image_every=60,
+                      steps=60, batch_size=4, num_workers=0, checkpoint_every=60, log_every=30, image_every=60,
                       lambda_l1=10.0, storage_path=str(root / "ray"), tracking_uri=mlflow_server, allow_no_vgg=True)
     train(cfg)
     train(dataclasses.replace(cfg, stage="face", steps=4, checkpoint_every=4,

@@ -15,11 +15,14 @@ from edn.train.config import TrainConfig
 
 
 def tiny_training(dataset: str, target: str, storage: str, tracking_uri: str, model_name: str) -> TrainConfig:
-    """The body stage: 4 steps of tiny networks on one worker."""
+    """The body stage: 4 steps of tiny networks in Ray Train's local mode (num_workers 0: the loop
+    in this process), for the tests that need a trained model, not a worker group; those that test
+    the worker group train with workers (test_end_to_end, test_train_resume, test_multinode,
+    test_job_submit, test_gcs)."""
     return TrainConfig(dataset_url=dataset, target=target,
                        generator=GeneratorConfig(ngf=8, n_downsample=2, n_blocks=1),
                        discriminator=DiscriminatorConfig(ndf=8, n_layers=2, num_D=1),
-                       steps=4, batch_size=2, num_workers=1, checkpoint_every=4, log_every=2, image_every=4,
+                       steps=4, batch_size=2, num_workers=0, checkpoint_every=4, log_every=2, image_every=4,
                        storage_path=storage, tracking_uri=tracking_uri, allow_no_vgg=True, model_name=model_name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 
 import numpy as np
 import torch
@@ -58,3 +59,21 @@ def restore(path: str, rank: int, device: torch.device, G, D, opt_G, opt_D, run:
     if os.path.exists(os.path.join(path, rng_file(rank))):
         set_rng_state(torch.load(os.path.join(path, rng_file(rank)), weights_only=False))
     return state["step"], state["epoch"]
+
+
+def keep_local(folder: str, step: int, epoch: int, stage: str, G, D, opt_G, opt_D) -> None:
+    """Local mode's checkpoint (one rank, no Ray Train storage): written beside `folder`, then
+    swapped in, so that a run killed meanwhile keeps its previous checkpoint (local_checkpoint)."""
+    new, old = f"{folder}.new", f"{folder}.old"
+    shutil.rmtree(new, ignore_errors=True)
+    os.makedirs(new)
+    write(new, 0, step, epoch, stage, G, D, opt_G, opt_D)
+    if os.path.exists(folder):
+        os.replace(folder, old)
+    os.replace(new, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def local_checkpoint(folder: str) -> str | None:
+    """The checkpoint keep_local left: `folder`, or its previous one if killed between the renames."""
+    return next((f for f in (folder, f"{folder}.old") if os.path.exists(os.path.join(f, STATE_FILE))), None)

@@ -53,7 +53,8 @@ class TrainConfig:
     holdout_fraction: float = 0.1  # the video's last frames, never trained on (evaluation)
     seed: int = 0
     # Ray Train
-    num_workers: int = 1
+    num_workers: int = 1           # 0: Ray Train's local mode, the loop in this process (no worker group;
+                                   # one checkpoint kept in a local storage_path: docs/training.md#local-mode)
     use_gpu: bool = False
     amp: bool = True               # bf16 autocast on GPU
     cpu_bf16: bool = False         # bf16 autocast on a CPU that computes it natively too (docs/training.md)

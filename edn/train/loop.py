@@ -21,7 +21,7 @@ from edn.models.face import FaceGenerator, apply_face
 from edn.models.networks import LocalEnhancer, MultiscaleDiscriminator, to_model_range
 from edn.models.perceptual import VGGPerceptualLoss
 from edn.runtime import native_bf16
-from edn.train.checkpoint import restore, write
+from edn.train.checkpoint import keep_local, local_checkpoint, restore, write
 from edn.train.config import TrainConfig
 from edn.train.step import GANStep, body_discriminator_channels, body_judged, face_judged, unwrap
 
@@ -211,8 +211,10 @@ def train_loop_per_worker(config: dict) -> None:
     np.random.seed(cfg.seed + 1 + rank)
     random.seed(cfg.seed + 1 + rank)
     step = epoch = 0
-    if checkpoint := ray.train.get_checkpoint():  # a resumed run: where it stopped, every rank's RNG too
-        with checkpoint.as_directory() as d:
+    local = config.get("local_checkpoint")  # local mode: Ray Train keeps no checkpoint, this folder does
+    if (local and (kept := local_checkpoint(local))) or (checkpoint := ray.train.get_checkpoint()):
+        # a resumed run: where it stopped, every rank's RNG too
+        with (contextlib.nullcontext(kept) if local else checkpoint.as_directory()) as d:
             step, epoch = restore(d, rank, device, G, D, opt_G, opt_D, f"{cfg.ray_run_name!r} in {cfg.storage_path}")
     if world > 1:  # every network wrapped on its own: each has its own backward per step
         G, D = DDP(G), DDP(D)
@@ -256,9 +258,13 @@ def train_loop_per_worker(config: dict) -> None:
                 spread = weight_spread((G, D), world)
                 metrics = {"step": step, "epoch": epoch, "rank_weight_spread": spread,
                            **{k: float(v) for k, v in losses.items()}}
-                with tempfile.TemporaryDirectory() as tmp:
-                    write(tmp, rank, step, epoch, cfg.stage, G, D, opt_G, opt_D)
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                if local:
+                    keep_local(local, step, epoch, cfg.stage, G, D, opt_G, opt_D)
+                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(local))
+                else:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        write(tmp, rank, step, epoch, cfg.stage, G, D, opt_G, opt_D)
+                        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
             if step >= cfg.steps:
                 break
         epoch += 1

@@ -9,6 +9,7 @@ import tempfile
 import threading
 
 import numpy as np
+import torch
 
 from edn.config import to_dict
 from edn.data.plate import background_plate
@@ -38,6 +39,10 @@ def check_config(cfg: TrainConfig, records: list[tuple[str, dict]]) -> None:
     """`records`: (video id, video_record) of the target, or of every video of a base."""
     if cfg.stage not in STAGES:
         raise ConfigError(f"unknown stage {cfg.stage!r}; choose one of {STAGES}")
+    if cfg.num_workers < 0:
+        raise ConfigError(f"num_workers {cfg.num_workers}: give 1 or more, or 0 for local mode")
+    if cfg.num_workers == 0:
+        local_path(cfg.storage_path)  # local mode's storage refused now, before any run starts
     if cfg.is_base and (cfg.target or cfg.init_from):
         raise ConfigError(f"a base model trains on videos={cfg.videos} from random weights: "
                           "give no target or init_from with them")
@@ -52,6 +57,15 @@ def check_config(cfg: TrainConfig, records: list[tuple[str, dict]]) -> None:
             f"{cfg.dataset_url}: frames of {first!r} are {record['width']}x{record['height']}, not multiples "
             f"of {stride} (2**(generator.n_downsample + n_local_enhancers) * downscale); ingest with --size "
             f"at a multiple of {stride}")
+
+
+def local_path(storage_path: str) -> str:
+    """A local storage path as an absolute path; local mode (num_workers 0) runs in this process
+    and keeps its checkpoint on this machine's disk, so any other URL is refused."""
+    if "://" in storage_path and not storage_path.startswith("file://"):
+        raise ConfigError(f"num_workers 0 (local mode) keeps its checkpoint on this machine: storage_path "
+                          f"{storage_path} is not local; give a local folder or num_workers >= 1")
+    return os.path.abspath(storage_path.removeprefix("file://"))
 
 
 def perceptual_check(cfg: TrainConfig, client, run_id: str) -> bool:
@@ -160,10 +174,13 @@ def train(cfg: TrainConfig) -> dict:
         ray.get_runtime_context().get_node_id(), soft=False)})
     storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
                                         else os.path.abspath(cfg.storage_path)])
+    local = None  # local mode: Ray Train stores nothing; the loop keeps its one checkpoint here
+    if cfg.num_workers == 0:
+        local = os.path.join(local_path(cfg.storage_path), cfg.ray_run_name, "local-checkpoint")
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
-                           "perceptual_available": perceptual, "progress": reports,
+                           "perceptual_available": perceptual, "progress": reports, "local_checkpoint": local,
                            "init": ray.put(init) if init else None,
                            "references": ray.put(np.stack([r.stacked() for r in references])) if references else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
@@ -179,11 +196,14 @@ def train(cfg: TrainConfig) -> dict:
     resume = (f"the same command (run {cfg.ray_run_name!r} in {cfg.storage_path}) resumes from its last "
               "checkpoint")
     with run_status(client, run_id), progress_of(reports, what, cfg.steps):  # MLflow shows FINISHED, FAILED or KILLED
+        threads = torch.get_num_threads()  # local mode's loop sets this process's own
         try:
             result = trainer.fit()
         # Ctrl-C (Ray Train's own handler exits once it has aborted the run) or SIGTERM (Stopped)
         except (KeyboardInterrupt, SystemExit) as e:
             raise stopped(e, resume) from e
+        finally:
+            torch.set_num_threads(threads)
     if result.checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with result.checkpoint.as_directory() as d:

@@ -1,0 +1,44 @@
+"""Ray Train's local mode (num_workers 0): the training loop in the caller's process, no worker
+group. What it keeps and where: one checkpoint in a local storage_path, which the same run name
+resumes from; the caller's torch threads left as they were; a storage that is not local refused."""
+import dataclasses
+import os
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from edn.data.ingest import IngestConfig, ingest
+from edn.errors import ConfigError
+from edn.registry import load_registered
+from edn.synth import synthesize
+from edn.train.checkpoint import load_state
+from edn.train.run import train
+from tests.train_helpers import tiny_training
+
+
+def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_path):
+    videos = synthesize(str(tmp_path / "videos"), dancers=1, frames=32, size=(64, 64), seed=3)
+    dataset = str(tmp_path / "dataset")
+    ingest([v for v in videos if v.endswith(".mp4")], dataset, IngestConfig(estimator="groundtruth"))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    cfg = dataclasses.replace(tiny_training(dataset, "dancer_00", str(tmp_path / "ray"), uri, "edn-local"),
+                              num_workers=0)
+    threads = torch.get_num_threads()
+    first = train(cfg)
+    assert first["steps"] == 4 and torch.get_num_threads() == threads
+    kept = tmp_path / "ray" / "edn-local-body" / "local-checkpoint"
+    assert load_state(str(kept), "cpu")["step"] == 4
+
+    # the same run name resumes: steps 1-4 are not trained again, and the model is the checkpoint's
+    again = train(dataclasses.replace(cfg, steps=6))
+    assert again["steps"] == 6 and again["run_id"] == first["run_id"]
+    logged = [m.step for m in MlflowClient(uri).get_metric_history(first["run_id"], "G_gan")]
+    assert logged == [2, 4, 6]
+    state = load_state(str(kept), "cpu")
+    body = load_registered("edn-local", str(again["version"]), uri).body.state_dict()
+    assert state["step"] == 6 and all(torch.equal(body[k], v) for k, v in state["G"].items())
+    assert not os.path.exists(f"{kept}.new") and not os.path.exists(f"{kept}.old")
+
+    with pytest.raises(ConfigError, match="local mode"):
+        train(dataclasses.replace(cfg, storage_path="gs://edn-test/ray"))
