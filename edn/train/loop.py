@@ -212,9 +212,10 @@ def train_loop_per_worker(config: dict) -> None:
     random.seed(cfg.seed + 1 + rank)
     step = epoch = 0
     local = config.get("local_checkpoint")  # local mode: Ray Train keeps no checkpoint, this folder does
-    if (local and (kept := local_checkpoint(local))) or (checkpoint := ray.train.get_checkpoint()):
-        # a resumed run: where it stopped, every rank's RNG too
-        with (contextlib.nullcontext(kept) if local else checkpoint.as_directory()) as d:
+    kept = local and local_checkpoint(local)
+    checkpoint = ray.train.Checkpoint.from_directory(kept) if kept else ray.train.get_checkpoint()
+    if checkpoint:  # a resumed run: where it stopped, every rank's RNG too
+        with checkpoint.as_directory() as d:
             step, epoch = restore(d, rank, device, G, D, opt_G, opt_D, f"{cfg.ray_run_name!r} in {cfg.storage_path}")
     if world > 1:  # every network wrapped on its own: each has its own backward per step
         G, D = DDP(G), DDP(D)
