@@ -17,8 +17,9 @@ class Asker:
     def ask(self):
         import os
         from ray.util.state import list_actors
-        try:
-            return os.environ.get("RAY_ADDRESS"), len(list_actors())
+        me = ray.get_runtime_context().get_actor_id()
+        try:  # whether the cluster the state API reached is this actor's own
+            return os.environ.get("RAY_ADDRESS"), any(a.actor_id == me for a in list_actors())
         except ConnectionError as e:
             return os.environ.get("RAY_ADDRESS"), str(e)
 
@@ -33,8 +34,12 @@ def test_a_local_clusters_workers_find_it_beside_another(ray_cluster, runtime_en
     out = subprocess.run([sys.executable, "-c", ASK, runtime_env], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    gcs, address, actors = json.loads(out.stdout.strip().splitlines()[-1])
+    gcs, address, found_itself = json.loads(out.stdout.strip().splitlines()[-1])
     if runtime_env == "own":
-        assert address == gcs and actors == 1  # the asker itself
-    else:  # what Ray does without it, and why edn.ray_init exists
-        assert address is None and "Found multiple active Ray instances" in actors
+        assert address == gcs and found_itself is True
+    else:  # what Ray does without it, and why edn.ray_init exists: the worker is not told its cluster, so
+        # the state API guesses. With no `ray start` head on this machine it gives up ("Found multiple active
+        # Ray instances"); with one (test_job_submit's head) it picks the head's address, and reaches its own
+        # cluster only because the worker's KV client is already bound to it: which one depends on the machine
+        assert address is None
+        assert found_itself is True or "Found multiple active Ray instances" in found_itself
