@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
 
 import mlflow
 from mlflow import MlflowClient
@@ -51,13 +52,21 @@ def resolve_version(name: str, ref: str, tracking_uri: str):
             f"{tracking_uri} ({e.message})") from None
 
 
-def registered_meta(name: str, ref: str, tracking_uri: str) -> tuple[str, ModelMeta, dict[str, str]]:
-    """(version, its metadata, the version's tags) without downloading the weights."""
+@dataclass(frozen=True)
+class RegisteredVersion:
+    version: str
+    meta: ModelMeta
+    tags: dict[str, str]
+    source: str          # where its model folder is (an artifact URI: a local path for a file store)
+
+
+def registered_meta(name: str, ref: str, tracking_uri: str) -> RegisteredVersion:
+    """A version, its metadata and tags, and where its model folder is, without downloading the weights."""
     mv = resolve_version(name, ref, tracking_uri)
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"{mv.source}/{META_FILE}", dst_path=tmp,
                                                     tracking_uri=tracking_uri)
-        return str(mv.version), ModelMeta.read(local), dict(mv.tags)
+        return RegisteredVersion(str(mv.version), ModelMeta.read(local), dict(mv.tags), mv.source)
 
 
 def load_registered(name: str, ref: str, tracking_uri: str, device: str = "cpu",

@@ -21,6 +21,7 @@ import functools
 import logging
 import platform
 import resource
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -106,7 +107,7 @@ def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(device, "bf16" if native else "fp32", f"auto: {why}")
 
 
-def keep_to_cleared(runtime: Runtime, asked: str, cleared: list[str]) -> Runtime:
+def keep_to_cleared(runtime: Runtime, asked: str, cleared: Sequence[str]) -> Runtime:
     """The runtime to render a model in, given the precisions its evaluation cleared (tag
     edn.precisions, edn.eval.precision): with precision `asked` auto, auto's choice if cleared,
     else the first cleared (the one it was evaluated in). A precision asked for explicitly, or a

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -33,6 +34,13 @@ def exists(url: str) -> bool:
 def read_bytes(url: str) -> bytes:
     fs, path = filesystem(url)
     return fs.cat_file(path)
+
+
+def local_folder(url: str) -> str | None:
+    """`url` as a folder on this machine's filesystem, if it is one (a path or a file: URL)."""
+    parsed = urllib.parse.urlparse(url)
+    path = parsed.path if parsed.scheme == "file" else None if parsed.scheme else url
+    return path if path and os.path.isdir(path) else None
 
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:

@@ -180,6 +180,7 @@ def test_catalog_renders_isolates_bad_rows_and_reruns_nothing(studio, tmp_path, 
     t = result["timeline"]
     assert 0 < t["validated_s"] <= t["first_render_s"] <= t["renders_done_s"] <= t["total_s"], t
     assert t["actors_ready_s"] <= t["renders_done_s"] and 0 < t["model_load_s"] < t["render_calls_s"], t
+    assert t["renders_done_s"] <= t["last_join_started_s"] <= t["total_s"] and 0 < t["joins_s"], t
 
     for number, row in manifest.items():
         if row["status"] != "done":

@@ -132,7 +132,7 @@ def test_a_killed_worker_resumes_and_ends_as_the_run_uninterrupted(ray_cluster, 
     for part in ("G", "D", "opt_G", "opt_D"):  # networks and optimizers' moments, bit for bit
         assert _same(ends[0][part], ends[1][part]), part
     # the report draws the attempt that made the model: each step once, as the uninterrupted run's
-    curves = [loss_curves(MlflowClient(c.tracking_uri), registered_meta(c.registry_name, "1", c.tracking_uri)[1],
+    curves = [loss_curves(MlflowClient(c.tracking_uri), registered_meta(c.registry_name, "1", c.tracking_uri).meta,
                           ("body",))["body losses"]["G_gan"] for c in (resumed, uninterrupted)]
     assert curves[0] == curves[1] and curves[0][0] == list(range(1, 25)), curves
 

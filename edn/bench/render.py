@@ -148,7 +148,8 @@ def _timeline(t: dict) -> str:
     """The job's timeline (edn.render.batch.job_timeline) in a line: when each part ended."""
     return (f"validated and planned {t['validated_s']:.1f} s, actors ready {t['actors_ready_s']:.1f} s (model loads "
             f"{t['model_load_s']:.1f} s in all), first render call {t['first_render_s']:.1f} s, renders done "
-            f"{t['renders_done_s']:.1f} s, joins done {t['total_s']:.1f} s")
+            f"{t['renders_done_s']:.1f} s, last join started {t['last_join_started_s'] or 0:.1f} s, joins done "
+            f"{t['total_s']:.1f} s ({t['joins_s']:.1f} s of joins in all)")
 
 
 def _profile_rows(prof: dict, figures: dict) -> list[dict]:

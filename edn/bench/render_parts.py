@@ -102,32 +102,34 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     compose, lossless staging encode); then join_chunks, timed as a whole."""
     from edn.bench.harness import profile_calls
     from edn.data.reader import video_floor_stats, video_frames, video_record
+    from edn.inference import load_model_dir
     from edn.models.body import BodyGenerator
     from edn.pose.draw import draw_pose
     from edn.pose.normalize import transfer_poses
-    from edn.registry import load_registered, parse_model_ref, resolve_version
+    from edn.registry import parse_model_ref, registered_meta
     from edn.render.batch import staged_name
     from edn.render.chunks import SourceChunk, chunk_counts, compose, split
     from edn.render.output import join_chunks
-    from edn.render.worker import ChunkTask, RenderWorker
+    from edn.render.worker import ChunkTask, RenderWorker, ResolvedModel
     from edn.video import VideoWriter
     source, ref = studio.rows[0]
     name, alias = parse_model_ref(ref, "")
-    model = f"{name}@{resolve_version(name, alias, studio.tracking_uri).version}"
+    registered = registered_meta(name, alias, studio.tracking_uri)
+    model = ResolvedModel(f"{name}@{registered.version}", registered.source, ())
     record = video_record(studio.dataset, source)
     floor = video_floor_stats(studio.dataset, source).to_dict()
     staging = os.path.join(workdir, "profile", "chunks")
-    tasks = [ChunkTask("profile", model, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
+    tasks = [ChunkTask("profile", model.ref, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
                        record["fps"], os.path.join(staging, staged_name(c)))
              for c in split(record["frames"], chunk_counts([record["frames"]], chunk_frames, batch_chunks, warmup)[0],
                             warmup)]  # cut as a job of this row alone on one actor would cut it
     actor = RenderWorker(studio.tracking_uri)
 
     def render_row() -> list[dict]:
-        return [r for i in range(0, len(tasks), batch_chunks) for r in actor.render(tasks[i:i + batch_chunks], [])]
+        return [r for i in range(0, len(tasks), batch_chunks) for r in actor.render(tasks[i:i + batch_chunks], model)]
 
     results, render_s, phases = profile_calls(render_row, {
-        "model load": load_registered, "Parquet read + JPEG decode": video_frames,
+        "model load": load_model_dir, "Parquet read + JPEG decode": video_frames,
         "pose normalization": transfer_poses, "figure drawing": draw_pose, "generator": BodyGenerator.forward,
         "compose (side by side)": compose, "lossless staging encode": VideoWriter.write})
     errors = [r["error"] for r in results if r["error"]]

@@ -38,7 +38,7 @@ from edn.render.output import join_chunks
 from edn.render.results import CatalogResults
 from edn.render.scheduler import RenderScheduler
 from edn.render.sources import Source, describe, prepare_sources
-from edn.render.worker import ChunkTask
+from edn.render.worker import ChunkTask, ResolvedModel
 from edn.runtime import DEVICES, PRECISIONS
 from edn.storage import filesystem, join
 
@@ -69,19 +69,20 @@ class CatalogConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)  # how source videos' poses are extracted
 
 
-def _resolve_models(rows: list[CatalogRow], tracking_uri: str) -> tuple[dict, dict[str, list[str]]]:
-    """-> per row target, ("name@version", its meta) or why it cannot be loaded; and the
-    precisions each model's evaluation cleared (edn.eval.precision)."""
-    models, cleared = {}, {}
+def _resolve_models(rows: list[CatalogRow], tracking_uri: str) -> tuple[dict, dict[str, ResolvedModel]]:
+    """-> per row target, ("name@version", its meta) or why it cannot be loaded; and per
+    "name@version", what the actors need to load it."""
+    models, resolved = {}, {}
     for ref in {r.target for r in rows}:
         try:
             name, alias = parse_model_ref(ref, "")
-            version, meta, tags = registered_meta(name, alias, tracking_uri)
-            models[ref] = (f"{name}@{version}", meta)
-            cleared[f"{name}@{version}"] = cleared_precisions(tags)
+            registered = registered_meta(name, alias, tracking_uri)
+            fixed = f"{name}@{registered.version}"
+            models[ref] = (fixed, registered.meta)
+            resolved[fixed] = ResolvedModel(fixed, registered.source, tuple(cleared_precisions(registered.tags)))
         except ModelNotFoundError as e:
             models[ref] = str(e)
-    return models, cleared
+    return models, resolved
 
 
 def uses_face(row: CatalogRow, meta: ModelMeta) -> bool:
@@ -235,6 +236,7 @@ class RowJoins:
         self.task = ray.remote(num_cpus=cfg.join_cpus, max_retries=2)(join_chunks)
         self.crf, self.results = cfg.crf, results
         self.running: dict = {}  # ObjectRef -> RowPlan
+        self.last_started, self.seconds = None, 0.0  # for the job's timeline
 
     def start(self, plan: RowPlan) -> None:
         if plan.error:
@@ -243,6 +245,7 @@ class RowJoins:
         ref = self.task.remote([t.staged_url for t in plan.tasks], plan.source.dataset_url, plan.source.video_id,
                                plan.row.output, self.crf, plan.staging, poster_url(self.results.work, plan.row.row_id))
         self.running[ref] = plan
+        self.last_started = time.time()
 
     def collect(self, ref) -> None:
         import ray
@@ -255,17 +258,18 @@ class RowJoins:
             self.results.fail(plan.row, "join", f"{type(cause).__name__}: {cause}", model_version=plan.model)
             return
         frames = joined["frames"]
+        self.seconds += joined["seconds"]
         self.results.done(plan.row, model_version=plan.model, frames=frames,
                           frames_without_pose=plan.source.frames_without_pose, normalization=plan.normalization,
                           seconds_per_frame=(plan.seconds + joined["seconds"]) / max(1, frames),
                           audio=joined["audio"], zero_shot=plan.zero_shot, **plan.runtime)
 
 
-def job_timeline(started: float, validated: float, actors: list[dict]) -> dict:
+def job_timeline(started: float, validated: float, actors: list[dict], joins: RowJoins) -> dict:
     """Where a job's wall went, in seconds from its start (wall clocks: the actors' are their
     nodes'): validation and planning done; the last actor ready; the first render call begun and
-    the last ended; the end (the last join collected); and the actors' summed model loads and
-    render calls (loads inside them included)."""
+    the last ended; the last join started; the end (the last join collected); the actors' summed
+    model loads and render calls (loads inside them included), and the joins' summed seconds."""
     def at(key: str, pick) -> float | None:
         times = [a[key] for a in actors if a.get(key) is not None]
         return round(pick(times) - started, 3) if times else None
@@ -273,7 +277,9 @@ def job_timeline(started: float, validated: float, actors: list[dict]) -> dict:
             "first_render_s": at("first_render_at", min), "renders_done_s": at("last_render_end", max),
             "total_s": round(time.time() - started, 3),
             "model_load_s": round(sum(a.get("load_s", 0.0) for a in actors), 3),
-            "render_calls_s": round(sum(a.get("render_s", 0.0) for a in actors), 3)}
+            "render_calls_s": round(sum(a.get("render_s", 0.0) for a in actors), 3),
+            "last_join_started_s": round(joins.last_started - started, 3) if joins.last_started else None,
+            "joins_s": round(joins.seconds, 3)}
 
 
 def actor_device(cfg: CatalogConfig) -> str:
@@ -313,14 +319,14 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
         "max_restarts": cfg.worker_restarts, "max_task_retries": cfg.worker_restarts}, device, cfg.precision)
     if todo and all(r.dataset for r in todo):
         scheduler.start(min(cfg.actors, len(todo)))
-    models, cleared = _resolve_models(todo, tracking_uri)
+    models, resolved = _resolve_models(todo, tracking_uri)
     good = _check_models(todo, models, results)
-    scheduler.preload(first_loads(good), cleared)
+    scheduler.preload(first_loads(good), resolved)
     ready = _check_sources(good, cfg, cfg.source_cache_url or join(work, "sources"), results)
     plans, chunks = plan_rows(ready, cfg, work)
     if chunks and not scheduler.actors:
         scheduler.start(min(cfg.actors, len(chunks)))
-    scheduler.add(chunks, cleared)
+    scheduler.add(chunks, resolved)
     validated = time.time()
     joins = RowJoins(cfg, results)
     for plan in plans.values():
@@ -346,4 +352,4 @@ def render_catalog(catalog_url: str, out_url: str, cfg: CatalogConfig | None = N
                     if plan.add(result):
                         joins.start(plan)
             progress.update(rendered, rows=results.counts())
-    return results.summary(scheduler, chunks, job_timeline(started, validated, scheduler.stats))
+    return results.summary(scheduler, chunks, job_timeline(started, validated, scheduler.stats, joins))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict, deque
 
-from edn.render.worker import ChunkTask, RenderWorker
+from edn.render.worker import ChunkTask, RenderWorker, ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class RenderScheduler:
 
         self.pending: dict[QueueKey, deque[ChunkTask]] = defaultdict(deque)
         self.batch_chunks = batch_chunks
-        self.cleared: dict[str, list[str]] = {}  # per model, the precisions its evaluation cleared (RenderWorker)
+        self.models: dict[str, ResolvedModel] = {}  # by "name@version": what an actor needs to load each
         self._worker = ray.remote(RenderWorker).options(**options)
         self._worker_args = (tracking_uri, models_per_actor, device, precision)
         self.actors: list = []
@@ -61,18 +61,18 @@ class RenderScheduler:
     def _new_actor(self):
         return self._worker.remote(*self._worker_args)
 
-    def preload(self, keys: list[QueueKey], cleared: dict[str, list[str]]) -> None:
+    def preload(self, keys: list[QueueKey], models: dict[str, ResolvedModel]) -> None:
         """Actor i loads the model of keys[i mod len(keys)] now (keys, most work first): a
         guess at its first batch, which pick then prefers to give it."""
-        self.cleared.update(cleared)
+        self.models.update(models)
         for actor in range(len(self.actors) if keys else 0):
             key = keys[actor % len(keys)]
-            self.actors[actor].load.remote(key[0], key[1], self.cleared.get(key[0], []))
+            self.actors[actor].load.remote(self.models[key[0]], key[1])
             self.holds[actor].append(key)
 
-    def add(self, tasks: list[ChunkTask], cleared: dict[str, list[str]]) -> None:
+    def add(self, tasks: list[ChunkTask], models: dict[str, ResolvedModel]) -> None:
         """Queue chunks; actors beyond one per chunk are stopped."""
-        self.cleared.update(cleared)
+        self.models.update(models)
         for task in tasks:
             self.pending[task.model, task.zero_shot, task.use_face].append(task)
         # rows failed in validation can leave fewer chunks than actors; a surplus actor may not
@@ -97,7 +97,7 @@ class RenderScheduler:
             if key in self.holds[actor]:
                 self.holds[actor].remove(key)
             self.holds[actor].append(key)
-            self.running[self.actors[actor].render.remote(batch, self.cleared.get(key[0], []))] = (actor, batch)
+            self.running[self.actors[actor].render.remote(batch, self.models[key[0]])] = (actor, batch)
 
     def collect(self, ref) -> list[tuple[ChunkTask, dict]]:
         """A finished batch's (task, RenderWorker.render's result) pairs; its actor is idle again."""

@@ -7,13 +7,21 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from edn.inference import TargetModel, zero_shot
-from edn.registry import load_registered, parse_model_ref
+from edn.inference import TargetModel, load_model_dir, zero_shot
 from edn.render.chunks import SourceChunk, compose, render_chunks
 from edn.runtime import Runtime, keep_to_cleared, page_faults, resolve_and_log
+from edn.storage import local_folder
 from edn.video import VideoWriter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A catalog's model as its validation fixed it: what an actor needs to load and render it."""
+    ref: str                   # "name@version"
+    source: str                # where its model folder is (edn.registry.RegisteredVersion.source)
+    cleared: tuple[str, ...]   # the precisions its evaluation cleared (edn.eval.precision)
 
 
 @dataclass(frozen=True)
@@ -52,30 +60,28 @@ class RenderWorker:
         self.times = {"ready_at": time.time(), "load_s": 0.0, "render_s": 0.0, "first_render_at": None,
                       "last_render_end": None}
 
-    def runtime_for(self, cleared: list[str]) -> Runtime:
+    def runtime_for(self, cleared: tuple[str, ...]) -> Runtime:
         """The actor's device and precision for a model whose evaluation cleared `cleared`
         (edn.eval.precision; edn.runtime.keep_to_cleared)."""
         return keep_to_cleared(self.runtime, self.asked, cleared)
 
-    def load(self, ref: str, performer: tuple[str, str] | None, cleared: list[str]) -> None:
+    def load(self, model: ResolvedModel, performer: tuple[str, str] | None) -> None:
         """Loads a model ahead of its first chunks (the driver's guess). A model that fails to
         load fails its rows when they are rendered, with the same error: nothing is lost here."""
         try:
-            self._model(ref, performer, cleared)
+            self._model(model, performer)
         except Exception as e:
-            log.warning("model %s not loaded ahead: %s: %s", ref, type(e).__name__, e)
+            log.warning("model %s not loaded ahead: %s: %s", model.ref, type(e).__name__, e)
 
-    def _model(self, ref: str, performer: tuple[str, str] | None, cleared: list[str]) -> TargetModel:
-        """Model `ref` ("name@version"), or base `ref` shown `performer`'s video (a zero-shot
-        row): loaded once, kept among the last `models`."""
-        key = f"{ref} zero-shot {performer}" if performer else ref
+    def _model(self, resolved: ResolvedModel, performer: tuple[str, str] | None) -> TargetModel:
+        """The model, or a base model shown `performer`'s video (a zero-shot row): loaded once,
+        kept among the last `models`."""
+        key = f"{resolved.ref} zero-shot {performer}" if performer else resolved.ref
         if key in self.models:
             self.models.move_to_end(key)
         else:
             started = time.perf_counter()
-            name, version = parse_model_ref(ref, "")
-            runtime = self.runtime_for(cleared)
-            model = load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
+            model = self._load(resolved, self.runtime_for(resolved.cleared))
             self.models[key] = zero_shot(model, *performer) if performer else model
             model.generators()  # their bf16 copy (edn.runtime.for_autocast) made now, with the load
             self.loads += 1
@@ -84,31 +90,38 @@ class RenderWorker:
                 self.models.popitem(last=False)
         return self.models[key]
 
-    def render(self, tasks: list[ChunkTask], cleared: list[str]) -> list[dict]:
-        """Render chunks of one model side by side (`cleared`: the precisions its evaluation
-        cleared). -> per task {staged_url, frames, seconds, error, runtime}."""
+    def _load(self, model: ResolvedModel, runtime: Runtime) -> TargetModel:
+        name, _, version = model.ref.rpartition("@")
+        folder = local_folder(model.source)
+        if folder:  # a file store's model folder, read in place: no copy, MLflow not even imported (1 s)
+            return load_model_dir(folder, version, runtime.device, runtime.precision)
+        from edn.registry import load_registered
+        return load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
+
+    def render(self, tasks: list[ChunkTask], model: ResolvedModel) -> list[dict]:
+        """Render chunks of `model` side by side. -> per task {staged_url, frames, seconds,
+        error, runtime}."""
         started = time.time()
         self.times["first_render_at"] = self.times["first_render_at"] or started
         try:
-            return self._render_apart_on_failure(tasks, cleared)
+            return self._render_apart_on_failure(tasks, model)
         finally:
             self.times["last_render_end"] = time.time()
             self.times["render_s"] += self.times["last_render_end"] - started
 
-    def _render_apart_on_failure(self, tasks: list[ChunkTask], cleared: list[str]) -> list[dict]:
+    def _render_apart_on_failure(self, tasks: list[ChunkTask], model: ResolvedModel) -> list[dict]:
         # on a failure each chunk alone, so that one bad chunk fails only its own row
         try:
-            return self._render(tasks, cleared)
+            return self._render(tasks, model)
         except Exception as e:
             if len(tasks) == 1:
                 return [{"staged_url": tasks[0].staged_url, "frames": 0, "seconds": 0.0,
                          "error": f"{type(e).__name__}: {e}"}]
-        return [result for task in tasks for result in self._render_apart_on_failure([task], cleared)]
+        return [result for task in tasks for result in self._render_apart_on_failure([task], model)]
 
-    def _render(self, tasks: list[ChunkTask], cleared: list[str]) -> list[dict]:
+    def _render(self, tasks: list[ChunkTask], resolved: ResolvedModel) -> list[dict]:
         started = time.perf_counter()
-        model = self._model(tasks[0].model, tasks[0].zero_shot, cleared)
-        renderer = model.renderer(tasks[0].use_face)
+        renderer = self._model(resolved, tasks[0].zero_shot).renderer(tasks[0].use_face)
         writers = [VideoWriter(t.staged_url, t.fps, lossless=True) for t in tasks]
         try:
             for i, _, image, figure, output in render_chunks(renderer, [t.source for t in tasks]):
@@ -120,7 +133,7 @@ class RenderWorker:
                 w.abort()
             raise
         per_frame = (time.perf_counter() - started) / max(1, sum(w.frames for w in writers))
-        runtime = self.runtime_for(cleared).record()
+        runtime = self.runtime_for(resolved.cleared).record()
         return [{"staged_url": t.staged_url, "frames": w.frames, "seconds": per_frame * w.frames, "error": "",
                  "runtime": runtime} for t, w in zip(tasks, writers)]
 
