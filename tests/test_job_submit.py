@@ -36,18 +36,18 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     assert ray_head.ray("job", "list", "--address", ray_head.dashboard_url).returncode == 0
 
     dataset = str(tmp_path / "dataset")
-    ray_head.submit("edn-ingest", ["python", "-m", "ray_jobs.ingest", dancers[0], "--out", dataset,
-                                "--estimator", "groundtruth", "--size", "64x64"])
-    status, logs = ray_head.status_and_logs("edn-ingest")
-    assert "Job 'edn-ingest' succeeded" in status and '"done": [\n  "dancer_00"\n ]' in logs
+    # what `ray job submit` prints while it waits: the job's logs, streamed, then its status
+    logs = ray_head.submit("edn-ingest", ["python", "-m", "ray_jobs.ingest", dancers[0], "--out", dataset,
+                                          "--estimator", "groundtruth", "--size", "64x64"])
+    assert "Job 'edn-ingest' succeeded" in logs and '"done": [\n  "dancer_00"\n ]' in logs
 
     storage = str(tmp_path / "ray")
     train = ["python", "-m", "ray_jobs.train", "--dataset", dataset, "--target", "dancer_00",
              "--set", f"storage_path={storage}", "--set", "run_name=job-test", "--set", "model_name=edn-jobtest",
              *(x for s in TINY for x in ("--set", s))]
-    ray_head.submit("edn-train-1", [*train, "--set", "steps=4"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
-    status, logs = ray_head.status_and_logs("edn-train-1")
-    assert "Job 'edn-train-1' succeeded" in status, status
+    logs = ray_head.submit("edn-train-1", [*train, "--set", "steps=4"],
+                           env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
+    assert "Job 'edn-train-1' succeeded" in logs, logs[-3000:]
     first = train_result(logs)
     progress_line(logs, "4/4 steps (100%)")
     assert first["steps"] == 4 and first["version"] == "1" and first["tracking_uri"] == mlflow_server
@@ -58,11 +58,11 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
     assert os.path.exists(os.path.join(storage, "job-test", "checkpoint_manager_snapshot.json"))
 
     # same run name and storage path, more steps: Ray Train restores the run's last checkpoint
-    ray_head.submit("edn-train-2", [*train, "--set", "steps=8"], env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
-    status, logs = ray_head.status_and_logs("edn-train-2")
+    logs = ray_head.submit("edn-train-2", [*train, "--set", "steps=8"],
+                           env_vars={"MLFLOW_TRACKING_URI": mlflow_server})
     second = train_result(logs)
     progress_line(logs, "8/8 steps (100%)")
-    assert "Job 'edn-train-2' succeeded" in status and second["steps"] == 8 and second["version"] == "2"
+    assert "Job 'edn-train-2' succeeded" in logs and second["steps"] == 8 and second["version"] == "2"
     assert second["run_id"] == first["run_id"]  # the same MLflow run continues, and ends FINISHED again
     assert client.get_run(first["run_id"]).info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(first["run_id"], "G_gan")]
@@ -71,22 +71,27 @@ def test_submitted_training_registers_and_resubmission_resumes(ray_head, mlflow_
 
     # `ray job stop` sends SIGTERM (Ctrl-C's SIGINT where the job's env sets RAY_JOB_STOP_SIGNAL; Ray
     # Train then aborts the run, which may take longer than Ray's default 3 s before SIGKILL): the run
-    # ends KILLED, the job's log says so in one line, no model is registered
-    for n, (signame, env) in enumerate((("SIGTERM", {}), ("SIGINT", {"RAY_JOB_STOP_SIGNAL": "SIGINT",
-                                                                     "RAY_JOB_STOP_WAIT_TIME_S": "60"})), 3):
-        logged = len(client.get_metric_history(first["run_id"], "G_gan"))
-        ray_head.submit(f"edn-train-{n}", [*train, "--set", "steps=10000"], wait=False,
-                        env_vars={"MLFLOW_TRACKING_URI": mlflow_server, **env})
-        deadline = time.time() + 240
-        while len(client.get_metric_history(first["run_id"], "G_gan")) < logged + 3 and time.time() < deadline:
-            time.sleep(1)  # stopped while it trains
-        ray_head.ray("job", "stop", "--address", ray_head.dashboard_url, f"edn-train-{n}")
-        status, logs = ray_head.status_and_logs(f"edn-train-{n}")
+    # ends KILLED, the job's log says so in one line, no model is registered. The two signals' jobs
+    # run at once, each a run of its own
+    stops = {"SIGTERM": {}, "SIGINT": {"RAY_JOB_STOP_SIGNAL": "SIGINT", "RAY_JOB_STOP_WAIT_TIME_S": "60"}}
+    for signame, env in stops.items():
+        ray_head.submit(f"edn-stop-{signame}", [*train, "--set", "steps=10000", "--set", f"run_name=stop-{signame}"],
+                        wait=False, env_vars={"MLFLOW_TRACKING_URI": mlflow_server, **env})
+    experiment = client.get_run(first["run_id"]).info.experiment_id
+    for signame in stops:
+        deadline, steps = time.time() + 240, []
+        while len(steps) < 2 and time.time() < deadline:  # stopped while it trains
+            time.sleep(1)
+            runs = client.search_runs([experiment], f"tags.`edn.run_name` = 'stop-{signame}'")
+            steps = client.get_metric_history(runs[0].info.run_id, "G_gan") if runs else []
+        ray_head.ray("job", "stop", "--address", ray_head.dashboard_url, f"edn-stop-{signame}")
+        status, logs = ray_head.status_and_logs(f"edn-stop-{signame}")
         # the driver's own lines: Ray's actors' lines (prefixed "(Name pid=...)") may hold Ray's own tracebacks
         # (the PlacementGroupCleaner's on a machine running other tests' clusters, docs/testing.md)
         driver = [line for line in logs.splitlines() if "pid=" not in line]
-        assert "stopped" in status and not [line for line in driver if "Traceback" in line], status + logs[-3000:]
-        assert (f"edn train: stopped by {signame}; the same command (run 'job-test' in {storage}) resumes from "
-                "its last checkpoint") in logs, logs[-3000:]
-        assert client.get_run(first["run_id"]).info.status == "KILLED"
-        assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"
+        assert steps and "stopped" in status and not [line for line in driver if "Traceback" in line], \
+            status + logs[-3000:]
+        assert (f"edn train: stopped by {signame}; the same command (run 'stop-{signame}' in {storage}) resumes "
+                "from its last checkpoint") in logs, logs[-3000:]
+        assert client.get_run(runs[0].info.run_id).info.status == "KILLED"
+    assert client.get_model_version_by_alias("edn-jobtest", "candidate").version == "2"
