@@ -154,37 +154,41 @@ class VideoWriter:
 
     TIME_BASE = fractions.Fraction(1, 90000)  # MPEG's clock: exact for every common frame rate
 
-    def __init__(self, url: str, fps: float, crf: int = 18, keyframe_every: int | None = None, audio=None,
-                 lossless: bool = False):
+    def __init__(self, url: str, fps: float, crf: int = 18, keyframe_every: int | None = None, audio=None):
         # a keyframe a second by default: readers can cut the video into segments there
-        self.url, self.fps, self.crf, self.audio, self.lossless = url, fps, crf, audio, lossless
+        self.url, self.fps, self.crf, self.audio = url, fps, crf, audio
         self.keyframe_every = keyframe_every or max(1, round(fps))
         self._dir = tempfile.TemporaryDirectory(prefix="edn-video-")
         self._path = os.path.join(self._dir.name, "video.mp4")
         self._container = av.open(self._path, "w")
         self._stream = None
+        self._copied = False  # whether the frames are packets copied from other videos (copy)
+        self._last_dts = None
         self.frames, self.seconds = 0, 0.0
 
+    @classmethod
+    def ticks(cls, seconds: float) -> int:
+        """`seconds` on the writer's clock: where a frame written at that time is shown."""
+        return round(seconds / cls.TIME_BASE)
+
     def _open_stream(self, w: int, h: int) -> None:
-        self._stream = self._container.add_stream(
-            "libx264rgb" if self.lossless else "libx264", rate=fractions.Fraction(self.fps).limit_denominator(1001))
+        self._stream = self._container.add_stream("libx264", rate=fractions.Fraction(self.fps).limit_denominator(1001))
         self._stream.codec_context.time_base = self.TIME_BASE
         self._stream.width, self._stream.height = self._size(w, h)
-        # lossless: RGB exactly as given (intermediate files); else yuv420p, which every player reads
-        self._stream.pix_fmt = "rgb24" if self.lossless else "yuv420p"
-        # lossless files are intermediate: x264's fastest preset, 10x faster to write and 2.5x to read
-        # than its default for ~10% more bytes (160 frames of 384x128, docs/performance.md)
-        self._stream.options = {**({"qp": "0", "preset": "ultrafast"} if self.lossless else {"crf": str(self.crf)}),
-                                "g": str(self.keyframe_every), "keyint_min": str(self.keyframe_every)}
+        self._stream.pix_fmt = "yuv420p"  # what every player reads
+        self._stream.options = {"crf": str(self.crf), "g": str(self.keyframe_every),
+                                "keyint_min": str(self.keyframe_every)}
         if self.audio is not None:
             self.audio.add_to(self._container)
 
     def _size(self, w: int, h: int) -> tuple[int, int]:
         # yuv420p needs even sizes; pad by one pixel rather than resample
-        return (w, h) if self.lossless else (w + w % 2, h + h % 2)
+        return w + w % 2, h + h % 2
 
     def write(self, frame_rgb: np.ndarray, seconds: float | None = None) -> None:
         """Append a frame, shown at `seconds` from the start (default: the next 1/fps step)."""
+        if self._copied:
+            raise ValueError(f"{self.url}: frames are either encoded here or copied, not both")
         h, w = frame_rgb.shape[:2]
         if self._stream is None:
             self._open_stream(w, h)
@@ -193,17 +197,51 @@ class VideoWriter:
             frame_rgb = np.pad(frame_rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
         self.seconds = self.frames / self.fps if seconds is None else seconds
-        frame.pts, frame.time_base = round(self.seconds / self.TIME_BASE), self.TIME_BASE
+        frame.pts, frame.time_base = self.ticks(self.seconds), self.TIME_BASE
         self._container.mux(self._stream.encode(frame))
         if self.audio is not None:
             self.audio.mux_until(self._container, self.seconds)
         self.frames += 1
 
+    def copy(self, url: str, offset_s: float = 0.0) -> int:
+        """Append the frames of `url`, a video written by a VideoWriter (H.264, the same size and
+        settings), as they are: not decoded, not encoded again; shown `offset_s` later than in
+        `url`. -> the frames copied. How a catalog row's chunks, each encoded by the actor that
+        rendered it, become one video (edn.render.output.join_chunks)."""
+        offset = self.ticks(offset_s)
+        with open_container(url) as source:
+            stream = source.streams.video[0]
+            if self._stream is None:
+                self._stream, self._copied = self._container.add_stream_from_template(stream), True
+                self._stream.time_base = self.TIME_BASE
+                if self.audio is not None:
+                    self.audio.add_to(self._container)
+            elif not self._copied:
+                raise ValueError(f"{self.url}: frames are either encoded here or copied, not both")
+            copied, shown = 0, self.seconds
+            for packet in source.demux(stream):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                pts, dts = (round(t * stream.time_base / self.TIME_BASE) + offset for t in (packet.pts, packet.dts))
+                if self._last_dts is not None and dts <= self._last_dts:
+                    raise VideoError(url, f"its frames cannot follow the previous video's at {offset_s:.3f} s "
+                                          "(decoding times overlap)")
+                packet.pts, packet.dts, packet.time_base, packet.stream = pts, dts, self.TIME_BASE, self._stream
+                self._last_dts = dts
+                self._container.mux(packet)
+                shown = max(shown, float(pts * self.TIME_BASE))
+                if self.audio is not None:
+                    self.audio.mux_until(self._container, shown)
+                copied += 1
+        self.seconds, self.frames = shown, self.frames + copied
+        return copied
+
     def close(self) -> None:
         try:
             if self._stream is None:
                 raise VideoError(self.url, "no frames were written")
-            self._container.mux(self._stream.encode(None))
+            if not self._copied:
+                self._container.mux(self._stream.encode(None))
             if self.audio is not None:  # the sound of the last frame, then no more
                 self.audio.finish(self._container, self.seconds + 1 / self.fps)
             self._container.close()

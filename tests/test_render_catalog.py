@@ -315,9 +315,10 @@ def test_chunks_are_cut_only_as_short_as_the_actors_need(tmp_path):
     staging.mkdir()
     earlier = split(160, 4, 5)
     for c in earlier[1:3]:  # an interrupted run staged two of its four chunks, and a stray file
-        (staging / staged_name(c)).write_bytes(b"")
+        (staging / staged_name(c, 18)).write_bytes(b"")
     (staging / "chunk-tmp.mp4.part").write_bytes(b"")
-    staged = staged_chunks(str(staging))
+    (staging / staged_name(earlier[0], 23)).write_bytes(b"")  # staged at another quality: not kept
+    staged = staged_chunks(str(staging), 18)
     assert sorted(staged, key=lambda c: c.start) == [Chunk(c.start, c.stop, 0) for c in earlier[1:3]]
     assert row_chunks(160, 2, 5, staged) == earlier
     assert row_chunks(160, 2, 5, []) == split(160, 2, 5) == [Chunk(0, 80, 0), Chunk(80, 160, 75)]

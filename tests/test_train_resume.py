@@ -81,14 +81,14 @@ def _kill_a_worker_after_a_checkpoint(run_dir: str, uri: str, killed: list, stop
 
 
 def _still_video(folder, frames: int, size: int = 64) -> str:
-    """One frame of a synthetic dancer held for `frames` frames (lossless: each decodes the same), with
+    """One frame of a synthetic dancer held for `frames` frames (crf 0, lossless: each decodes the same), with
     its ground-truth poses. Every training pair, hence every batch, is then the same whatever order
     Ray Data delivers them in (it shuffles without a seed, and splits between workers as they ask),
     so a training run's weights are a function of its steps alone: a resumed run can be compared
     with an uninterrupted one bit for bit."""
     shot = next(make_dancer(3, 0, 1, (size, size)).shots(1))
     url = str(folder / "still.mp4")
-    with VideoWriter(url, 30.0, lossless=True) as writer:
+    with VideoWriter(url, 30.0, crf=0) as writer:
         for _ in range(frames):
             writer.write(shot.rgb)
     pq.write_table(keypoints_table(np.repeat(shot.keypoints[None], frames, 0), size, size),

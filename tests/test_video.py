@@ -68,3 +68,31 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path):
         with pytest.raises(VideoError) as e:
             list(read_frames(url))
         assert url in str(e.value) and reason in str(e.value)
+
+
+def test_chunks_copied_one_after_another_play_as_one_writer_wrote_them(tmp_path):
+    """VideoWriter.copy, how a catalog row's chunks become its video: frames not encoded again,
+    each shown when one writer of the whole video would show it (variable frame rate included)."""
+    rng = np.random.default_rng(0)
+    frames = [np.roll((rng.random((64, 96, 3)) * 60 + 3 * i).astype(np.uint8), i, 1) for i in range(40)]
+    times = np.cumsum([0.0] + [1 / 30 + (0.01 if i % 7 == 0 else 0.0) for i in range(39)])
+    whole = str(tmp_path / "whole.mp4")
+    with VideoWriter(whole, 30.0) as writer:
+        for frame, t in zip(frames, times):
+            writer.write(frame, float(t))
+    starts, chunks = [0, 17, 30], []
+    for a, b in zip(starts, starts[1:] + [40]):
+        chunks.append(str(tmp_path / f"chunk-{a}.mp4"))
+        with VideoWriter(chunks[-1], 30.0) as writer:  # times from the chunk's first frame, in whole ticks
+            for i in range(a, b):
+                writer.write(frames[i], float((VideoWriter.ticks(times[i]) - VideoWriter.ticks(times[a]))
+                                              * VideoWriter.TIME_BASE))
+    joined = str(tmp_path / "joined.mp4")
+    with VideoWriter(joined, 30.0) as writer:
+        assert [writer.copy(url, float(times[a])) for url, a in zip(chunks, starts)] == [17, 13, 10]
+        with pytest.raises(ValueError, match="either encoded here or copied"):
+            writer.write(frames[0])
+    got, expected = list(read_frames(joined)), list(read_frames(whole))
+    assert [t for _, t, _ in got] == [t for _, t, _ in expected] and len(got) == 40
+    decoded = [f for url in chunks for _, _, f in read_frames(url)]
+    assert all(np.array_equal(f, d) for (_, _, f), d in zip(got, decoded))  # copied, not encoded again

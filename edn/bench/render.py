@@ -154,9 +154,11 @@ def _timeline(t: dict) -> str:
 
 def _profile_rows(prof: dict, figures: dict) -> list[dict]:
     figures["profile"] = prof
-    total = prof["render_s"] + prof["phases_s"]["join (decode staged, H.264 encode, audio)"]
+    total = prof["render_s"] + prof["phases_s"]["join (frames copied, audio)"]
     out = [row("profile: one row in this process", total, "s", f"{prof['frames']} frames ({prof['rendered_frames']} "
                f"rendered); model load {prof['model_load_s']:.2f} s apart")]
     for phase, s in sorted(prof["phases_s"].items(), key=lambda kv: -kv[1]):
         out.append(row(f"  {phase}", 1e3 * s / prof["frames"], "ms/frame", f"{100 * s / total:.1f}%"))
+    for phase, s in prof["beside_s"].items():
+        out.append(row(f"  {phase}", 1e3 * s / prof["frames"], "ms/frame", "beside the generator: in no total"))
     return out

@@ -98,8 +98,9 @@ def actor_threads(cpus: float) -> int:
 def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, batch_chunks: int) -> dict:
     """One catalog row rendered in this process as a render actor and the join task do it: a
     RenderWorker renders batches of the row's chunks under cProfile, which times its phases
-    (model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator,
-    compose, lossless staging encode); then join_chunks, timed as a whole."""
+    (model load, Parquet read + JPEG decode, pose normalization, figure drawing, generator);
+    compose and staging encode, in the actor's writer thread beside them, as the actor times
+    them; then join_chunks, timed as a whole."""
     from edn.bench.harness import profile_calls
     from edn.data.reader import video_floor_stats, video_frames, video_record
     from edn.inference import load_model_dir
@@ -108,10 +109,9 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     from edn.pose.normalize import transfer_poses
     from edn.registry import parse_model_ref, registered_meta
     from edn.render.batch import staged_name
-    from edn.render.chunks import SourceChunk, chunk_counts, compose, split
+    from edn.render.chunks import SourceChunk, chunk_counts, split
     from edn.render.output import join_chunks
     from edn.render.worker import ChunkTask, RenderWorker, ResolvedModel
-    from edn.video import VideoWriter
     source, ref = studio.rows[0]
     name, alias = parse_model_ref(ref, "")
     registered = registered_meta(name, alias, studio.tracking_uri)
@@ -120,7 +120,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     floor = video_floor_stats(studio.dataset, source).to_dict()
     staging = os.path.join(workdir, "profile", "chunks")
     tasks = [ChunkTask("profile", model.ref, False, SourceChunk(studio.dataset, source, floor, c), "side_by_side", None,
-                       record["fps"], os.path.join(staging, staged_name(c)))
+                       record["fps"], os.path.join(staging, staged_name(c, 18)), 18)
              for c in split(record["frames"], chunk_counts([record["frames"]], chunk_frames, batch_chunks, warmup)[0],
                             warmup)]  # cut as a job of this row alone on one actor would cut it
     actor = RenderWorker(studio.tracking_uri)
@@ -130,8 +130,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
 
     results, render_s, phases = profile_calls(render_row, {
         "model load": load_model_dir, "Parquet read + JPEG decode": video_frames,
-        "pose normalization": transfer_poses, "figure drawing": draw_pose, "generator": BodyGenerator.forward,
-        "compose (side by side)": compose, "lossless staging encode": VideoWriter.write})
+        "pose normalization": transfer_poses, "figure drawing": draw_pose, "generator": BodyGenerator.forward})
     errors = [r["error"] for r in results if r["error"]]
     if errors:
         raise RuntimeError(f"the profiled row did not render: {errors[0]}")
@@ -139,10 +138,11 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     render_s -= load_s
     phases["the rest of the actor's loop"] = render_s - sum(phases.values())
     t = time.perf_counter()
-    joined = join_chunks([task.staged_url for task in tasks], studio.dataset, source,
-                         os.path.join(workdir, "profile", "out.mp4"), 18, staging,
+    joined = join_chunks([(task.staged_url, task.source.chunk.start) for task in tasks], studio.dataset, source,
+                         os.path.join(workdir, "profile", "out.mp4"), staging,
                          os.path.join(workdir, "profile", "poster.jpg"))
-    phases["join (decode staged, H.264 encode, audio)"] = time.perf_counter() - t
+    phases["join (frames copied, audio)"] = time.perf_counter() - t
     rendered = sum(c.source.chunk.stop - c.source.chunk.render_from for c in tasks)
     return {"frames": joined["frames"], "rendered_frames": rendered, "model_load_s": load_s,
-            "render_s": render_s, "phases_s": phases}
+            "render_s": render_s, "phases_s": phases,
+            "beside_s": {"compose + staging encode (H.264), writer thread": actor.stats()["write_s"]}}

@@ -167,17 +167,18 @@ class RowPlan:
         return not self.left
 
 
-def staged_name(chunk: Chunk) -> str:
-    """A staged chunk's file name: its bounds, so that a rerun with other chunk settings never
-    takes an interrupted run's chunk for one of its own."""
-    return f"chunk-{chunk.start:09d}-{chunk.stop:09d}.mp4"
+def staged_name(chunk: Chunk, crf: int) -> str:
+    """A staged chunk's file name: its bounds and its encoding, so that a rerun with other chunk
+    or quality settings never takes an interrupted run's chunk for one of its own."""
+    return f"chunk-{chunk.start:09d}-{chunk.stop:09d}-crf{crf}.mp4"
 
 
-def staged_chunks(staging: str) -> list[Chunk]:
-    """The chunks an interrupted run staged for a row, read from their file names (staged_name)."""
+def staged_chunks(staging: str, crf: int) -> list[Chunk]:
+    """The chunks an interrupted run staged for a row at this `crf`, read from their file names
+    (staged_name)."""
     fs, path = filesystem(staging)
     names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)] if fs.exists(path) else []
-    bounds = [re.fullmatch(r"chunk-(\d{9})-(\d{9})\.mp4", n) for n in names]
+    bounds = [re.fullmatch(rf"chunk-(\d{{9}})-(\d{{9}})-crf{crf}\.mp4", n) for n in names]
     return [Chunk(int(m[1]), int(m[2]), 0) for m in bounds if m]
 
 
@@ -213,10 +214,11 @@ def plan_rows(ready: list[tuple[CatalogRow, str, ModelMeta, Source]], cfg: Catal
     plans, todo = {}, []
     for i, (row, model, meta, source) in enumerate(ready):
         staging = join(work, "chunks", row.row_id)
-        staged = staged_chunks(staging)
+        staged = staged_chunks(staging, cfg.crf)
         tasks = [ChunkTask(row.row_id, model, faces[i], SourceChunk(source.dataset_url, source.video_id,
                                                                     source.floor, c),
-                           row.layout, row.resolution, source.fps, join(staging, staged_name(c)), row.zero_shot)
+                           row.layout, row.resolution, source.fps, join(staging, staged_name(c, cfg.crf)), cfg.crf,
+                           row.zero_shot)
                  for c in row_chunks(source.frames, counts[i], warmups[i], staged)]
         kept = {(c.start, c.stop) for c in staged}
         unstaged = [t for t in tasks if (t.source.chunk.start, t.source.chunk.stop) not in kept]
@@ -234,7 +236,7 @@ class RowJoins:
         import ray
 
         self.task = ray.remote(num_cpus=cfg.join_cpus, max_retries=2)(join_chunks)
-        self.crf, self.results = cfg.crf, results
+        self.results = results
         self.running: dict = {}  # ObjectRef -> RowPlan
         self.last_started, self.seconds = None, 0.0  # for the job's timeline
 
@@ -242,8 +244,9 @@ class RowJoins:
         if plan.error:
             self.results.fail(plan.row, "render", plan.error, model_version=plan.model)
             return
-        ref = self.task.remote([t.staged_url for t in plan.tasks], plan.source.dataset_url, plan.source.video_id,
-                               plan.row.output, self.crf, plan.staging, poster_url(self.results.work, plan.row.row_id))
+        ref = self.task.remote([(t.staged_url, t.source.chunk.start) for t in plan.tasks], plan.source.dataset_url,
+                               plan.source.video_id, plan.row.output, plan.staging,
+                               poster_url(self.results.work, plan.row.row_id))
         self.running[ref] = plan
         self.last_started = time.time()
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+
 from edn.audio import SourceAudio
 from edn.data.reader import video_record, video_timestamps
 from edn.render.gallery import poster_jpeg
@@ -23,11 +25,10 @@ class TransferWriter:
     def __init__(self, dataset_url: str, video_id: str, out_url: str, crf: int = 18):
         record = video_record(dataset_url, video_id)
         self.frames = record["frames"]
-        stamps = video_timestamps(dataset_url, video_id)
-        self.times = stamps - stamps[0]
+        first, self.times = frame_times(dataset_url, video_id)
         track = None
         try:
-            track = SourceAudio.of(record["source_url"], float(stamps[0]))
+            track = SourceAudio.of(record["source_url"], first)
             self.audio = "copied" if track else "none: the source has no audio track"
         except VideoError as e:  # e.g. the original video was moved after ingest
             self.audio = f"unavailable: {e}"
@@ -39,6 +40,12 @@ class TransferWriter:
         self._writer.write(frame, float(self.times[self.written]))
         self.written += 1
 
+    def copy(self, staged_url: str, start: int) -> None:
+        """Append a chunk staged from frame `start` on (StagedChunkWriter), not encoded again."""
+        if start != self.written:
+            raise ValueError(f"{staged_url}: a chunk from frame {start} after {self.written} frames")
+        self.written += self._writer.copy(staged_url, float(self.times[start]))
+
     def __enter__(self) -> "TransferWriter":
         return self
 
@@ -49,21 +56,52 @@ class TransferWriter:
         self._writer.__exit__(exc_type, exc, tb)
 
 
-def join_chunks(staged_urls: list[str], dataset_url: str, video_id: str, out_url: str, crf: int,
+def frame_times(dataset_url: str, video_id: str) -> tuple[float, np.ndarray]:
+    """(the first frame's timestamp in the source, each frame's time in seconds from it: where
+    a transfer shows it)."""
+    stamps = video_timestamps(dataset_url, video_id)
+    return float(stamps[0]), stamps - stamps[0]
+
+
+class StagedChunkWriter:
+    """A chunk of a catalog row as its render actor encodes it: H.264 at the row's crf, each frame
+    at its time from the chunk's first frame, in whole ticks of VideoWriter's clock, so that the
+    join, shifting the chunk by its first frame's time, shows every frame exactly where one
+    writer of the whole row would (TransferWriter.copy)."""
+
+    def __init__(self, url: str, dataset_url: str, video_id: str, start: int, fps: float, crf: int):
+        (_, self.times), self.start = frame_times(dataset_url, video_id), start
+        self._writer = VideoWriter(url, fps, crf=crf)
+
+    def write(self, index: int, frame: np.ndarray) -> None:
+        ticks = VideoWriter.ticks(self.times[index]) - VideoWriter.ticks(self.times[self.start])
+        self._writer.write(frame, float(ticks * VideoWriter.TIME_BASE))
+
+    @property
+    def frames(self) -> int:
+        return self._writer.frames
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+def join_chunks(staged: list[tuple[str, int]], dataset_url: str, video_id: str, out_url: str,
                 staging_dir: str, poster_url: str) -> dict:
-    """The row's video from its staged chunks, in order, with the source's timing and sound, and
-    its middle frame as the gallery's poster (edn.render.gallery); then the chunks are removed.
-    Safe to run again: the output and the poster are published atomically."""
+    """The row's video from its staged chunks ((url, first frame) in order, StagedChunkWriter),
+    their frames copied, not encoded again, with the source's timing and sound; its middle frame
+    as the gallery's poster (edn.render.gallery); then the chunks are removed. Safe to run again:
+    the output and the poster are published atomically."""
     started = time.perf_counter()
-    poster = None
-    with TransferWriter(dataset_url, video_id, out_url, crf) as writer:
-        for url in staged_urls:
-            for _, _, frame in read_frames(url):
-                if writer.written == writer.frames // 2:
-                    poster = poster_jpeg(frame)
-                writer.write(frame)
-    if poster is not None:
-        write_bytes_atomic(poster_url, poster)
+    with TransferWriter(dataset_url, video_id, out_url) as writer:
+        for url, start in staged:
+            writer.copy(url, start)
+    middle = writer.frames // 2
+    url, start = [(u, s) for u, s in staged if s <= middle][-1]
+    poster = next(frame for i, _, frame in read_frames(url) if i == middle - start)
+    write_bytes_atomic(poster_url, poster_jpeg(poster))
     fs, path = filesystem(staging_dir)
     if fs.exists(path):
         fs.rm(path, recursive=True)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from edn.inference import TargetModel, load_model_dir, zero_shot
 from edn.render.chunks import SourceChunk, compose, render_chunks
+from edn.render.output import StagedChunkWriter
 from edn.runtime import Runtime, keep_to_cleared, page_faults, resolve_and_log
 from edn.storage import local_folder
-from edn.video import VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ class ResolvedModel:
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """One chunk of one catalog row, staged as a lossless video at `staged_url`."""
+    """One chunk of one catalog row, staged at `staged_url` as the row's video will show it (H.264
+    at `crf`: edn.render.output.StagedChunkWriter), so that the row's join copies it as it is."""
     row_id: str
     model: str                    # "name@version": the version fixed when the catalog was validated
     use_face: bool
@@ -35,6 +37,7 @@ class ChunkTask:
     resolution: tuple[int, int] | None
     fps: float
     staged_url: str
+    crf: int
     zero_shot: tuple[str, str] | None = None  # a base model's performer (dataset, video): edn.inference.zero_shot
 
     @property
@@ -57,8 +60,8 @@ class RenderWorker:
         self.models: OrderedDict[str, TargetModel] = OrderedDict()
         self.loads = 0
         # wall-clock times (time.time(): comparable with the driver's) and seconds, for the job's timeline
-        self.times = {"ready_at": time.time(), "load_s": 0.0, "render_s": 0.0, "first_render_at": None,
-                      "last_render_end": None}
+        self.times = {"ready_at": time.time(), "load_s": 0.0, "render_s": 0.0, "write_s": 0.0,
+                      "first_render_at": None, "last_render_end": None}
 
     def runtime_for(self, cleared: tuple[str, ...]) -> Runtime:
         """The actor's device and precision for a model whose evaluation cleared `cleared`
@@ -122,13 +125,29 @@ class RenderWorker:
     def _render(self, tasks: list[ChunkTask], resolved: ResolvedModel) -> list[dict]:
         started = time.perf_counter()
         renderer = self._model(resolved, tasks[0].zero_shot).renderer(tasks[0].use_face)
-        writers = [VideoWriter(t.staged_url, t.fps, lossless=True) for t in tasks]
+        writers = [StagedChunkWriter(t.staged_url, t.source.dataset_url, t.source.video_id, t.source.chunk.start,
+                                     t.fps, t.crf) for t in tasks]
+
+        def write(i: int, index: int, image, figure, output) -> None:
+            started = time.perf_counter()
+            writers[i].write(index, compose(tasks[i].layout, image, figure, output, tasks[i].resolution))
+            self.times["write_s"] += time.perf_counter() - started
+        # frames composed and encoded by a thread of their own, in order, while the generator computes
+        # the next batch (both release the GIL): x264 costs a few ms a frame; a failed write is raised here
+        writes: deque = deque()
         try:
-            for i, _, image, figure, output in render_chunks(renderer, [t.source for t in tasks]):
-                writers[i].write(compose(tasks[i].layout, image, figure, output, tasks[i].resolution))
+            with ThreadPoolExecutor(1, thread_name_prefix="edn-write") as pool:
+                for i, index, image, figure, output in render_chunks(renderer, [t.source for t in tasks]):
+                    writes.append(pool.submit(write, i, index, image, figure, output))
+                    while len(writes) > 2 * len(tasks) or (writes and writes[0].done()):
+                        writes.popleft().result()
+                while writes:
+                    writes.popleft().result()
             for w in writers:
                 w.close()
         except BaseException:
+            for f in writes:
+                f.cancel()
             for w in writers:
                 w.abort()
             raise
