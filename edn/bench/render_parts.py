@@ -115,7 +115,7 @@ def profile_row(studio: Studio, workdir: str, chunk_frames: int, warmup: int, ba
     source, ref = studio.rows[0]
     name, alias = parse_model_ref(ref, "")
     registered = registered_meta(name, alias, studio.tracking_uri)
-    model = ResolvedModel(f"{name}@{registered.version}", registered.source, ())
+    model = ResolvedModel(name, registered.version, registered.source, ())
     record = video_record(studio.dataset, source)
     floor = video_floor_stats(studio.dataset, source).to_dict()
     staging = os.path.join(workdir, "profile", "chunks")

@@ -77,9 +77,9 @@ def _resolve_models(rows: list[CatalogRow], tracking_uri: str) -> tuple[dict, di
         try:
             name, alias = parse_model_ref(ref, "")
             registered = registered_meta(name, alias, tracking_uri)
-            fixed = f"{name}@{registered.version}"
-            models[ref] = (fixed, registered.meta)
-            resolved[fixed] = ResolvedModel(fixed, registered.source, tuple(cleared_precisions(registered.tags)))
+            model = ResolvedModel(name, registered.version, registered.source,
+                                  tuple(cleared_precisions(registered.tags)))
+            models[ref], resolved[model.ref] = (model.ref, registered.meta), model
         except ModelNotFoundError as e:
             models[ref] = str(e)
     return models, resolved

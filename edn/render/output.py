@@ -70,11 +70,12 @@ class StagedChunkWriter:
     writer of the whole row would (TransferWriter.copy)."""
 
     def __init__(self, url: str, dataset_url: str, video_id: str, start: int, fps: float, crf: int):
-        (_, self.times), self.start = frame_times(dataset_url, video_id), start
+        _, self.times = frame_times(dataset_url, video_id)
+        self.origin = VideoWriter.ticks(self.times[start])  # the chunk's first frame on the writer's clock
         self._writer = VideoWriter(url, fps, crf=crf)
 
     def write(self, index: int, frame: np.ndarray) -> None:
-        ticks = VideoWriter.ticks(self.times[index]) - VideoWriter.ticks(self.times[self.start])
+        ticks = VideoWriter.ticks(self.times[index]) - self.origin
         self._writer.write(frame, float(ticks * VideoWriter.TIME_BASE))
 
     @property

@@ -20,9 +20,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ResolvedModel:
     """A catalog's model as its validation fixed it: what an actor needs to load and render it."""
-    ref: str                   # "name@version"
+    name: str
+    version: str
     source: str                # where its model folder is (edn.registry.RegisteredVersion.source)
     cleared: tuple[str, ...]   # the precisions its evaluation cleared (edn.eval.precision)
+
+    @property
+    def ref(self) -> str:
+        """"name@version": the key of its chunks' queue (ChunkTask.model)."""
+        return f"{self.name}@{self.version}"
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,11 @@ class RenderWorker:
         return self.models[key]
 
     def _load(self, model: ResolvedModel, runtime: Runtime) -> TargetModel:
-        name, _, version = model.ref.rpartition("@")
         folder = local_folder(model.source)
         if folder:  # a file store's model folder, read in place: no copy, MLflow not even imported (1 s)
-            return load_model_dir(folder, version, runtime.device, runtime.precision)
+            return load_model_dir(folder, model.version, runtime.device, runtime.precision)
         from edn.registry import load_registered
-        return load_registered(name, version, self.tracking_uri, runtime.device, runtime.precision)
+        return load_registered(model.name, model.version, self.tracking_uri, runtime.device, runtime.precision)
 
     def render(self, tasks: list[ChunkTask], model: ResolvedModel) -> list[dict]:
         """Render chunks of `model` side by side. -> per task {staged_url, frames, seconds,
@@ -134,9 +139,9 @@ class RenderWorker:
             self.times["write_s"] += time.perf_counter() - started
         # frames composed and encoded by a thread of their own, in order, while the generator computes
         # the next batch (both release the GIL): x264 costs a few ms a frame; a failed write is raised here
-        writes: deque = deque()
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="edn-write") as pool:
+                writes: deque = deque()
                 for i, index, image, figure, output in render_chunks(renderer, [t.source for t in tasks]):
                     writes.append(pool.submit(write, i, index, image, figure, output))
                     while len(writes) > 2 * len(tasks) or (writes and writes[0].done()):
@@ -145,9 +150,7 @@ class RenderWorker:
                     writes.popleft().result()
             for w in writers:
                 w.close()
-        except BaseException:
-            for f in writes:
-                f.cancel()
+        except BaseException:  # the pool's exit waited for the writes queued (a few frames)
             for w in writers:
                 w.abort()
             raise
