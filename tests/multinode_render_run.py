@@ -78,10 +78,13 @@ def main(work: str, *videos: str) -> dict:
     seen, stop = {"worker_nodes": [n.node_id for n in nodes]}, threading.Event()
 
     def chunks_staged():
+        # a chunk staged while a render actor runs on each worker node: an actor that loads its model
+        # in a fraction of a second can stage one before the other node's actor is up
         found = glob.glob(staged)
-        return found and {"placement": sorted({a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-                                               if a["ActorClassName"] == "RenderWorker" and a["State"] == "ALIVE"}),
-                          "staged_when_removed": len(found)}
+        placement = sorted({a["Address"]["NodeID"] for a in ray._private.state.actors().values()
+                            if a["ActorClassName"] == "RenderWorker" and a["State"] == "ALIVE"})
+        return found and placement == sorted(seen["worker_nodes"]) and {"placement": placement,
+                                                                        "staged_when_removed": len(found)}
     finished = RowsFinished()
     logging.getLogger("edn.render.results").addHandler(finished)
     logging.getLogger("edn.render.results").setLevel(logging.INFO)
