@@ -1,7 +1,9 @@
 """Ray Train's local mode (num_workers 0): the training loop in the caller's process, no worker
 group. What it keeps and where: one checkpoint in a local storage_path, which the same run name
-resumes from; the caller's torch threads left as they were; a storage that is not local refused."""
+resumes from; the caller's torch threads left as they were; the progress display fed without a queue
+actor; a storage that is not local refused."""
 import dataclasses
+import logging
 import os
 
 import pytest
@@ -17,7 +19,8 @@ from edn.train.run import train
 from tests.train_helpers import tiny_training
 
 
-def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_path):
+def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="edn.progress")  # the console's progress lines (not a terminal here)
     videos = synthesize(str(tmp_path / "videos"), dancers=1, frames=32, size=(64, 64), seed=3)
     dataset = str(tmp_path / "dataset")
     ingest([v for v in videos if v.endswith(".mp4")], dataset, IngestConfig(estimator="groundtruth"))
@@ -25,10 +28,14 @@ def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_
     cfg = dataclasses.replace(tiny_training(dataset, "dancer_00", str(tmp_path / "ray"), uri, "edn-local"),
                               num_workers=0)
     threads = torch.get_num_threads()
+    monkeypatch.setattr("ray.util.queue.Queue", None)  # a queue actor would be a process of its own
     first = train(cfg)
     assert first["steps"] == 4 and torch.get_num_threads() == threads
     kept = tmp_path / "ray" / "edn-local-body" / "local-checkpoint"
     assert load_state(str(kept), "cpu")["step"] == 4
+    # the loop's step reports reach the display through an in-process queue: no queue actor started
+    shown = [r.getMessage() for r in caplog.records if r.name == "edn.progress"]
+    assert any(line.startswith("train dancer_00 body: ") and "4/4 steps (100%)" in line for line in shown), shown
 
     # the same run name resumes: steps 1-4 are not trained again, and the model is the checkpoint's
     again = train(dataclasses.replace(cfg, steps=6))

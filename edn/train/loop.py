@@ -127,7 +127,7 @@ class LossLog:
     never waits for the device."""
 
     def __init__(self, client, run_id: str, progress=None):
-        """`progress`: the driver's ray.util.queue.Queue (edn.train.run.progress_of)."""
+        """`progress`: the driver's queue (edn.train.run.progress_of; in local mode a plain one)."""
         self.client, self.run_id, self.progress, self.pending = client, run_id, progress, None
 
     def started(self, step: int) -> None:
