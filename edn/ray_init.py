@@ -16,6 +16,9 @@ def init_ray() -> None:
     import ray
 
     from edn.errors import raise_on_sigterm
+    # Ray prestarts workers for a new cluster's first driver without the job's runtime env (OWN_ADDRESS),
+    # so they serve none of its tasks: each spends ~2 CPU s importing Ray, then idles to the end
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     ray.init(ignore_reinit_error=True, runtime_env=None if os.environ.get("RAY_ADDRESS") else OWN_ADDRESS)
     raise_on_sigterm()
 

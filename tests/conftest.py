@@ -28,6 +28,9 @@ os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 # (libgomp reads it once, at load); the Ray processes and CLIs the tests start inherit it.
 # test_quality.py on 2 pytest processes: 407 -> 264 CPU s, 212 -> 141 s (docs/testing.md#time).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# As edn.ray_init does for a verb's local cluster: the workers Ray prestarts for a cluster's first
+# driver lack the runtime env the tests' clusters and jobs give theirs, and serve nothing
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
 def pytest_collection_modifyitems(items):
