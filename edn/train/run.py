@@ -262,8 +262,6 @@ class LocalReports(queue.Queue):
 def progress_of(reports, desc: str, steps: int):
     """Shows training's progress (step/total, images/s, the main losses, ETA) from rank 0's
     reports while the body runs: a thread on the driver reads them from the queue."""
-    from ray.util.queue import Empty
-
     done = threading.Event()
 
     def follow() -> None:
@@ -271,7 +269,7 @@ def progress_of(reports, desc: str, steps: int):
         while not done.is_set() or not reports.empty():
             try:
                 report = reports.get(timeout=0.5)
-            except (Empty, queue.Empty):
+            except queue.Empty:  # ray.util.queue.Empty is one too
                 continue
             if report.get("start"):  # a (re)started worker group: the ETA counts from here
                 if progress is not None:
