@@ -46,6 +46,7 @@ def pytest_collection_modifyitems(items):
 RAY_HEAD_FILES = ("tests/test_cluster_cli.py", "tests/test_gcs.py", "tests/test_job_submit.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown to a pytest without it
 def pytest_xdist_make_scheduler(config, log):
     """make test's scheduling (pytest-xdist's --dist loadfile: a file at a time) with RAY_HEAD_FILES
     handed out as one unit."""
