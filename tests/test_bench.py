@@ -1,9 +1,11 @@
 import argparse
 import json
+import os
 import platform
 
 import pytest
 
+from edn.bench.render import headline_actors
 from edn.bench.settings import add_bench_parsers, bench_settings
 from edn.cli import main
 from edn.runtime import native_bf16
@@ -91,6 +93,13 @@ def test_bench_train_smoke(ray_cluster, tmp_path, capsys):
     assert result["machine"]["cpu_native_bf16"] == native_bf16("cpu")[1]  # which CPU the figures came from
 
 
+def test_the_render_headline_leaves_a_core_to_the_driver_and_ray():
+    """The headline job is the most actors whose threads leave a core free (2 cores: 1 actor of 1
+    thread); the fewest where none does."""
+    assert [headline_actors([1, 2], 1, cores) for cores in (1, 2, 3, 8)] == [1, 1, 2, 2]
+    assert headline_actors([1, 2], 2, 4) == 1 and headline_actors([2, 4], 1, 2) == 2
+
+
 def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     """The seconds-long version of `edn bench render` (64x64, a tiny generator) renders its catalog
     with 1 and 2 actors and writes its figures; speeds are not judged, only that they are positive."""
@@ -99,7 +108,9 @@ def test_bench_render_smoke(ray_cluster, tmp_path, capsys):
     result = json.loads((tmp_path / "render.json").read_text())
     names = [k["name"] for k in result["key_ratios"]]
     auto = result["figures"]["runtime"]["precision"]
-    assert names[0].startswith(f"catalog job fps / (2 x bare generator fps, {auto})") and len(names) == 2
+    top = result["figures"]["headline_actors"]
+    assert top == headline_actors([1, 2], 1, os.cpu_count()) and len(names) == 2
+    assert names[0].startswith(f"catalog job fps / ({top} x bare generator fps, {auto})")
     for k in result["key_ratios"]:
         assert isinstance(k["value"], float) and k["value"] > 0, k
     figures = result["figures"]

@@ -131,8 +131,9 @@ rendered onto target i mod `targets`, side by side.
    fp32 and, where the CPU computes bf16 natively (edn.runtime), in bf16 too (bf16 / fp32 fps).
    Before them, the generator with freed memory returned to the OS (glibc's own setting), then
    kept, as every CPU renderer runs it (edn.runtime.keep_freed_memory): fps and page faults of each.
-3. Key ratio: job fps with A actors / (A x bare fps in the jobs' precision, auto), the largest A
-   the headline.
+3. Key ratio: job fps with A actors / (A x bare fps in the jobs' precision, auto), one per A; the
+   headline the largest A whose actors' threads leave a core free for the job's driver and Ray's
+   daemons (with fewer cores these take their CPU from the actors), else the smallest A.
 4. Where the time goes: one row rendered in this process by a RenderWorker and join_chunks, as an
    actor and the join task do it, under cProfile.
 """
