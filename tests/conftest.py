@@ -34,7 +34,7 @@ os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 # Ray kills idle workers beyond its soft limit (the CPU count, which a training run's actors fill)
 # after 1 s, so each test's Ray Data and join tasks start fresh ones (~2 CPU s each, importing Ray);
 # kept 60 s, the next test's tasks reuse them, and an idle worker costs ~0.007 CPU s a second.
-# The suite: 102 -> 61-67 workers ending idle, 1386 -> 1238-1248 busy CPU s (docs/testing.md#time)
+# The suite: 102 -> 60-67 workers ending idle, 1386 -> 1238-1281 busy CPU s (docs/testing.md#time)
 os.environ.setdefault("RAY_idle_worker_killing_time_threshold_ms", "60000")
 
 
