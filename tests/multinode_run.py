@@ -40,7 +40,7 @@ def join_fresh_node(address: str, log: str) -> subprocess.Popen:
     return subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--address", address,
                              "--block", "--num-cpus", "2", "--resources", json.dumps({SLOT: 1}),
                              "--disable-usage-stats", *map(str, node_ports())],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+                            stdout=open(log, "a"), stderr=subprocess.STDOUT)
 
 
 def train_worker_nodes(alive: bool = True) -> list[str]:
@@ -61,8 +61,13 @@ def replace_a_node(cluster: Cluster, victim, ready, seen: dict, stop: threading.
             seen.update(removed=victim.node_id, **happened)
             before = alive_nodes() - {victim.node_id}
             cluster.remove_node(victim)
-            seen["fresh"] = join_fresh_node(cluster.address, os.path.join(log_dir, "fresh-node.log"))
+            log, tries = os.path.join(log_dir, "fresh-node.log"), 1
+            seen["fresh"] = join_fresh_node(cluster.address, log)
             while not stop.is_set() and not alive_nodes() - before:
+                # `ray start` exited: e.g. a port node_ports() found free was taken before its raylet
+                # bound it (seen once: "Failed to start the grpc server"); again, with other ports
+                if seen["fresh"].poll() is not None and tries < 3:
+                    seen["fresh"], tries = join_fresh_node(cluster.address, log), tries + 1
                 time.sleep(0.5)
             seen["added"] = sorted(alive_nodes() - before)
             return
