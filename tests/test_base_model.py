@@ -250,10 +250,10 @@ def test_a_catalog_renders_a_base_zero_shot(base_run, mlflow_server, dataset, tm
         "target_video is for a base model; edn-dancer_02@1 is a target model"
 
 
-def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):
+def test_export_in_half_and_import(base_run, mlflow_server, dataset, tmp_path, capsys):
     """A base exported in fp16 (what edn/assets/demo-base ships) and imported into a registry: about
     half the bytes, the same networks to fp16's rounding, one version however often it is imported,
-    and a folder that is not a model refused by name."""
+    evaluated zero-shot there, and a folder that is not a model refused by name."""
     version, uri = base_run["version"], mlflow_server
     full = export_model("edn-base", version, uri, str(tmp_path / "full"))
     capsys.readouterr()
@@ -281,5 +281,16 @@ def test_export_in_half_and_import(base_run, mlflow_server, tmp_path, capsys):
     assert main(["import-model", str(tmp_path / "half"), "--model", "edn-base", "--tracking-uri", elsewhere]) == 0
     cost = base_cost(TrainConfig(tracking_uri=elsewhere), load_registered("edn-base", "candidate", elsewhere))
     assert cost == {"videos": 2, "body_steps": 4, "face_steps": None, "run_seconds": None}
+    # nor can its zero-shot evaluation be logged to them: it goes to the version's own run, the import's
+    capsys.readouterr()
+    assert main(["evaluate", "--dataset", dataset[0], "--target", "dancer_02", "--model", "edn-base", "--tracking-uri",
+                 elsewhere, "--out", str(tmp_path / "zero-shot"), "--set", "compare_precision=false"]) == 0, \
+        capsys.readouterr().err
+    assert "ZERO-SHOT" in json.loads(capsys.readouterr().out)["zero_shot"]
+    client = MlflowClient(elsewhere)
+    run_id = client.get_model_version("edn-base", "1").run_id
+    assert client.get_run(run_id).data.tags["edn.imported_from"] == str(tmp_path / "half")
+    logged = {a.path for a in client.list_artifacts(run_id, "evaluation/zero-shot/dancer_02")}
+    assert logged == {"evaluation/zero-shot/dancer_02/metrics.json", "evaluation/zero-shot/dancer_02/report.html"}
     assert main(["import-model", str(tmp_path), "--model", "edn-x", "--tracking-uri", uri]) == 2
     assert f"edn import-model: error: {tmp_path}: not a model folder" in capsys.readouterr().err

@@ -74,7 +74,9 @@ def evaluate_and_report(dataset_url: str, model: TargetModel, name: str, out_url
     report = join(out_url, "report.html")
     title = f"edn evaluation: {model.meta.target}" + (f" ({note})" if note else "")
     write_report(report, title, metrics, strips, curves=loss_curves(client, model.meta), links=links)
-    run_id = model.meta.face_run_id or model.meta.body_run_id  # the run that made this version
+    # the run that registered this version: its training run, or an imported folder's import run (whose
+    # metadata names training runs of the registry it was exported from, not of this one)
+    run_id = client.get_model_version(name, model.version).run_id
     where = f"evaluation/zero-shot/{model.meta.target}" if note else "evaluation"
     client.log_dict(run_id, metrics, f"{where}/metrics.json")
     client.log_text(run_id, read_bytes(report).decode(), f"{where}/report.html")
