@@ -109,6 +109,7 @@ def _eval_config(a, url: str | None, settings: list[str]):
 
 
 def cmd_evaluate(a) -> dict:
+    from edn.eval.report import summary
     from edn.eval.run import evaluate_and_report
     from edn.runtime import resolve_and_log
     from edn.tracking import tracking_uri
@@ -116,8 +117,7 @@ def cmd_evaluate(a) -> dict:
     runtime = resolve_and_log(cfg.device, cfg.precision, "edn evaluate")
     metrics = evaluate_and_report(a.dataset, _model(a, runtime), a.model or f"edn-{a.target}", a.out,
                                   tracking_uri(a.tracking_uri), cfg, a.promote, sources=a.source, runtime=runtime)
-    return {**metrics, "methods": {m: {k: v for k, v in r.items() if k != "ssim_per_frame"}
-                                   for m, r in metrics["methods"].items()}}
+    return {**metrics, "methods": {m: summary(r) for m, r in metrics["methods"].items()}}
 
 
 def cmd_ablate(a) -> dict:

@@ -129,6 +129,11 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     assert set(methods) == {"model", "model_without_face", "nearest_neighbour", "mean_frame"}
     for row in methods.values():
         assert -1 < row["body_ssim"] <= 1 and len(row["ssim_per_frame"]) == 5
+        # each frame's pose distance, None where the detector found nobody: the mean and the missed share of them
+        found = [d for d in row["pose_distance_per_frame"] if d is not None]
+        assert len(row["pose_distance_per_frame"]) == 5 and row["pose_missed"] == pytest.approx(1 - len(found) / 5)
+        assert row["pose_distance"] == pytest.approx(np.mean(found), abs=1e-4) if found else \
+            np.isnan(row["pose_distance"])
         assert row["body_lpips"] is None  # no AlexNet weights here: reported unavailable, never faked
     assert not metrics["lpips"]["available"] and "alexnet" in metrics["lpips"]["reason"]
     print({name: round(row["body_ssim"], 4) for name, row in methods.items()})
@@ -167,6 +172,8 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     report = (tmp_path / "eval" / "report.html").read_text()
     assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
     assert "Cross-person transfers" in report and "<h2>Precision</h2>" in report
+    found = any(d is not None for row in methods.values() for d in row["pose_distance_per_frame"])
+    assert ('alt="pose distance per frame"' in report) == found  # no plot where the detector found nobody
     assert metrics["lineage"] == "body 200 steps from random weights, without the VGG19 loss; face 4 steps from " \
         "random weights" and f"({metrics['lineage']})" in report
     logged = {a.path for a in client.list_artifacts(face["run_id"], "evaluation")}

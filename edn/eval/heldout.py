@@ -151,7 +151,8 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
     try:
         for name, frames in methods.items():
             faces = _face_crops(frames, boxes)
-            pose = summarize(detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout"))
+            distances = detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout")
+            pose = summarize(distances)
             per_frame = [ssim(g, r) for g, r in zip(frames, reals)]
             results[name] = {
                 "body_ssim": float(np.mean(per_frame)),
@@ -161,6 +162,9 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
                 "pose_distance": pose["mean"], "pose_missed": pose["missed"],
                 **{k: v for k, v in stability(frames, reals).items() if k in ("change_ratio", "flicker")},
                 "ssim_per_frame": [round(v, 4) for v in per_frame],
+                # None: the detector found nobody there; a tracking detector's one misreading can last
+                # for a run of frames, which the mean alone does not show (docs/base-model.md)
+                "pose_distance_per_frame": [None if np.isnan(d) else round(float(d), 4) for d in distances],
             }
             progress.update(len(frames), method=name)
     finally:

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 
 from edn.errors import ConfigError
 from edn.eval.heldout import EvalConfig, evaluate_heldout
-from edn.eval.report import COLUMNS, format_table, plot, table_html, write_metrics
+from edn.eval.report import COLUMNS, format_table, plot, summary, table_html, write_metrics
 from edn.inference import zero_shot
 from edn.registry import load_registered, parse_model_ref
 from edn.runtime import resolve_and_log
@@ -60,7 +60,7 @@ def _plan(cfg: OnboardConfig, steps: int) -> list[tuple[str, int, bool]]:
 
 
 def _scored(metrics: dict, **extra) -> dict:
-    return {**{k: v for k, v in metrics["methods"]["model"].items() if k != "ssim_per_frame"}, **extra}
+    return {**summary(metrics["methods"]["model"]), **extra}
 
 
 def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
@@ -98,8 +98,7 @@ def run_onboarding(train_cfg: TrainConfig, cfg: OnboardConfig, out_url: str,
                 metrics = evaluate_heldout(train_cfg.dataset_url, zero_shot(base, train_cfg.dataset_url, target),
                                            eval_cfg)
                 rows["zero-shot"] = _scored(metrics, steps=0, train_seconds=0.0)
-                rows.update({b: {k: v for k, v in metrics["methods"][b].items() if k != "ssim_per_frame"}
-                             for b in BASELINES})
+                rows.update({b: summary(metrics["methods"][b]) for b in BASELINES})
                 write_metrics(results_url, result)
             for row, steps, tuned in _plan(cfg, train_cfg.steps):
                 if row in rows:

@@ -17,6 +17,13 @@ COLUMNS = (("body_ssim", "body SSIM ↑"), ("face_ssim", "face SSIM ↑"), ("bod
            ("face_lpips", "face LPIPS ↓"), ("pose_distance", "pose distance ↓"), ("pose_missed", "pose missed ↓"),
            ("change_ratio", "change ratio (1 = real)"), ("flicker", "flicker ↓"))
 
+PER_FRAME = ("ssim_per_frame", "pose_distance_per_frame")  # a method's lists, one value per held-out frame
+
+
+def summary(metrics: dict) -> dict:
+    """A method's metrics without its per-frame lists: a table's row, a command's printed JSON."""
+    return {k: v for k, v in metrics.items() if k not in PER_FRAME}
+
 
 def _png_data_uri(rgb: np.ndarray) -> str:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -77,6 +84,13 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     lpips_note = "" if lpips["available"] else f"<p><b>LPIPS is unavailable:</b> {html.escape(lpips['reason'])}</p>"
     ssim_plot = plot({n: (list(range(len(m["ssim_per_frame"]))), m["ssim_per_frame"]) for n, m in methods.items()},
                       "body SSIM per held-out frame", "held-out frame")
+    # a gap: the detector found nobody in that frame
+    distances = {n: np.array([np.nan if v is None else v for v in m.get("pose_distance_per_frame", [])], float)
+                 for n, m in methods.items()}
+    found = {n: (list(range(len(d))), d) for n, d in distances.items() if np.isfinite(d).any()}
+    title = f"pose distance per held-out frame ({metrics['pose_detector']})"
+    pose_plot = f'<img src="{plot(found, title, "held-out frame", marker=".")}" alt="pose distance per frame">' \
+        if found else ""  # the detector found nobody in any frame: the table says so
     curve_imgs = "".join(f'<img src="{plot(series, name, "step")}" alt="{html.escape(name)}">'
                          for name, series in (curves or {}).items() if series)
     images = "".join(
@@ -106,7 +120,7 @@ td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixel
 each rendered from its own pose; face metrics on the {metrics["face_frames"]} frames with a face box; pose
 distance by {html.escape(metrics["pose_detector"])} on the generated frames, in body heights.</p>
 <h2>Held-out self-transfer</h2>{table_html(methods)}{lpips_note}{gate_html}{precision_html}{cross_html}
-<h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{curve_imgs}
+<h2>Plots</h2><img src="{ssim_plot}" alt="SSIM per frame">{pose_plot}{curve_imgs}
 <h2>Frames</h2>{images}
 <h2>Files</h2><ul>{link_items}</ul></body></html>"""
     write_bytes_atomic(url, doc.encode())
