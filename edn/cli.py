@@ -28,7 +28,8 @@ from edn.ray_init import init_ray
 
 def cmd_synth(a) -> dict:
     from edn.synth import synthesize
-    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard, a.palette)}
+    return {"files": synthesize(a.out, a.dancers, a.frames, a.size, a.seed, a.fps, a.audio, a.hard, a.palette,
+                                a.first)}
 
 
 def cmd_ingest(a) -> dict:
@@ -216,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--size", type=cli_flags.size_arg, default=(256, 256), help="WIDTHxHEIGHT")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first", type=int, default=0,
+                   help="number of the first dancer's files (dancer_100, ...: another set beside dancer_00, ...)")
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--audio", action="store_true", help="add music: a click on every beat of each dance")
     p.add_argument("--hard", type=cli_flags.hard, default="", metavar="OPTIONS",

@@ -332,3 +332,12 @@ def test_synthesize_records_the_heldout_palette(tmp_path):
     from edn.cli import parser
     args = parser().parse_args(["synth", "out", "--palette", "base", "--seed", "1"])
     assert args.palette == "base" and parser().parse_args(["synth", "out"]).palette == "any"
+    # numbered from 100: the same dancers under other names, to share a dataset with dancer_00, ...
+    again = synthesize(str(tmp_path / "b"), dancers=2, frames=3, size=(64, 64), seed=2, palette="heldout", first=100)
+    assert [f.rsplit("/", 1)[-1] for f in again] == ["dancer_100.mp4", "dancer_100.keypoints.parquet",
+                                                     "dancer_101.mp4", "dancer_101.keypoints.parquet", "dancers.json"]
+    renamed = json.loads(open(again[-1]).read())["dancers"]
+    assert [d["id"] for d in renamed] == ["dancer_100", "dancer_101"]
+    assert [{k: v for k, v in d.items() if k not in ("id", "video", "keypoints")} for d in renamed] == \
+        [{k: v for k, v in d.items() if k not in ("id", "video", "keypoints")} for d in top["dancers"]]
+    assert parser().parse_args(["synth", "out", "--first", "100"]).first == 100

@@ -114,32 +114,35 @@ def keypoints_table(poses: np.ndarray, width: int, height: int, shots: list[Shot
 
 def synthesize(out_url: str, dancers: int, frames: int, size: tuple[int, int], seed: int,
                fps: float = 30.0, audio: bool = False, hard: HardOptions = HardOptions(),
-               palette: str = "any") -> list[str]:
+               palette: str = "any", first: int = 0) -> list[str]:
     """Render `dancers` videos of `frames` frames at size (W, H); return the URLs written
     (per dancer the mp4 then its keypoints, and dancers.json last). With `audio`, each video
     has music: a click on every beat of the dancer's choreography, from t=0. `hard` makes the
-    footage harder (see edn.synth.hard); `palette` picks their clothes and rooms (edn.synth.body)."""
-    if dancers < 1 or frames < 1:
-        raise ConfigError(f"need at least one dancer and one frame, got dancers={dancers} frames={frames}")
+    footage harder (see edn.synth.hard); `palette` picks their clothes and rooms (edn.synth.body).
+    `first` numbers the files from there (dancer_100, ...; the dancers are the same), so that sets
+    of other seeds can be ingested into one dataset beside them."""
+    if dancers < 1 or frames < 1 or first < 0:
+        raise ConfigError(f"need at least one dancer and one frame, numbered from 0 or more, got dancers={dancers} "
+                          f"frames={frames} first={first}")
     width, height = int(size[0]), int(size[1])
     written, described = [], []
     for i in range(dancers):
         dancer = make_dancer(seed, i, dancers, (width, height), fps, hard, palette)
-        video_url = join(out_url, f"dancer_{i:02d}.mp4")
+        name = f"dancer_{first + i:02d}"
+        video_url = join(out_url, f"{name}.mp4")
         truth = []
         music = SampledAudio(click_track(dancer.choreography.beat, frames / fps), 44100) if audio else None
         with VideoWriter(video_url, fps, audio=music, **hard.writer_options()) as writer:
             for shot in dancer.shots(frames):
                 writer.write(shot.rgb)
                 truth.append(replace(shot, rgb=None))  # the frames are in the video, not kept in memory
-        kp_url = join(out_url, f"dancer_{i:02d}.keypoints.parquet")
+        kp_url = join(out_url, f"{name}.keypoints.parquet")
         buf = io.BytesIO()
         poses = np.stack([s.keypoints for s in truth])
         pq.write_table(keypoints_table(poses, width, height, truth if hard else None), buf)
         write_bytes_atomic(kp_url, buf.getvalue())
         written += [video_url, kp_url]
-        described.append({"id": f"dancer_{i:02d}", "video": f"dancer_{i:02d}.mp4",
-                          "keypoints": f"dancer_{i:02d}.keypoints.parquet", "index": i,
+        described.append({"id": name, "video": f"{name}.mp4", "keypoints": f"{name}.keypoints.parquet", "index": i,
                           "width": width, "height": height, "frames": frames, "fps": fps,
                           "beat_hz": dancer.choreography.beat, "audio": audio, **dancer.appearance.to_dict()})
         if hard:
