@@ -170,6 +170,7 @@ def test_train_register_transfer_evaluate(ray_cluster, mlflow_server, dancers, t
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["methods"]["model"]["body_ssim"] == methods["model"]["body_ssim"]
     report = (tmp_path / "eval" / "report.html").read_text()
+    assert "<h1>edn evaluation: dancer_00</h1>" in report  # the page's own title, not a plot's
     assert report.count("<figure>") == 4 and "nearest_neighbour" in report and "LPIPS is unavailable" in report
     assert "Cross-person transfers" in report and "<h2>Precision</h2>" in report
     found = any(d is not None for row in methods.values() for d in row["pose_distance_per_frame"])

@@ -88,8 +88,8 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     distances = {n: np.array([np.nan if v is None else v for v in m.get("pose_distance_per_frame", [])], float)
                  for n, m in methods.items()}
     found = {n: (list(range(len(d))), d) for n, d in distances.items() if np.isfinite(d).any()}
-    title = f"pose distance per held-out frame ({metrics['pose_detector']})"
-    pose_plot = f'<img src="{plot(found, title, "held-out frame", marker=".")}" alt="pose distance per frame">' \
+    pose_title = f"pose distance per held-out frame ({metrics['pose_detector']})"
+    pose_plot = f'<img src="{plot(found, pose_title, "held-out frame", marker=".")}" alt="pose distance per frame">' \
         if found else ""  # the detector found nobody in any frame: the table says so
     curve_imgs = "".join(f'<img src="{plot(series, name, "step")}" alt="{html.escape(name)}">'
                          for name, series in (curves or {}).items() if series)
