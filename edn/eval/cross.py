@@ -4,10 +4,8 @@ against the normalized source pose that drove them) and temporal stability (back
 frame-to-frame change outside the dancer, where a fixed camera sees a still scene)."""
 from __future__ import annotations
 
-import numpy as np
-
 from edn.data.reader import video_poses, video_record
-from edn.eval.pose_distance import detected_pose_distance, summarize
+from edn.eval.pose_distance import detected_pose_distance, per_frame, summarize
 from edn.eval.stability import stability
 from edn.inference import TargetModel
 from edn.pose.estimator import make_estimator
@@ -37,4 +35,4 @@ def evaluate_transfer(dataset_url: str, source: str, model: TargetModel, detecto
             "frames_without_pose": int((~scored).sum()),
             "pose_distance": pose["mean"], "pose_missed": pose["missed"],
             "background_flicker": steady["background_flicker"], "frame_change": steady["frame_change"],
-            "pose_distance_per_frame": [None if np.isnan(d) else round(float(d), 4) for d in distances]}
+            "pose_distance_per_frame": per_frame(distances)}

@@ -20,7 +20,7 @@ from edn.data.reader import video_frames, video_poses, video_record
 from edn.errors import DataError
 from edn.eval.lpips_metric import LpipsMetric, LpipsUnavailable, lpips_status
 from edn.eval.nearest_neighbour import NearestNeighbour
-from edn.eval.pose_distance import detected_pose_distance, summarize
+from edn.eval.pose_distance import detected_pose_distance, per_frame, summarize
 from edn.eval.precision import compare_precisions, in_precision, precision_to_compare
 from edn.eval.stability import stability
 from edn.inference import TargetModel
@@ -153,18 +153,18 @@ def evaluate_heldout(dataset_url: str, model: TargetModel, cfg: EvalConfig | Non
             faces = _face_crops(frames, boxes)
             distances = detected_pose_distance(detector, frames, poses, video_id=f"{name}-heldout")
             pose = summarize(distances)
-            per_frame = [ssim(g, r) for g, r in zip(frames, reals)]
+            ssims = [ssim(g, r) for g, r in zip(frames, reals)]
             results[name] = {
-                "body_ssim": float(np.mean(per_frame)),
+                "body_ssim": float(np.mean(ssims)),
                 "face_ssim": float(np.mean([ssim(g, r) for g, r in zip(faces, real_faces)])) if len(faces) else None,
                 "body_lpips": float(lpips(frames, reals).mean()) if lpips else None,
                 "face_lpips": float(lpips(faces, real_faces).mean()) if lpips and len(faces) else None,
                 "pose_distance": pose["mean"], "pose_missed": pose["missed"],
                 **{k: v for k, v in stability(frames, reals).items() if k in ("change_ratio", "flicker")},
-                "ssim_per_frame": [round(v, 4) for v in per_frame],
+                "ssim_per_frame": [round(v, 4) for v in ssims],
                 # None: the detector found nobody there; a tracking detector's one misreading can last
                 # for a run of frames, which the mean alone does not show (docs/base-model.md)
-                "pose_distance_per_frame": [None if np.isnan(d) else round(float(d), 4) for d in distances],
+                "pose_distance_per_frame": per_frame(distances),
             }
             progress.update(len(frames), method=name)
     finally:

@@ -106,3 +106,8 @@ def summarize(distances: np.ndarray) -> dict:
     ok = np.isfinite(d)
     return {"mean": float(d[ok].mean()) if ok.any() else float("nan"),
             "missed": float(1 - ok.mean()) if len(d) else float("nan"), "frames": int(len(d))}
+
+
+def per_frame(distances: np.ndarray) -> list[float | None]:
+    """Each frame's distance as metrics.json holds it: None where the detector found nobody (JSON has no nan)."""
+    return [None if np.isnan(d) else round(float(d), 4) for d in distances]

@@ -85,7 +85,7 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     ssim_plot = plot({n: (list(range(len(m["ssim_per_frame"]))), m["ssim_per_frame"]) for n, m in methods.items()},
                       "body SSIM per held-out frame", "held-out frame")
     # a gap: the detector found nobody in that frame
-    distances = {n: np.array([np.nan if v is None else v for v in m.get("pose_distance_per_frame", [])], float)
+    distances = {n: np.array([np.nan if v is None else v for v in m["pose_distance_per_frame"]], float)
                  for n, m in methods.items()}
     found = {n: (list(range(len(d))), d) for n, d in distances.items() if np.isfinite(d).any()}
     pose_title = f"pose distance per held-out frame ({metrics['pose_detector']})"
