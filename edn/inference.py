@@ -9,6 +9,7 @@ A model folder needs no training code's state to use:
     reference.png, reference_pose.png
                        a target with reference channels (fine-tuned from a base): the frame and
                        pose figure of its appearance reference (with background.png: edn.data.reference)
+    reference_face.png that reference frame's face box, for a target's face generator with a reference
     discriminator.pt, face_discriminator.pt
                        a base model's discriminators, which a fine-tuned target starts from
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from edn.data.reference import appearance_colours, appearance_figures
-from edn.errors import ConfigError
+from edn.errors import ConfigError, DataError
 from edn.models.body import BodyGenerator
 from edn.models.face import FaceGenerator, apply_face, boxes_to_tensor
 from edn.models.meta import META_FILE, ModelMeta
@@ -38,6 +39,7 @@ from edn.runtime import autocast, for_autocast, keep_freed_memory
 
 BACKGROUND = "background.png"
 REFERENCE_IMAGES = ("reference.png", "reference_pose.png")
+REFERENCE_FACE = "reference_face.png"
 DISCRIMINATORS = {"body": "discriminator.pt", "face": "face_discriminator.pt"}
 
 
@@ -51,8 +53,10 @@ def _read_png(path: str) -> np.ndarray:
 
 def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: dict | None = None,
                     background: np.ndarray | None = None, reference: np.ndarray | None = None,
-                    discriminators: dict[str, dict] | None = None, half: bool = False) -> None:
-    """`reference`: (H, W, 9) plate | frame | figure (edn.data.reference), its plate the `background`;
+                    discriminators: dict[str, dict] | None = None, half: bool = False,
+                    reference_face: np.ndarray | None = None) -> None:
+    """`reference`: (H, W, 9) plate | frame | figure (edn.data.reference), its plate the `background`,
+    and `reference_face` (S, S, 3) its frame's face box;
     `discriminators`: stage -> state_dict, kept by a base model. `half`: weights stored in fp16, half
     the bytes (a model shipped in the repository); loading casts them back to the networks' fp32."""
     def save(state: dict, name: str) -> None:
@@ -71,6 +75,8 @@ def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: di
     if reference is not None:
         for name, i in zip(REFERENCE_IMAGES, (3, 6)):
             _write_png(os.path.join(path, name), reference[..., i:i + 3])
+    if reference_face is not None:
+        _write_png(os.path.join(path, REFERENCE_FACE), reference_face)
     meta.write(os.path.join(path, META_FILE))
 
 
@@ -84,6 +90,7 @@ class TargetModel:
     precision: str = "fp32"  # what its generators run in: fp32, or bf16 under autocast (edn.runtime)
     reference: np.ndarray | None = None  # (H, W, 9) uint8, with reference channels (edn.data.reference)
     discriminators: dict[str, dict] | None = None  # a base's, by stage: what fine-tuning starts from
+    reference_face: np.ndarray | None = None  # (S, S, 3) uint8, for a face generator with a reference
     # per precision, the generators as rendering runs them (generators()); shared by the copies
     # dataclasses.replace makes (another precision, a zero-shot performer), which share the networks
     _generators: dict = field(default_factory=dict, repr=False, compare=False)
@@ -157,6 +164,8 @@ class Renderer:
                               "reference and has none: a base model renders a target video zero-shot "
                               "(edn render --model <base> --target <video>)")
         self.colours = appearance_colours(model.reference) if model.body.appearance else None
+        self.reference_face = to_tensor(model.reference_face[None], self.device) \
+            if self.use_face and model.face.cfg.reference else None
 
     def _input(self, poses: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         figures = self.model.figures(poses)
@@ -178,7 +187,8 @@ class Renderer:
             w, h = self.model.size
             boxes, valid = boxes_to_tensor([face_box(p, w, h) for p in poses])
             with autocast(self.device.type, self.model.precision):
-                y, _ = apply_face(self.face, x, y, boxes.to(y.device), valid.to(y.device))
+                ref = None if self.reference_face is None else self.reference_face.expand(len(y), -1, -1, -1)
+                y, _ = apply_face(self.face, x, y, boxes.to(y.device), valid.to(y.device), reference_face=ref)
             y = y.float()
         return ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
@@ -239,9 +249,15 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu", preci
     reference = None
     if meta.generator.reference_channels and meta.kind == "target":
         reference = np.concatenate([background, *(_read_png(os.path.join(path, n)) for n in REFERENCE_IMAGES)], 2)
+    reference_face = None
+    if meta.face_generator and meta.face_generator.reference and meta.kind == "target":
+        if not os.path.exists(os.path.join(path, REFERENCE_FACE)):
+            raise DataError(f"{path}: no {REFERENCE_FACE}, which its face generator sees (face_generator.reference)")
+        reference_face = _read_png(os.path.join(path, REFERENCE_FACE))
     discriminators = {stage: _state(os.path.join(path, name), "cpu")
                       for stage, name in DISCRIMINATORS.items() if os.path.exists(os.path.join(path, name))}
-    return TargetModel(body, face, meta, version, background, precision, reference, discriminators or None)
+    return TargetModel(body, face, meta, version, background, precision, reference, discriminators or None,
+                       reference_face)
 
 
 def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
@@ -251,7 +267,8 @@ def zero_shot(base: TargetModel, dataset_url: str, video: str) -> TargetModel:
     import dataclasses
 
     meta, ref = zero_shot_meta(base.meta, base.version, dataset_url, video)
-    model = dataclasses.replace(base, meta=meta, background=ref.plate, reference=ref.stacked(), discriminators=None)
+    model = dataclasses.replace(base, meta=meta, background=ref.plate, reference=ref.stacked(), discriminators=None,
+                                reference_face=ref.face)
     logging.getLogger(__name__).warning("%s", model.zero_shot_note)
     return model
 

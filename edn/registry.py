@@ -120,7 +120,8 @@ def export_model(name: str, ref: str, tracking_uri: str, folder: str, half: bool
     `half`: its weights in fp16, half the bytes (what edn/assets/demo-base ships)."""
     model = load_registered(name, ref, tracking_uri)
     write_model_dir(folder, model.body.state_dict(), model.meta, model.face.state_dict() if model.face else None,
-                    model.background, model.reference, model.discriminators, half=half)
+                    model.background, model.reference, model.discriminators, half=half,
+                    reference_face=model.reference_face)
     sizes = {f: os.path.getsize(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}
     return {"model": f"{name}@{model.version}", "folder": folder, "half": half, "bytes": sum(sizes.values()),
             "files": sizes}

@@ -20,8 +20,9 @@ from edn.errors import ConfigError
 from edn.eval.heldout import EvalConfig
 from edn.eval.onboarding import OnboardConfig, base_cost, run_onboarding
 from edn.inference import zero_shot
-from edn.models.face import FaceGeneratorConfig, face_discriminator_config
+from edn.models.face import FaceGeneratorConfig, apply_face, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
+from edn.pose.face import face_box
 from edn.registry import export_model, load_registered
 from edn.render.batch import CatalogConfig, render_catalog
 from edn.render.catalog import CatalogRow, row_model
@@ -115,10 +116,14 @@ def test_base_fine_tune_lineage_and_zero_shot(base_run, mlflow_server, dataset, 
     # the face stage needs a base that has one
     with pytest.raises(ConfigError, match=r"edn-base version \d+ does not fit edn-dancer_02 \(face stage\).*no face"):
         train(dataclasses.replace(target, stage="face"))
+    # the base's face GAN sees each video's reference face beside the frame's (face_generator.reference)
     train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00", "dancer_01"], stage="face", steps=2,
-               checkpoint_every=2))
+               checkpoint_every=2, face_generator=dataclasses.replace(TINY["face_generator"], reference=True)))
     base = load_registered("edn-base", "candidate", mlflow_server)
     assert set(base.discriminators) == {"body", "face"} and base.face is not None
+    assert base.meta.face_generator.reference and base.face.net.model[1].in_channels == 9
+    assert base.meta.face_references == base.meta.references and "face 2 steps from random weights on 2 videos" in \
+        base.meta.lineage()
     train(dataclasses.replace(target, stage="face", steps=2, checkpoint_every=2,
                               face_generator=FaceGeneratorConfig(ngf=8, n_downsample=1, n_blocks=1)))
     fine = load_registered("edn-dancer_02", "candidate", mlflow_server)
@@ -127,11 +132,25 @@ def test_base_fine_tune_lineage_and_zero_shot(base_run, mlflow_server, dataset, 
     for key, value in base.face.state_dict().items():
         assert torch.equal(fine.face.state_dict()[key], value), key
     assert np.array_equal(fine.reference, reference.stacked())
+    # its reference's face box, centred on the nose as every frame's, kept in the model folder
+    index, poses = video_poses(url, "dancer_02")
+    x0, y0, x1, y1 = face_box(poses[list(index).index(reference.frame_index)], 64, 64)
+    assert np.array_equal(reference.face, reference.frame[y0:y1, x0:x1])
+    assert np.array_equal(fine.reference_face, reference.face)
+    # and what the face GAN draws depends on it
+    crops = torch.rand(3, 1, 3, 64, 64) * 2 - 1
+    box = torch.tensor([[x0, y0, x1, y1]])
+    with torch.no_grad():
+        faces = [apply_face(fine.face, crops[0], crops[1], box, reference_face=ref)[1]["residual"]
+                 for ref in (torch.zeros(1, 3, y1 - y0, x1 - x0), crops[2, :, :, y0:y1, x0:x1])]
+    assert not torch.equal(*faces)
+    _, frames = fine.renderer()(video_poses(url, "dancer_01")[1][:3])
+    assert frames.shape == (3, 64, 64, 3)
 
     # zero-shot: the base and the new dancer's video alone, said plainly
     shot = zero_shot(base, url, "dancer_02")
     assert shot.meta.kind == "zero-shot" and shot.meta.target == "dancer_02" and shot.meta.holdout_start == 29
-    assert np.array_equal(shot.reference, reference.stacked())
+    assert np.array_equal(shot.reference, reference.stacked()) and np.array_equal(shot.reference_face, reference.face)
     result = transfer(url, "dancer_01", shot, str(tmp_path / "zero.mp4"))
     assert result["frames"] == 32 and "ZERO-SHOT base render" in result["zero_shot"]
     capsys.readouterr()
@@ -154,6 +173,13 @@ def test_fine_tuning_errors_name_both_models(base_run, mlflow_server, dataset, t
         train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", init_from="edn-base@candidate", downscale=2))
     with pytest.raises(ConfigError, match="give no target or init_from"):
         train(_cfg(dataset, mlflow_server, tmp_path, videos=["dancer_00"], init_from="edn-base@candidate"))
+    # a face GAN shown the reference's face needs a body that has a reference: a target from scratch has none
+    train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", model_name="edn-scratch", steps=2,
+               checkpoint_every=2))
+    with pytest.raises(ConfigError, match=r"face_generator.reference: edn-scratch@candidate's body renders from no "
+                                          "appearance reference"):
+        train(_cfg(dataset, mlflow_server, tmp_path, target="dancer_01", model_name="edn-scratch", stage="face",
+                   face_generator=dataclasses.replace(TINY["face_generator"], reference=True)))
 
 
 def test_onboard_curve_smoke(base_run, mlflow_server, dataset, tmp_path):

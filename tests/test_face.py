@@ -152,6 +152,27 @@ def test_apply_face_is_the_body_output_at_init_and_not_after():
     assert torch.equal(crops["face"], (crops["body"] + crops["residual"]).clamp(-1, 1))
 
 
+def test_a_face_generator_with_a_reference_lays_its_face_over_where_its_opacity_says():
+    """face = (body + residual) blended toward the reference's face box by the opacity: 1.8% at the
+    start, all of it at opacity 1; the reference face is an input too."""
+    torch.manual_seed(0)
+    pose, body = _frames(seed=1), torch.tanh(_frames(seed=2) * 3)
+    boxes = torch.tensor([[10, 12, 26, 28], [0, 0, 16, 16], [24, 32, 40, 48]])
+    reference = _frames(b=3, h=16, w=16, seed=4)
+    G = FaceGenerator(FaceGeneratorConfig(ngf=8, n_downsample=2, n_blocks=1, reference=True))
+    assert G.net.model[1].in_channels == 9
+    with torch.no_grad():
+        final, crops = apply_face(G, pose, body, boxes, reference_face=reference)
+        start = torch.sigmoid(torch.tensor(-4.0))
+        assert torch.allclose(crops["face"], crops["body"] + start * (reference - crops["body"]))
+        G.net.model[-2].bias[3:].fill_(100.0)  # opacity 1: the reference's face box
+        final, crops = apply_face(G, pose, body, boxes, reference_face=reference)
+        assert torch.allclose(crops["face"], reference)
+        G = _nonzero_residual(G)  # what it draws depends on the reference it is shown
+        faces = [apply_face(G, pose, body, boxes, reference_face=r)[1]["residual"] for r in (reference, -reference)]
+    assert not torch.allclose(*faces)
+
+
 def test_gradient_reaches_the_face_generator_through_paste():
     torch.manual_seed(0)
     G = FaceGenerator(SMALL)

@@ -48,9 +48,14 @@ def test_todays_files_load_and_are_written_back_with_their_keys(written, meta, t
     assert ModelMeta.from_json(written) == meta
     again = meta.to_json()
     # every key today's readers know, with its value; a stage not trained is written as null
-    kept = [k for k in written if k not in ("training_data", "generator")]
+    kept = [k for k in written if k not in ("training_data", "generator", "face_generator")]
     assert {k: again[k] for k in kept} == {k: written[k] for k in kept}
-    assert {k: again["generator"][k] for k in written["generator"]} == written["generator"]
+    for nested in [k for k in ("generator", "face_generator") if written[k]]:
+        assert {k: again[nested][k] for k in written[nested]} == written[nested]
+    if written["face_generator"]:  # a face GAN from before it could see a reference's face (issue 15)
+        assert again["face_generator"]["reference"] is False
+    else:
+        assert again["face_generator"] is None
     # what base models added (issue 15), at the values that mean "a target trained from random weights"
     assert (again["kind"], again["references"], again["init_from"], again["generator"]["reference_channels"]) == \
         ("target", {}, None, False)

@@ -77,11 +77,13 @@ def test_a_base_pair_and_its_reference_are_recoloured_alike():
     # the reference: a scene, the pair's frame t as the reference frame, a pose figure
     scene, figure = rng.integers(0, 255, (16, 16, 3), np.uint8), plain["pose"][0, 1]
     references = np.concatenate([scene, plain["image"][0, 1], figure], -1)[None]
-    out = PairCollate(references=references, recolour=True, seed=0)(pairs)
+    faces = np.ascontiguousarray(plain["image"][:, 1, 4:12, 4:12])  # the reference frame's face box
+    out = PairCollate(references=references, recolour=True, seed=0, reference_faces=faces)(pairs)
     image, reference = out["image"].numpy(), out["reference"].numpy()
     assert np.abs(image.astype(int) - plain["image"]).mean() > 10           # recoloured
     assert np.array_equal(reference[0, ..., 3:6], image[0, 1])              # by the same turn as the pair
     assert np.array_equal(reference[0, ..., 6:], figure)                    # the pose figure as drawn
+    assert np.array_equal(out["reference_face"].numpy(), image[:, 1, 4:12, 4:12])  # its face box too
     assert np.array_equal(PairCollate(references=references)(pairs)["image"].numpy(), plain["image"])
 
 

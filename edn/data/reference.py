@@ -7,6 +7,9 @@ The reference is three pictures at the model's frame size, stacked as 9 channels
             tail: the one where the most keypoints are seen (the whole body, face and hands in
             view, so every part of the clothes and skin is shown), the earliest on a tie
     figure  that frame's pose figure, which tells the network where each part is in `frame`
+and, for a face generator with a reference (`FaceGeneratorConfig.reference`), `face`: the face box
+(edn.pose.face) of `frame`, which the face GAN sees beside each frame's face box, both centred on the
+nose, so that the face and hair it draws can be copied from where they stand in it.
 Why these: a fixed camera's background is most of a frame, and a plate hands it over whole; one
 frame in a known pose carries the clothes and skin. (A few reference frames would show more of a
 turning dancer: not done, one keeps the input small.)
@@ -28,6 +31,7 @@ from edn.data.plate import background_plate
 from edn.data.reader import video_frames, video_poses
 from edn.errors import DataError
 from edn.pose.draw import draw_pose
+from edn.pose.face import face_box, face_box_size
 from edn.pose.layout import BODY_COLORS, has_pose
 
 _SAME_HUE = 0.99  # cosine: OpenPose's closest body colours, (255, 0, 0) and (255, 0, 85), are at 0.95
@@ -49,6 +53,7 @@ class Reference:
     plate: np.ndarray   # (H, W, 3) uint8 each
     frame: np.ndarray
     figure: np.ndarray
+    face: np.ndarray    # (S, S, 3) uint8, the frame's face box; zeros where its nose is not seen
 
     def stacked(self) -> np.ndarray:
         """(H, W, 9) uint8, the generator's reference channels in order."""
@@ -70,8 +75,20 @@ def video_reference(dataset_url: str, video: str, stop: int, size: tuple[int, in
         pose[:, :2] *= (w / image.shape[1], h / image.shape[0])
         frame = image if image.shape[:2] == (h, w) else cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         return Reference(video, chosen, background_plate(dataset_url, video, stop, size), frame,
-                         draw_pose(pose, w, h))
+                         draw_pose(pose, w, h), reference_face(frame, pose))
     raise DataError(f"{dataset_url}: video {video!r}: frame {chosen} could not be read")
+
+
+def reference_face(frame: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8: the face box of `frame` (H, W, 3) at `pose`, as the face GAN crops every
+    frame; zeros where the nose is not seen (the face GAN's input for a frame without a face)."""
+    h, w = frame.shape[:2]
+    box = face_box(pose, w, h)
+    if box is None:
+        size = min(face_box_size(h), w, h)
+        return np.zeros((size, size, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    return np.ascontiguousarray(frame[y0:y1, x0:x1])
 
 
 def appearance_colours(reference: np.ndarray) -> np.ndarray:

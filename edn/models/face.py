@@ -21,10 +21,11 @@ Conventions (all images NCHW in [-1, 1]):
 
 Design choices:
 
-* ``FaceGenerator`` is edn's ``GlobalGenerator`` (in_channels 6: pose crop + body crop) reused as
-  is, with its tanh output scaled by ``residual_scale`` (2). The reference code (the paper's
-  pix2pixHD fork) uses a global generator ending in tanh and adds it unclamped, so the face can
-  leave [-1, 1] and a residual of at most 1 cannot turn a black pixel white. Here the residual
+* ``FaceGenerator`` is edn's ``GlobalGenerator`` (in_channels 6: pose crop + body crop; 9 with
+  ``reference``: + the appearance reference's face box, below) reused as is, with its tanh output
+  scaled by ``residual_scale`` (2). The reference code (the paper's pix2pixHD fork) uses a global
+  generator ending in tanh and adds it unclamped, so the face can leave [-1, 1] and a residual of
+  at most 1 cannot turn a black pixel white. Here the residual
   spans [-2, 2], enough to move any pixel of [-1, 1] anywhere in it, yet stays bounded (no
   blow-ups early in training), and the sum is clamped to the valid image range so that the
   discriminator, the perceptual loss and the rendered video all see a real image.
@@ -42,8 +43,19 @@ Design choices:
   ``crop + w * (face - crop)``, so pasting a frame's own crop is exact and gradients reach
   ``faces`` (and ``frames``).
 * The face discriminator is ``MultiscaleDiscriminator`` with 6 input channels
-  (``face_discriminator_config``): one scale by default, like the reference's single PatchGAN on
-  the face, as the crop is small (32-128 px).
+  (``face_discriminator_config``; 9 with ``reference``): one scale by default, like the reference's
+  single PatchGAN on the face, as the crop is small (32-128 px).
+* ``reference`` (a base model's face GAN, and its fine-tuned targets'): the generator and the
+  discriminator also see the face box of the video's appearance reference frame
+  (edn.data.reference), and the generator outputs an opacity besides the residual: the face is
+  the reference's face box laid over the refined body crop where the opacity says (as the body
+  generator composites over the empty scene). Both boxes are centred on the nose, so the
+  reference's face and hair stand where this frame's should, and taking them is a matter of
+  where, not of drawing them through the network's 8x coarser middle. Without it the base drew a
+  held-out dancer's head without her hair or eyes, mediapipe read such renders as seen from
+  behind, and a face GAN shown the reference face as input alone did not learn to copy it
+  (docs/base-model.md). The opacity's bias starts at -4 (1.8%): the stage starts from the body
+  generator's face, nearly.
 """
 from __future__ import annotations
 
@@ -64,20 +76,30 @@ class FaceGeneratorConfig:
     n_downsample: int = 3
     n_blocks: int = 5
     residual_scale: float = 2.0  # residual = residual_scale * tanh(...), in [-2, 2]
+    reference: bool = False  # also sees the appearance reference's face box (module docstring)
+
+    @property
+    def condition_channels(self) -> int:
+        """What the face discriminator sees besides the face: the pose crop, and the reference's face."""
+        return 6 if self.reference else 3
 
 
 class FaceGenerator(nn.Module):
-    """cat(pose crop, body-output crop) (B, 6, S, S) -> residual (B, 3, S, S), 0 at initialisation."""
+    """cat(pose crop, body-output crop[, reference face]) (B, 6 or 9, S, S) -> residual (B, 3, S, S),
+    0 at initialisation[, and the reference face's opacity (B, 1, S, S) in (0, 1)], as (B, 3 or 4, S, S)."""
 
     def __init__(self, cfg: FaceGeneratorConfig = FaceGeneratorConfig()):
         super().__init__()
         self.cfg = cfg
         self.net = GlobalGenerator(GeneratorConfig(
-            in_channels=6, out_channels=3, ngf=cfg.ngf, n_downsample=cfg.n_downsample, n_blocks=cfg.n_blocks))
-        last = self.net.model[-2]  # the final 7x7 conv, before the tanh
+            in_channels=6 + (3 if cfg.reference else 0), out_channels=3 + (1 if cfg.reference else 0), ngf=cfg.ngf,
+            n_downsample=cfg.n_downsample, n_blocks=cfg.n_blocks))
+        last = self.net.model[-2]  # the final 7x7 conv, before the tanh (which forward applies to the residual only)
         assert isinstance(last, nn.Conv2d) and isinstance(self.net.model[-1], nn.Tanh)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        if cfg.reference:
+            nn.init.constant_(last.bias[3:], -4.0)  # opacity sigmoid(-4) = 1.8% at the start
 
     @property
     def stride(self) -> int:
@@ -90,14 +112,16 @@ class FaceGenerator(nn.Module):
             # reflect needs the pad smaller than the side; replicate has no such limit
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
-        r = self.cfg.residual_scale * self.net(x)
+        pre = self.net.model[:-1](x)  # before the tanh
+        r = torch.cat([self.cfg.residual_scale * torch.tanh(pre[:, :3]), torch.sigmoid(pre[:, 3:])], 1)
         if ph or pw:
             r = r[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
         return r
 
 
 def face_discriminator_config(ndf: int = 64, n_layers: int = 3, num_D: int = 1) -> DiscriminatorConfig:
-    """For ``MultiscaleDiscriminator``: judges cat(pose crop, face crop), 6 channels."""
+    """For ``MultiscaleDiscriminator``: judges cat(pose crop, face crop), 6 channels (training builds
+    it with ``FaceGeneratorConfig.condition_channels`` + 3)."""
     return DiscriminatorConfig(in_channels=6, ndf=ndf, n_layers=n_layers, num_D=num_D)
 
 
@@ -186,8 +210,8 @@ def clamp_straight_through(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_face(G_face: nn.Module, pose: torch.Tensor, body_out: torch.Tensor, boxes: torch.Tensor,
-               valid: torch.Tensor | None = None, feather: int | None = None
-               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               valid: torch.Tensor | None = None, feather: int | None = None,
+               reference_face: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Crop -> residual -> add -> paste: the body generator's frames ``body_out`` (B, 3, H, W)
     with the face generator's faces in the boxes of the pose figures ``pose`` (B, 3, H, W).
 
@@ -196,15 +220,19 @@ def apply_face(G_face: nn.Module, pose: torch.Tensor, body_out: torch.Tensor, bo
     through) and ``pasted`` = the final frame's crop (``face`` blended over the feathered border:
     what is rendered, so what the face discriminator and the perceptual loss should judge, against
     ``crop(real, boxes)``), plus ``valid`` (B,) bool. ``body_out`` is not detached here: pass the
-    frozen body generator's output (computed under no_grad, or detached)."""
+    frozen body generator's output (computed under no_grad, or detached). ``reference_face``
+    (B, 3, S, S): the appearance reference's face box, for a generator with ``reference``."""
     boxes, valid, size = _boxes(boxes, valid, body_out.shape[-2], body_out.shape[-1], body_out.device)
     zero = torch.zeros((), dtype=body_out.dtype, device=body_out.device)
     keep = valid[:, None, None, None]
     pose_c = torch.where(keep, pose[_index(boxes, pose.shape[1], size)], zero)
     under = body_out[_index(boxes, body_out.shape[1], size)]  # the frames' own crops, for the blend
     body_c = torch.where(keep, under, zero)
-    residual = G_face(torch.cat([pose_c, body_c], 1))
+    out = G_face(torch.cat([pose_c, body_c, *([] if reference_face is None else [reference_face])], 1))
+    residual = out[:, :3]
     face = clamp_straight_through(body_c + residual)
+    if reference_face is not None:  # the reference's face laid over it, where the opacity says
+        face = face + out[:, 3:] * (reference_face - face)
     final, pasted = _paste(body_out, under, face, boxes, valid, size, feather)
     pasted = torch.where(keep, pasted, zero)
     return final, {"pose": pose_c, "body": body_c, "residual": residual, "face": face, "pasted": pasted,

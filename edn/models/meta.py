@@ -70,6 +70,8 @@ class ModelMeta:
     holdout_fraction: float = 0.1    # of each video, the tail never trained on (a base's videos: each its own)
     init_from: str | None = None     # "name@version" of the base model the body stage started from
     face_init_from: str | None = None  # the same for the face stage
+    # a base's face stage: video -> reference frame of the videos it trained on (may be others than the body's)
+    face_references: dict[str, int] = field(default_factory=dict)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -82,7 +84,9 @@ class ModelMeta:
         body = f"body {self.body_steps} steps {start(self.init_from)}" + (
             f" on {len(self.references)} videos" if self.kind == "base" else "") + (
             "" if self.perceptual_loss else ", without the VGG19 loss")
-        return body if self.face_steps is None else f"{body}; face {self.face_steps} steps {start(self.face_init_from)}"
+        face = f"face {self.face_steps} steps {start(self.face_init_from)}" + (
+            f" on {len(self.face_references)} videos" if self.kind == "base" and self.face_references else "")
+        return body if self.face_steps is None else f"{body}; {face}"
 
     def to_json(self) -> dict:
         return {"format_version": FORMAT_VERSION, **dataclasses.asdict(self)}

@@ -37,12 +37,14 @@ def apply_colour_maps(pictures: np.ndarray, maps: np.ndarray) -> np.ndarray:
 
 class PairCollate(NumpyBatchCollateFn):
     def __init__(self, downscale: int = 1, references: np.ndarray | None = None, recolour: bool = False,
-                 appearance: bool = False, seed: int | None = None):
+                 appearance: bool = False, seed: int | None = None, reference_faces: np.ndarray | None = None):
         """`references`: (videos, H, W, 9) uint8, the run's videos' in order (edn.data.reference);
         `recolour`: each pair and its reference by one random turn of hue (a base model's), drawn
-        from `seed`; `appearance`: the pairs' appearance figures too, in their reference's colours."""
+        from `seed`; `appearance`: the pairs' appearance figures too, in their reference's colours;
+        `reference_faces`: (videos, S, S, 3) uint8, their face boxes (a face generator's with a reference)."""
         super().__init__()
         self.downscale, self.references, self.recolour = downscale, references, recolour
+        self.reference_faces = reference_faces
         self.colours = np.stack([appearance_colours(r) for r in references]) if appearance else None
         self.rng = np.random.default_rng(seed)
 
@@ -50,9 +52,11 @@ class PairCollate(NumpyBatchCollateFn):
         out = render_pairs(batch, self.downscale, self.colours)
         if self.references is not None:
             out["reference"] = self.references[out["video"]]
+            if self.reference_faces is not None:
+                out["reference_face"] = self.reference_faces[out["video"]]
             if self.recolour:
                 maps = hue_turns(len(out["image"]), self.rng)
-                for pictures in [k for k in ("image", "appearance") if k in out]:
+                for pictures in [k for k in ("image", "appearance", "reference_face") if k in out]:
                     out[pictures] = apply_colour_maps(out[pictures], maps)
                 reference = out["reference"]  # a copy (indexed by video), changed in place
                 for scene_or_frame in (slice(0, 3), slice(3, 6)):  # as the pair; the pose figure as drawn

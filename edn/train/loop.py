@@ -38,7 +38,9 @@ def build(cfg: TrainConfig, device: torch.device, coarse: dict | None = None, in
         if coarse is not None:
             G.net.load_global(coarse)
     else:
-        G, D = FaceGenerator(cfg.face_generator), MultiscaleDiscriminator(cfg.face_discriminator)
+        G = FaceGenerator(cfg.face_generator)
+        D = MultiscaleDiscriminator(dataclasses.replace(
+            cfg.face_discriminator, in_channels=cfg.face_generator.condition_channels + 3))
     if init is not None:
         G.load_state_dict(init["G"])
         if "D" in init:
@@ -91,17 +93,19 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * min(1.0, (cfg.steps - step) / max(cfg.steps - start, 1))
 
 
-def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.ndarray | None = None):
+def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.ndarray | None = None,
+                  reference_faces: np.ndarray | None = None):
     """One epoch of raw pair batches from a Ray Dataset of compact pairs (or a Ray Train shard of
     one), decoded and drawn in Ray Data's prefetch thread (PairCollate), on the device; with
-    `references`, the run's videos' (edn.data.reference), each pair's own. On GPU the batches are
-    collated into pinned memory, so their copy to the GPU is asynchronous, overlapping the previous
-    step's kernels."""
+    `references` (and `reference_faces`), the run's videos' (edn.data.reference), each pair's own.
+    On GPU the batches are collated into pinned memory, so their copy to the GPU is asynchronous,
+    overlapping the previous step's kernels."""
     from edn.train.collate import PairCollate
     # the epoch's hue turns from the rank's numpy stream, seeded by the run (restored on resume): a
     # run's colours repeat
     collate = PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour,
-                          cfg.generator.draws_appearance, seed=np.random.randint(2**31))
+                          cfg.generator.draws_appearance, seed=np.random.randint(2**31),
+                          reference_faces=reference_faces)
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
                                    pin_memory=device.type == "cuda", collate_fn=collate)
@@ -115,8 +119,9 @@ def to_batch(batch: dict, memory_format: torch.memory_format) -> dict[str, torch
         out[f"{name}_prev"] = to_model_range(batch[name][:, 0]).contiguous(memory_format=memory_format)
         out[name] = to_model_range(batch[name][:, 1]).contiguous(memory_format=memory_format)
     out["face_box"] = batch["face_box"]
-    if "reference" in batch:  # a generator with reference channels: each pair's video's (edn.data.reference)
-        out["reference"] = to_model_range(batch["reference"]).contiguous(memory_format=memory_format)
+    # a generator with reference channels (a face generator with a reference): each pair's video's (edn.data.reference)
+    for name in [k for k in ("reference", "reference_face") if k in batch]:
+        out[name] = to_model_range(batch[name]).contiguous(memory_format=memory_format)
     return out
 
 
@@ -236,11 +241,12 @@ def train_loop_per_worker(config: dict) -> None:
         client.set_tag(run_id, "edn.train_precision", f"{'bf16' if bf16 else 'fp32'} ({why})")
 
     shard = ray.train.get_dataset_shard("train")
-    references = ray.get(config["references"]) if config.get("references") is not None else None
+    references, reference_faces = (ray.get(config[k]) if config.get(k) is not None else None
+                                   for k in ("references", "reference_faces"))
     tick, images_since = time.time(), 0
     while step < cfg.steps:
         batches = 0
-        for raw in epoch_batches(shard, cfg, device, references):
+        for raw in epoch_batches(shard, cfg, device, references, reference_faces):
             batches += 1
             lr = learning_rate(cfg, step)
             for group in (*opt_G.param_groups, *opt_D.param_groups):
@@ -284,5 +290,5 @@ def _samples(cfg: TrainConfig, G, body, batch) -> np.ndarray:
     if cfg.stage == "body":
         return sample_grid(first["pose"], G.frame_t(first), first["image"])
     body_out = body.frame_t(first)
-    final, _ = apply_face(G, first["pose"], body_out, first["face_box"])
+    final, _ = apply_face(G, first["pose"], body_out, first["face_box"], reference_face=first.get("reference_face"))
     return sample_grid(first["pose"], body_out, final, first["image"])

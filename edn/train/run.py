@@ -137,6 +137,10 @@ def train(cfg: TrainConfig) -> dict:
     init, init_from = None, None
     if cfg.init_from:  # the stage's weights and generator settings from the base, checked against this run first
         cfg, init, init_from, _ = base_weights(cfg, uri, size)
+    faces = cfg.stage == "face" and cfg.face_generator.reference  # the face GAN sees the reference's face
+    if faces and not uses_reference:
+        raise ConfigError(f"face_generator.reference: {cfg.registry_name}@{cfg.body_model}'s body renders from no "
+                          "appearance reference (a base's and its fine-tuned targets' do), so there is no face to show")
     poses = {v: video_poses(cfg.dataset_url, v) for v, _ in records}  # read once, for references and counts
     references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size, poses[v])
                   for v, r in records] if uses_reference else None
@@ -185,7 +189,8 @@ def train(cfg: TrainConfig) -> dict:
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "mlflow_run_id": run_id,
                            "perceptual_available": perceptual, "progress": reports, "local_checkpoint": local,
                            "init": ray.put(init) if init else None,
-                           "references": ray.put(np.stack([r.stacked() for r in references])) if references else None},
+                           "references": ray.put(np.stack([r.stacked() for r in references])) if references else None,
+                           "reference_faces": ray.put(np.stack([r.face for r in references])) if faces else None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={**cfg.resources_per_worker,
                                                                      "CPU": cfg.cpus_per_worker}),
@@ -211,13 +216,14 @@ def train(cfg: TrainConfig) -> dict:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with result.checkpoint.as_directory() as d:
         state = load_state(d, "cpu")
-    meta, body_state, face_state, background, reference = model_parts(
+    meta, body_state, face_state, background, reference, reference_face = model_parts(
         cfg, records, state, body, run_id, perceptual, PairCounts(**counts), floor, floor_error, references, init_from)
     discriminators = None
     if cfg.is_base:  # what a fine-tuned target starts from
         discriminators = {**((body.discriminators or {}) if body else {}), cfg.stage: state["D"]}
     with tempfile.TemporaryDirectory(prefix="edn-model-") as tmp:
-        write_model_dir(tmp, body_state, meta, face_state, background, reference, discriminators)
+        write_model_dir(tmp, body_state, meta, face_state, background, reference, discriminators,
+                        reference_face=reference_face)
         version = register(client, run_id, tmp, cfg.registry_name, cfg.alias)
     log.info("registered %s version %s as @%s", cfg.registry_name, version, cfg.alias)
     return {"run_id": run_id, "model_name": cfg.registry_name, "version": version, "steps": state["step"],
@@ -227,14 +233,16 @@ def train(cfg: TrainConfig) -> dict:
 def model_parts(cfg: TrainConfig, records, state: dict, body, run_id: str, perceptual: bool, counts: PairCounts,
                 floor, floor_error, references, init_from):
     """The registered model's metadata and contents: (meta, body weights, face weights, empty
-    scene, reference). The body stage makes a new model; the face stage adds its generator to the
-    frozen body model's."""
+    scene, reference, reference face). The body stage makes a new model; the face stage adds its
+    generator to the frozen body model's (a target's with its reference's face, where it sees one)."""
     if body is not None:
         meta = dataclasses.replace(
             body.meta, face_generator=cfg.face_generator, face_run_id=run_id, face_steps=state["step"],
             face_perceptual_loss=perceptual, body_version=body.version, stage=cfg.stage, face_init_from=init_from,
-            training_data=dataclasses.replace(body.meta.training_data, face=counts))
-        return meta, body.body.state_dict(), state["G"], body.background, body.reference
+            training_data=dataclasses.replace(body.meta.training_data, face=counts),
+            face_references={r.video: r.frame_index for r in references or []} if cfg.is_base else {})
+        face = references[0].face if cfg.face_generator.reference and not cfg.is_base else None
+        return meta, body.body.state_dict(), state["G"], body.background, body.reference, face
     (video, record), size = records[0], (records[0][1]["width"] // cfg.downscale,
                                          records[0][1]["height"] // cfg.downscale)
     holdout_start = split_point(record["frames"], cfg.holdout_fraction)
@@ -246,9 +254,9 @@ def model_parts(cfg: TrainConfig, records, state: dict, body, run_id: str, perce
                      kind="base" if cfg.is_base else "target", holdout_fraction=cfg.holdout_fraction,
                      references={r.video: r.frame_index for r in references or []}, init_from=init_from)
     if cfg.is_base:
-        return meta, state["G"], None, None, None
+        return meta, state["G"], None, None, None, None
     background = references[0].plate if references else background_plate(cfg.dataset_url, video, holdout_start, size)
-    return meta, state["G"], None, background, references[0].stacked() if references else None
+    return meta, state["G"], None, background, references[0].stacked() if references else None, None
 
 
 class LocalReports(queue.Queue):

@@ -60,13 +60,16 @@ def body_judged(G: nn.Module, batch: dict[str, torch.Tensor], temporal: bool) ->
 
 
 def face_judged(body: BodyGenerator, G_face, batch: dict[str, torch.Tensor]) -> Judged:
-    """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop, real face)."""
+    """The frozen body generator's frame t, its face refined: (pose crop, face) against (pose crop,
+    real face); with batch["reference_face"] (a face generator with a reference), that is part of
+    the generator's input and of the discriminator's condition, as a base body's reference is."""
     with torch.no_grad():
         body_out = body.frame_t(batch)
-    _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"])
+    ref = batch.get("reference_face")
+    _, crops = apply_face(G_face, batch["pose"], body_out, batch["face_box"], reference_face=ref)
     real = crop(batch["image"], batch["face_box"])
-    return Judged(torch.cat([crops["pose"], crops["pasted"]], 1), torch.cat([crops["pose"], real], 1),
-                  crops["pasted"], real)
+    cond = torch.cat([crops["pose"], *([] if ref is None else [ref])], 1)
+    return Judged(torch.cat([cond, crops["pasted"]], 1), torch.cat([cond, real], 1), crops["pasted"], real)
 
 
 class GANStep:
