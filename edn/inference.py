@@ -279,7 +279,7 @@ def zero_shot_note(meta: ModelMeta, version: str) -> str | None:
     if meta.kind != "zero-shot":
         return None
     t = meta.target
-    return (f"ZERO-SHOT base render: base model version {version} shown {t!r}'s appearance reference "
+    return (f"ZERO-SHOT base render: base model version {version} shown the appearance reference of {t!r} "
             f"(frame {meta.references[t]} and the empty scene of its video); never trained on {t!r}")
 
 
