@@ -21,9 +21,10 @@ test: $(VENV)/.installed
 
 # The base-model experiment (docs/base-model.md): 24 dancers for a base (base-data's 12, and 12 more
 # of 240 frames, numbered from 100) and 3 held out of it; the base (edn-onboard-base: L1 at 4x
-# cpu_small's, bf16 where the CPU computes it natively; the best zero-shot base measured), then the
+# cpu_small's, bf16 where the CPU computes it natively; the best zero-shot base measured) and its face
+# GAN, which lays each video's reference face over the body's (face_generator.reference); then the
 # onboarding curve at a from-scratch budget of BUDGET body steps (each row with 300 face GAN steps
-# on its body: edn onboard-curve --face-steps).
+# on its body, from the base's: edn onboard-curve --face-steps).
 # Hours on 2 cores. A rerun skips what is done (ingested videos, the base, the curve's rows).
 ONBOARD    ?= outputs/onboard
 BASE_STEPS ?= 3000
@@ -45,6 +46,10 @@ onboard: base-data
 	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,),$$(seq -f 'dancer_%g' 100 111 | paste -sd,) \
 	  --config cpu_small --set generator.appearance=true --set lambda_l1=40 --set cpu_bf16=true \
 	  --set steps=$(BASE_STEPS) && touch $(ONBOARD)/base-24.done; }
+	test -e $(ONBOARD)/base-24-face.done || { $(EDN) train --dataset $(ONBOARD)/base_ds --model edn-onboard-base \
+	  --videos $$(seq -f 'dancer_%02g' 0 11 | paste -sd,),$$(seq -f 'dancer_%g' 100 111 | paste -sd,) \
+	  --stage face --config cpu_small --set face_generator.reference=true --set cpu_bf16=true --set steps=1200 \
+	  && touch $(ONBOARD)/base-24-face.done; }
 	$(EDN) onboard-curve --dataset $(ONBOARD)/heldout_ds --targets dancer_00,dancer_01,dancer_02 \
 	  --base edn-onboard-base@candidate --config cpu_small --set generator.appearance=true --set steps=$(BUDGET) \
 	  --fractions 0.05,0.1,0.25 --scratch-fractions 1 --out $(ONBOARD)/curve-24
