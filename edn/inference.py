@@ -48,7 +48,10 @@ def _write_png(path: str, rgb: np.ndarray) -> None:
 
 
 def _read_png(path: str) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    image = cv2.imread(path)
+    if image is None:  # cv2 says nothing of a file missing or unreadable
+        raise DataError(f"{path}: missing or not an image, and the model folder needs it")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def write_model_dir(path: str, body_state: dict, meta: ModelMeta, face_state: dict | None = None,
@@ -251,8 +254,6 @@ def load_model_dir(path: str, version: str = "local", device: str = "cpu", preci
         reference = np.concatenate([background, *(_read_png(os.path.join(path, n)) for n in REFERENCE_IMAGES)], 2)
     reference_face = None
     if meta.face_generator and meta.face_generator.reference and meta.kind == "target":
-        if not os.path.exists(os.path.join(path, REFERENCE_FACE)):
-            raise DataError(f"{path}: no {REFERENCE_FACE}, which its face generator sees (face_generator.reference)")
         reference_face = _read_png(os.path.join(path, REFERENCE_FACE))
     discriminators = {stage: _state(os.path.join(path, name), "cpu")
                       for stage, name in DISCRIMINATORS.items() if os.path.exists(os.path.join(path, name))}

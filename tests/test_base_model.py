@@ -16,10 +16,10 @@ from edn.cli import main
 from edn.data.ingest import IngestConfig, ingest
 from edn.data.reader import video_poses
 from edn.data.reference import video_reference
-from edn.errors import ConfigError
+from edn.errors import ConfigError, DataError
 from edn.eval.heldout import EvalConfig
 from edn.eval.onboarding import OnboardConfig, base_cost, run_onboarding
-from edn.inference import zero_shot
+from edn.inference import load_model_dir, zero_shot
 from edn.models.face import FaceGeneratorConfig, apply_face, face_discriminator_config
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
 from edn.pose.face import face_box
@@ -146,6 +146,11 @@ def test_base_fine_tune_lineage_and_zero_shot(base_run, mlflow_server, dataset, 
     assert not torch.equal(*faces)
     _, frames = fine.renderer()(video_poses(url, "dancer_01")[1][:3])
     assert frames.shape == (3, 64, 64, 3)
+    # a model folder without it is refused by name, not read as an empty picture
+    export_model("edn-dancer_02", "candidate", mlflow_server, str(tmp_path / "fine"))
+    os.remove(tmp_path / "fine" / "reference_face.png")
+    with pytest.raises(DataError, match=r"fine/reference_face.png: missing or not an image"):
+        load_model_dir(str(tmp_path / "fine"))
 
     # zero-shot: the base and the new dancer's video alone, said plainly
     shot = zero_shot(base, url, "dancer_02")

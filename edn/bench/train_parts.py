@@ -16,7 +16,7 @@ from edn.models.body import BodyGenerator
 from edn.models.face import FaceGeneratorConfig, face_discriminator_config
 from edn.models.losses import FeatureMatchingLoss, LSGANLoss
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig
-from edn.pose.face import face_box_size
+from edn.pose.face import face_box_side
 from edn.train.config import TrainConfig
 from edn.train.loop import build, make_step, step_memory_format, to_batch
 from edn.train.step import GANStep, body_judged, face_judged
@@ -154,7 +154,7 @@ def synthetic_pairs(batch: int, size: tuple[int, int], seed: int = 0) -> dict[st
     uint8, face boxes (B, 4) of the size ingest computes, near the top centre."""
     w, h = size
     rng = np.random.default_rng(seed)
-    s = min(face_box_size(h), w, h)
+    s = face_box_side(w, h)
     box = [(w - s) // 2, min(h // 8, h - s), (w - s) // 2 + s, min(h // 8, h - s) + s]
     return {"pose": torch.from_numpy(rng.integers(0, 256, (batch, 2, h, w, 3), np.uint8)),
             "image": torch.from_numpy(rng.integers(0, 256, (batch, 2, h, w, 3), np.uint8)),

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from edn.data.schema import FRAMES_SCHEMA, LAYOUT, decode_image
 from edn.errors import DataError
 from edn.pose.cleanup import DETECTED, DROPPED, INTERPOLATED, CleanupConfig, clean_keypoints
-from edn.pose.face import face_box, face_box_size
+from edn.pose.face import face_box, face_box_side
 from edn.pose.layout import N_KEYPOINTS, has_pose
 from edn.pose.normalize import floor_stats_or_reason
 from edn.pose.track import DancerTracker, TrackConfig, torso_colour
@@ -104,7 +104,7 @@ def commit_video(out_url: str, video: dict, estimator: str, estimator_options: d
         "keypoints": {"track": asdict(track), "cleanup": asdict(cleanup), "keypoint_counts": counts,
                       "dancer_acquisitions": tracker.acquisitions,
                       "frames_with_several_people": int((people_counts > 1).sum())},
-        "face_box_size": min(face_box_size(h), w, h), "floor_stats": stats and stats.to_dict(),
+        "face_box_size": face_box_side(w, h), "floor_stats": stats and stats.to_dict(),
         "floor_stats_error": stats_error,
         "seconds": round(time.time() - start, 3),
         "committed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -31,7 +31,7 @@ from edn.data.plate import background_plate
 from edn.data.reader import video_frames, video_poses
 from edn.errors import DataError
 from edn.pose.draw import draw_pose
-from edn.pose.face import face_box, face_box_size
+from edn.pose.face import face_box, face_box_side
 from edn.pose.layout import BODY_COLORS, has_pose
 
 _SAME_HUE = 0.99  # cosine: OpenPose's closest body colours, (255, 0, 0) and (255, 0, 85), are at 0.95
@@ -85,7 +85,7 @@ def reference_face(frame: np.ndarray, pose: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     box = face_box(pose, w, h)
     if box is None:
-        size = min(face_box_size(h), w, h)
+        size = face_box_side(w, h)
         return np.zeros((size, size, 3), np.uint8)
     x0, y0, x1, y1 = box
     return np.ascontiguousarray(frame[y0:y1, x0:x1])

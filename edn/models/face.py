@@ -25,10 +25,10 @@ Design choices:
   ``reference``: + the appearance reference's face box, below) reused as is, with its tanh output
   scaled by ``residual_scale`` (2). The reference code (the paper's pix2pixHD fork) uses a global
   generator ending in tanh and adds it unclamped, so the face can leave [-1, 1] and a residual of
-  at most 1 cannot turn a black pixel white. Here the residual
-  spans [-2, 2], enough to move any pixel of [-1, 1] anywhere in it, yet stays bounded (no
-  blow-ups early in training), and the sum is clamped to the valid image range so that the
-  discriminator, the perceptual loss and the rendered video all see a real image.
+  at most 1 cannot turn a black pixel white. Here the residual spans [-2, 2], enough to move any
+  pixel of [-1, 1] anywhere in it, yet stays bounded (no blow-ups early in training), and the sum
+  is clamped to the valid image range so that the discriminator, the perceptual loss and the
+  rendered video all see a real image.
 * The clamp is straight-through (forward: clamp; backward: identity) so that a pixel the residual
   pushed past ±1 still gets the gradient that pulls it back; the tanh bound keeps that safe.
 * The last convolution is zero-initialised, so at step 0 the residual is exactly 0 and
@@ -67,7 +67,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from edn.models.networks import DiscriminatorConfig, GeneratorConfig, GlobalGenerator
-from edn.pose.face import boxes_array, face_box_size
+from edn.pose.face import boxes_array, face_box_side
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,8 @@ class FaceGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = GlobalGenerator(GeneratorConfig(
-            in_channels=6 + (3 if cfg.reference else 0), out_channels=3 + (1 if cfg.reference else 0), ngf=cfg.ngf,
+            # the discriminator's condition and the body's crop; out: the residual, and the opacity
+            in_channels=cfg.condition_channels + 3, out_channels=3 + (1 if cfg.reference else 0), ngf=cfg.ngf,
             n_downsample=cfg.n_downsample, n_blocks=cfg.n_blocks))
         last = self.net.model[-2]  # the final 7x7 conv, before the tanh (which forward applies to the residual only)
         assert isinstance(last, nn.Conv2d) and isinstance(self.net.model[-1], nn.Tanh)
@@ -152,7 +153,7 @@ def _boxes(boxes: torch.Tensor, valid: torch.Tensor | None, height: int, width: 
                                  and (good[:, 3] <= height).all()), \
             f"face boxes must lie inside the {width}x{height} frame: {good.tolist()}"
     else:  # no face in the batch: the size face_box would give, so shapes stay the same
-        size = min(face_box_size(height), width, height)
+        size = face_box_side(width, height)
     origin = torch.tensor([0, 0, size, size], device=device, dtype=torch.int64)
     return torch.where(valid[:, None], boxes, origin), valid, size
 

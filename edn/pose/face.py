@@ -14,6 +14,11 @@ def face_box_size(frame_height: int) -> int:
     return max(8, int(round(FACE_BOX_AT_512 * frame_height / 512)))
 
 
+def face_box_side(width: int, height: int) -> int:
+    """The side of every face box of a width x height frame: face_box_size, or the frame's shorter side if smaller."""
+    return min(face_box_size(height), width, height)
+
+
 def face_box(pose: np.ndarray, width: int, height: int, min_conf: float = 0.1) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1), x1 - x0 = y1 - y0 = the box size (or the frame's shorter side, if
     smaller); None when neither the nose nor the face's nose tip is seen."""
@@ -22,7 +27,7 @@ def face_box(pose: np.ndarray, width: int, height: int, min_conf: float = 0.1) -
         nose = pose[FACE][NOSE_TIP]
         if nose[2] < min_conf:
             return None
-    size = min(face_box_size(height), width, height)
+    size = face_box_side(width, height)
     x0 = int(np.clip(round(nose[0] - size / 2), 0, width - size))
     y0 = int(np.clip(round(nose[1] - size / 2), 0, height - size))
     return x0, y0, x0 + size, y0 + size
