@@ -77,7 +77,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         raise RuntimeError(f"ingest failed: {ingested['failed']}")
     target, source = "dancer_00", "dancer_01"
 
-    tcfg = dataclasses.replace(cfg.train, dataset_url=join(out, "dataset"), target=target,
+    # the demo's Ray Train runs in its own folder: a demo into another --out is a run of its own, and
+    # a rerun into the same one resumes (or skips) its own runs (edn.train.resume)
+    storage = join(out, "ray") if cfg.train.storage_path == TrainConfig.storage_path else cfg.train.storage_path
+    tcfg = dataclasses.replace(cfg.train, dataset_url=join(out, "dataset"), target=target, storage_path=storage,
                                tracking_uri=tracking_uri(cfg.train.tracking_uri))
     face_from, start = "", "random weights"
     if cfg.base:  # the shipped base into the demo's registry (once: the same folder is one version)

@@ -32,14 +32,19 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=artifact_location)
 
 
-def run_for(client: MlflowClient, experiment: str, run_name: str, tags: dict | None = None) -> str:
-    """The MLflow run of a named training run: re-submitting the same name continues it."""
+def run_for(client: MlflowClient, experiment: str, run_name: str, tags: dict | None = None,
+            identity: dict | None = None, new: bool = False) -> str:
+    """The MLflow run of a named training run: re-submitting the same name (and the same `identity`
+    tags, e.g. the run's storage) continues it; `new`, a run of its own even so (the training run
+    starts over: nothing of it is left to continue)."""
     exp_id = experiment_id(client, experiment)
-    found = client.search_runs([exp_id], filter_string=f"tags.`edn.run_name` = '{run_name}'",
-                               order_by=["attributes.start_time DESC"], max_results=1)
+    ids = {"edn.run_name": run_name, **(identity or {})}
+    found = [] if new else client.search_runs(
+        [exp_id], filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in ids.items()),
+        order_by=["attributes.start_time DESC"], max_results=1)
     if found:
         return found[0].info.run_id
-    return client.create_run(exp_id, run_name=run_name, tags={"edn.run_name": run_name, **(tags or {})}).info.run_id
+    return client.create_run(exp_id, run_name=run_name, tags={**ids, **(tags or {})}).info.run_id
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Ray Train's local mode (num_workers 0): the training loop in the caller's process, no worker
 group. What it keeps and where: one checkpoint in a local storage_path, which the same run name
-resumes from; the caller's torch threads left as they were; the progress display fed without a queue
-actor; a storage that is not local refused."""
+resumes from, with the settings it started with (others refused); the caller's torch threads left
+as they were; the progress display fed without a queue actor; a storage that is not local refused."""
 import dataclasses
 import logging
 import os
@@ -46,6 +46,23 @@ def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_
     body = load_registered("edn-local", str(again["version"]), uri).body.state_dict()
     assert state["step"] == 6 and all(torch.equal(body[k], v) for k, v in state["G"].items())
     assert not os.path.exists(f"{kept}.new") and not os.path.exists(f"{kept}.old")
+
+    # the same name and storage with other training data or recipe is another run: refused before it
+    # trains, naming what differs, and nothing of the first run changed; a name of its own trains afresh,
+    # and so does the same name in another storage, each in an MLflow run of its own
+    def runs() -> int:
+        client = MlflowClient(uri)
+        return len(client.search_runs([client.get_experiment_by_name(cfg.experiment).experiment_id]))
+    before = runs()
+    with pytest.raises(ConfigError, match=r"run 'edn-local-body' in .* started with lambda_l1=0\.0, seed=0; this "
+                                          r"command gives lambda_l1=5\.0, seed=3\..*--set run_name=NAME"):
+        train(dataclasses.replace(cfg, steps=8, seed=3, lambda_l1=5.0))
+    assert load_state(str(kept), "cpu")["step"] == 6
+    assert runs() == before
+    other = train(dataclasses.replace(cfg, seed=3, run_name="edn-local-seed3"))
+    assert other["steps"] == 4 and other["run_id"] != first["run_id"]
+    moved = train(dataclasses.replace(cfg, storage_path=str(tmp_path / "ray-b")))
+    assert moved["steps"] == 4 and moved["run_id"] not in (first["run_id"], other["run_id"])
 
     with pytest.raises(ConfigError, match="local mode"):
         train(dataclasses.replace(cfg, storage_path="gs://edn-test/ray"))

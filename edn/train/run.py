@@ -31,6 +31,7 @@ from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, training_pairs
 from edn.train.init_from import base_weights
 from edn.train.loop import train_loop_per_worker
+from edn.train.resume import check_resume, flatten, record_start, run_folder, started_with, storage_url
 from edn.train.step import LOSS_TERMS
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,10 @@ def train(cfg: TrainConfig) -> dict:
     if faces and not uses_reference:
         raise ConfigError(f"face_generator.reference: {cfg.registry_name}@{cfg.body_model}'s body renders from no "
                           "appearance reference (a base's and its fine-tuned targets' do), so there is no face to show")
+    # the same storage and name resume a run (Ray Train), which must be the same run: checked before it starts
+    started = started_with(cfg)
+    if started is not None:
+        check_resume(cfg, started)
     poses = {v: video_poses(cfg.dataset_url, v) for v, _ in records}  # read once, for references and counts
     references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size, poses[v])
                   for v, r in records] if uses_reference else None
@@ -152,13 +157,13 @@ def train(cfg: TrainConfig) -> dict:
              "(%d of %d frames have no pose)", cfg.target or f"{len(records)} videos", counts["pairs"],
              counts["pairs_without_pose"], counts["pairs_without_face_box"], counts["frames_without_pose"],
              counts["frames"])
-    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, tags={"edn.target": cfg.target or cfg.registry_name,
-                                                                     "edn.stage": cfg.stage})
+    run_id = run_for(client, cfg.experiment, cfg.ray_run_name, identity={"edn.storage": run_folder(cfg)},
+                     new=started is None, tags={"edn.target": cfg.target or cfg.registry_name, "edn.stage": cfg.stage})
     if init_from:
         client.set_tag(run_id, "edn.init_from", init_from)
     if references:
         client.log_dict(run_id, {r.video: r.frame_index for r in references}, "references.json")
-    for key, value in _flatten(to_dict(cfg)).items():
+    for key, value in flatten(to_dict(cfg)).items():
         try:
             client.log_param(run_id, key, value)
         except MlflowException as e:  # a resumed run holds its params: MLflow refuses a change, and says so
@@ -179,8 +184,9 @@ def train(cfg: TrainConfig) -> dict:
     reports = LocalReports() if cfg.num_workers == 0 else Queue(actor_options={
         "num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
                                                                              soft=False)})
-    storage_fs, (storage,) = for_arrow([cfg.storage_path if "://" in cfg.storage_path
-                                        else os.path.abspath(cfg.storage_path)])
+    storage_fs, (storage,) = for_arrow([storage_url(cfg)])
+    if started is None:
+        record_start(cfg)
     local = None  # local mode: Ray Train stores nothing; the loop keeps its one checkpoint here
     if cfg.num_workers == 0:
         local = os.path.join(local_path(cfg.storage_path), cfg.ray_run_name, "local-checkpoint")
@@ -299,9 +305,3 @@ def progress_of(reports, desc: str, steps: int):
         thread.join(timeout=10)
         reports.shutdown()
 
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
