@@ -30,16 +30,14 @@ def run_folder(cfg: TrainConfig) -> str:
     return join(storage_url(cfg), cfg.ray_run_name)
 
 
-def started_with(cfg: TrainConfig) -> dict | None:
-    """The settings this command's run started with, if it has started; None for a new run."""
+def resumes(cfg: TrainConfig) -> bool:
+    """Whether this command continues a run already started (False: a new run); a clear error,
+    before anything runs, when that run started with other settings than this command's."""
     url = join(run_folder(cfg), SETTINGS_FILE)
-    return json.loads(read_bytes(url)) if exists(url) else None
-
-
-def check_resume(cfg: TrainConfig, started: dict) -> None:
-    """A clear error, before anything runs, when this command would resume a run started with other
-    settings than its own."""
-    before, now = flatten(started), flatten(json.loads(json.dumps(to_dict(cfg))))  # as read back: lists, not tuples
+    if not exists(url):
+        return False
+    before = flatten(json.loads(read_bytes(url)))
+    now = flatten(json.loads(json.dumps(to_dict(cfg))))  # as read back: lists, not tuples
     changed = sorted(k for k in before.keys() | now.keys()
                      if k.split(".")[0] not in MAY_CHANGE and before.get(k) != now.get(k))
     if changed:
@@ -50,6 +48,7 @@ def check_resume(cfg: TrainConfig, started: dict) -> None:
             "The same run_name and storage_path resume that run, which must go on training the same thing "
             "(only steps and how it runs may change): give another run_name (--set run_name=NAME) or "
             f"storage_path, or remove {run_folder(cfg)} to start it over")
+    return True
 
 
 def record_start(cfg: TrainConfig) -> None:

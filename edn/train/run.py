@@ -31,7 +31,7 @@ from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, training_pairs
 from edn.train.init_from import base_weights
 from edn.train.loop import train_loop_per_worker
-from edn.train.resume import check_resume, flatten, record_start, run_folder, started_with, storage_url
+from edn.train.resume import flatten, record_start, resumes, run_folder, storage_url
 from edn.train.step import LOSS_TERMS
 
 log = logging.getLogger(__name__)
@@ -143,9 +143,7 @@ def train(cfg: TrainConfig) -> dict:
         raise ConfigError(f"face_generator.reference: {cfg.registry_name}@{cfg.body_model}'s body renders from no "
                           "appearance reference (a base's and its fine-tuned targets' do), so there is no face to show")
     # the same storage and name resume a run (Ray Train), which must be the same run: checked before it starts
-    started = started_with(cfg)
-    if started is not None:
-        check_resume(cfg, started)
+    resumed = resumes(cfg)
     poses = {v: video_poses(cfg.dataset_url, v) for v, _ in records}  # read once, for references and counts
     references = [video_reference(cfg.dataset_url, v, split_point(r["frames"], cfg.holdout_fraction), size, poses[v])
                   for v, r in records] if uses_reference else None
@@ -158,7 +156,7 @@ def train(cfg: TrainConfig) -> dict:
              counts["pairs_without_pose"], counts["pairs_without_face_box"], counts["frames_without_pose"],
              counts["frames"])
     run_id = run_for(client, cfg.experiment, cfg.ray_run_name, identity={"edn.storage": run_folder(cfg)},
-                     new=started is None, tags={"edn.target": cfg.target or cfg.registry_name, "edn.stage": cfg.stage})
+                     new=not resumed, tags={"edn.target": cfg.target or cfg.registry_name, "edn.stage": cfg.stage})
     if init_from:
         client.set_tag(run_id, "edn.init_from", init_from)
     if references:
@@ -185,7 +183,7 @@ def train(cfg: TrainConfig) -> dict:
         "num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
                                                                              soft=False)})
     storage_fs, (storage,) = for_arrow([storage_url(cfg)])
-    if started is None:
+    if not resumed:
         record_start(cfg)
     local = None  # local mode: Ray Train stores nothing; the loop keeps its one checkpoint here
     if cfg.num_workers == 0:
