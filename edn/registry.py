@@ -23,14 +23,21 @@ class ModelNotFoundError(EdnError, LookupError):
 
 
 def register(client: MlflowClient, run_id: str, model_dir: str, name: str, alias: str) -> str:
-    """Log the folder to the run as `model/`, add it as a new version of `name`, point `alias` at it."""
+    """Log the folder to the run as `model/`, add it as a new version of `name`, point `alias` at it.
+    A folder this run registered before (the same command again on a finished run, which trains
+    nothing) is that version again, not a new one."""
+    digest = _digest(model_dir)
+    for mv in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if mv.tags.get("edn.digest") == digest:
+            client.set_registered_model_alias(name, alias, mv.version)
+            return str(mv.version)
     client.log_artifacts(run_id, model_dir, "model")
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description="Everybody Dance Now generator for one target person")
     source = f"{client.get_run(run_id).info.artifact_uri}/model"
-    version = client.create_model_version(name, source, run_id=run_id).version
+    version = client.create_model_version(name, source, run_id=run_id, tags={"edn.digest": digest}).version
     client.set_registered_model_alias(name, alias, version)
     return str(version)
 

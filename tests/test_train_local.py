@@ -1,7 +1,8 @@
 """Ray Train's local mode (num_workers 0): the training loop in the caller's process, no worker
 group. What it keeps and where: one checkpoint in a local storage_path, which the same run name
-resumes from, with the settings it started with (others refused); the caller's torch threads left
-as they were; the progress display fed without a queue actor; a storage that is not local refused."""
+resumes from, with the settings it started with (others refused); a rerun of the finished run
+registers no new version; the caller's torch threads left as they were; the progress display fed
+without a queue actor; a storage that is not local refused."""
 import dataclasses
 import logging
 import os
@@ -46,6 +47,14 @@ def test_local_mode_trains_here_keeps_a_checkpoint_and_resumes(ray_cluster, tmp_
     body = load_registered("edn-local", str(again["version"]), uri).body.state_dict()
     assert state["step"] == 6 and all(torch.equal(body[k], v) for k, v in state["G"].items())
     assert not os.path.exists(f"{kept}.new") and not os.path.exists(f"{kept}.old")
+    # the same command on the finished run trains nothing and registers nothing new: the same version
+    client = MlflowClient(uri)
+    versions = len(client.search_model_versions("name = 'edn-local'"))
+    rerun = train(dataclasses.replace(cfg, steps=6))
+    assert (rerun["steps"], rerun["version"]) == (6, again["version"])
+    assert len(client.search_model_versions("name = 'edn-local'")) == versions
+    assert str(client.get_model_version_by_alias("edn-local", cfg.alias).version) == again["version"]
+    assert [m.step for m in client.get_metric_history(first["run_id"], "G_gan")] == [2, 4, 6]
 
     # the same name and storage with other training data or recipe is another run: refused before it
     # trains, naming what differs, and nothing of the first run changed; a name of its own trains afresh,

@@ -26,7 +26,7 @@ from edn.progress import Progress
 from edn.registry import load_registered, register
 from edn.storage import for_arrow
 from edn.tracking import run_for, run_status, tracking_uri
-from edn.train.checkpoint import load_state
+from edn.train.checkpoint import load_state, local_checkpoint
 from edn.train.config import STAGES, TrainConfig
 from edn.train.data import pair_counts, training_pairs
 from edn.train.init_from import base_weights
@@ -216,9 +216,12 @@ def train(cfg: TrainConfig) -> dict:
             raise stopped(e, resume) from e
         finally:
             torch.set_num_threads(threads)
-    if result.checkpoint is None:
+    checkpoint = result.checkpoint
+    if checkpoint is None and local and local_checkpoint(local):  # a finished run again: in local mode its loop,
+        checkpoint = ray.train.Checkpoint.from_directory(local_checkpoint(local))  # training nothing, reports nothing
+    if checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
-    with result.checkpoint.as_directory() as d:
+    with checkpoint.as_directory() as d:
         state = load_state(d, "cpu")
     meta, body_state, face_state, background, reference, reference_face = model_parts(
         cfg, records, state, body, run_id, perceptual, PairCounts(**counts), floor, floor_error, references, init_from)
