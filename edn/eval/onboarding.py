@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 
 from edn.errors import ConfigError
 from edn.eval.heldout import EvalConfig, evaluate_heldout
-from edn.eval.report import COLUMNS, format_table, plot, summary, table_html, write_metrics
+from edn.eval.report import COLUMNS, PAGE_STYLE, format_table, plot, summary, table_html, write_metrics
 from edn.inference import zero_shot
 from edn.registry import load_registered, parse_model_ref
 from edn.runtime import resolve_and_log
@@ -208,8 +208,7 @@ def report_html(result: dict) -> str:
         if cost["run_seconds"] is None else f"{cost['run_seconds']} s of training runs"
     title = "edn onboarding curve"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px 10px}}</style></head><body><h1>{title}</h1>
+<style>{PAGE_STYLE}</style></head><body><h1>{title}</h1>
 <p>Base <b>{html.escape(result["base"])}</b>: {cost["videos"]} videos, {cost["body_steps"]} body steps,
 {cost["face_steps"] or "no"} face steps,
 {run_time}. From-scratch budget {result["budget_steps"]} body steps; each row trained ({stages})

@@ -17,6 +17,12 @@ COLUMNS = (("body_ssim", "body SSIM ↑"), ("face_ssim", "face SSIM ↑"), ("bod
            ("face_lpips", "face LPIPS ↓"), ("pose_distance", "pose distance ↓"), ("pose_missed", "pose missed ↓"),
            ("change_ratio", "change ratio (1 = real)"), ("flicker", "flicker ↓"))
 
+# the reports' look; headers wrap within a few words, so that a table of every column (the
+# onboarding curve's mean: 14) fits a 1100-pixel window
+PAGE_STYLE = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+              "td,th{border:1px solid #999;padding:3px 6px}th{max-width:7em;font-size:90%}"
+              "figure img{image-rendering:pixelated;max-width:100%}")
+
 PER_FRAME = ("ssim_per_frame", "pose_distance_per_frame")  # a method's lists, one value per held-out frame
 
 
@@ -58,7 +64,8 @@ def table_rows(methods: dict[str, dict], extra: tuple[str, ...] = ()) -> list[li
 
 
 def table_html(methods: dict[str, dict], extra: tuple[str, ...] = ()) -> str:
-    head = "".join(f"<th>{html.escape(label)}</th>" for label in ["method", *extra] + [lbl for _, lbl in COLUMNS])
+    labels = ["method", *(k.replace("_", " ") for k in extra), *(lbl for _, lbl in COLUMNS)]  # spaces: they wrap
+    head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
                    for r in table_rows(methods, extra))
     return f"<table><tr>{head}</tr>{rows}</table>"
@@ -111,8 +118,7 @@ def write_report(url: str, title: str, metrics: dict, strips: list[tuple[int, np
     precision_html = ("<h2>Precision</h2><pre>" + html.escape(format_comparison(comparison)) + "</pre>") \
         if comparison else f"<h2>Precision</h2><p>{html.escape(skipped)}</p>" if skipped else ""
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px 10px}}figure img{{image-rendering:pixelated;max-width:100%}}</style></head>
+<style>{PAGE_STYLE}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Target <b>{html.escape(metrics["target"])}</b>, model version {html.escape(str(metrics["model_version"]))}
 ({html.escape(metrics["lineage"])});
