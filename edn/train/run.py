@@ -217,8 +217,9 @@ def train(cfg: TrainConfig) -> dict:
         finally:
             torch.set_num_threads(threads)
     checkpoint = result.checkpoint
-    if checkpoint is None and local and local_checkpoint(local):  # a finished run again: in local mode its loop,
-        checkpoint = ray.train.Checkpoint.from_directory(local_checkpoint(local))  # training nothing, reports nothing
+    kept = checkpoint is None and local and local_checkpoint(local)
+    if kept:  # a finished run again: in local mode its loop, training nothing, reports nothing
+        checkpoint = ray.train.Checkpoint.from_directory(kept)
     if checkpoint is None:
         raise RuntimeError(f"training run {cfg.ray_run_name!r} ended without a checkpoint")
     with checkpoint.as_directory() as d:
