@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from edn.data.reader import split_point
 from edn.data.reference import appearance_colours, appearance_figures
@@ -6,7 +7,7 @@ from edn.data.schema import decode_image, encode_image
 from edn.pose.draw import draw_pose
 from edn.pose.face import boxes_array
 from edn.pose.layout import BODY_COLORS
-from edn.train.collate import PairCollate, apply_colour_maps, hue_turns
+from edn.train.collate import PairCollate, apply_colour_maps, hue_turns, lightness_mirrors
 from edn.train.data import make_pairs, pair_counts, render_pairs
 
 
@@ -66,7 +67,24 @@ def test_hue_turns_keep_grey_and_brightness():
     assert np.ptp(red, axis=0).min() > 0.9  # red goes everywhere on the colour wheel
 
 
-def test_a_base_pair_and_its_reference_are_recoloured_alike():
+def test_lightness_mirrors_turn_dark_clothes_light_half_the_time():
+    maps = hue_turns(64, np.random.default_rng(0))
+    mirrored, offsets = lightness_mirrors(maps, np.random.default_rng(1))
+    flipped = offsets[:, 0] == 255
+    assert 16 < flipped.sum() < 48  # about half
+    assert np.array_equal(mirrored[~flipped], maps[~flipped]) and not offsets[~flipped].any()
+    colours = np.array([[25, 25, 30], [40, 60, 110], [230, 230, 225]], np.uint8)  # black, navy, white trousers
+    out = apply_colour_maps(np.broadcast_to(colours, (64, 3, 3)), mirrored, offsets).astype(int)
+    assert (out[flipped, 0] >= 220).all() and (out[flipped, 2] <= 35).all()  # black shown white, white dark
+    assert (out[~flipped].mean(-1) - colours.mean(-1)).__abs__().max() <= 1  # the others' brightness kept
+    # the hue turn's colour, its chroma (the part off the grey axis) unchanged by the mirror
+    same_turn = apply_colour_maps(np.broadcast_to(colours, (64, 3, 3)), maps).astype(int)[flipped, 1]
+    navy = out[flipped, 1]
+    assert np.abs((navy - navy.mean(-1, keepdims=True)) - (same_turn - same_turn.mean(-1, keepdims=True))).max() <= 1
+
+
+@pytest.mark.parametrize("lightness", [False, True])
+def test_a_base_pair_and_its_reference_are_recoloured_alike(lightness):
     rng = np.random.default_rng(2)
     frames = [rng.integers(0, 255, (16, 16, 3), np.uint8) for _ in range(2)]
     batch = {"frame_index": np.array([0, 1]), "image": np.array([encode_image(f) for f in frames], dtype=object),
@@ -78,7 +96,7 @@ def test_a_base_pair_and_its_reference_are_recoloured_alike():
     scene, figure = rng.integers(0, 255, (16, 16, 3), np.uint8), plain["pose"][0, 1]
     references = np.concatenate([scene, plain["image"][0, 1], figure], -1)[None]
     faces = np.ascontiguousarray(plain["image"][:, 1, 4:12, 4:12])  # the reference frame's face box
-    out = PairCollate(references=references, recolour=True, seed=0, reference_faces=faces)(pairs)
+    out = PairCollate(references=references, recolour=True, seed=0, reference_faces=faces, lightness=lightness)(pairs)
     image, reference = out["image"].numpy(), out["reference"].numpy()
     assert np.abs(image.astype(int) - plain["image"]).mean() > 10           # recoloured
     assert np.array_equal(reference[0, ..., 3:6], image[0, 1])              # by the same turn as the pair

@@ -17,6 +17,7 @@ class TrainConfig:
     # frame with its own video's appearance reference (edn.data.reference), instead of a target
     videos: list = field(default_factory=list)
     recolour: bool = True          # a base: each pair and its reference by one random turn of hue (edn.train.collate)
+    recolour_lightness: bool = False  # and half the time a mirror of lightness: dark clothes shown light
     # registry "name@alias-or-version" of a base model a target starts from: its weights and generator settings
     init_from: str = ""
     # fine-tuning: the discriminator from the base too; off, it starts afresh: with the base's, the

@@ -105,7 +105,7 @@ def epoch_batches(data, cfg: TrainConfig, device: torch.device, references: np.n
     # run's colours repeat
     collate = PairCollate(cfg.downscale, references, cfg.is_base and cfg.recolour,
                           cfg.generator.draws_appearance, seed=np.random.randint(2**31),
-                          reference_faces=reference_faces)
+                          reference_faces=reference_faces, lightness=cfg.recolour_lightness)
     return data.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True,
                                    local_shuffle_buffer_size=4 * cfg.batch_size, device=device,
                                    pin_memory=device.type == "cuda", collate_fn=collate)
