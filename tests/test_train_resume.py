@@ -70,9 +70,12 @@ def _last_logged_step(uri: str) -> int:
 def _kill_a_worker_after_a_checkpoint(run_dir: str, uri: str, killed: list, stop: threading.Event) -> None:
     while not stop.is_set():
         # once a checkpoint is registered and a later step logged (losses are logged a step late):
-        # then the steps the restart repeats are sure to show in the log twice
+        # then the steps the restart repeats are sure to show in the log twice. The log is read
+        # first: a checkpoint registered while MLflow answers (seconds on a loaded machine) would
+        # otherwise be the one resumed from, with nothing logged after it to repeat
+        logged = _last_logged_step(uri)
         step = registered_step(run_dir)
-        if step > 0 and _last_logged_step(uri) > step:
+        if step > 0 and logged > step:
             for pid in _train_worker_pids():
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
