@@ -1,9 +1,12 @@
+import json
 import re
 
 import pytest
 
 from edn.config import from_dict, load_config, preset_names, to_dict
+from edn.errors import ConfigError
 from edn.train.config import TrainConfig
+from edn.train.resume import SETTINGS_FILE, record_start, resumes
 
 
 def test_file_and_overrides(tmp_path):
@@ -17,6 +20,20 @@ def test_file_and_overrides(tmp_path):
     # a command's own flags win over the file, and --set over both
     cfg = load_config(TrainConfig, str(path), ["steps=30"], flags={"target": "bob", "steps": 20})
     assert (cfg.target, cfg.steps) == ("bob", 30)
+
+
+def test_a_run_started_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    cfg = TrainConfig(target="alice", storage_path=str(tmp_path))
+    record_start(cfg)
+    settings = tmp_path / cfg.ray_run_name / SETTINGS_FILE
+    older = json.loads(settings.read_text())
+    del older["recolour_lightness"]  # as a run started before c199bcf wrote it
+    settings.write_text(json.dumps(older))
+    assert resumes(cfg)
+    # its default is what it started with: another value is still another run
+    with pytest.raises(ConfigError, match="started with recolour_lightness=False; this command gives "
+                                          "recolour_lightness=True"):
+        resumes(TrainConfig(target="alice", storage_path=str(tmp_path), recolour_lightness=True))
 
 
 def test_unknown_setting_is_named():

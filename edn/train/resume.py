@@ -36,7 +36,9 @@ def resumes(cfg: TrainConfig) -> bool:
     url = join(run_folder(cfg), SETTINGS_FILE)
     if not exists(url):
         return False
-    before = flatten(json.loads(read_bytes(url)))
+    # a setting added to TrainConfig since that run started is missing from its file: its default,
+    # which keeps what the older code did (recolour_lightness=False), not a difference
+    before = {**flatten(json.loads(json.dumps(to_dict(TrainConfig())))), **flatten(json.loads(read_bytes(url)))}
     now = flatten(json.loads(json.dumps(to_dict(cfg))))  # as read back: lists, not tuples
     changed = sorted(k for k in before.keys() | now.keys()
                      if k.split(".")[0] not in MAY_CHANGE and before.get(k) != now.get(k))
