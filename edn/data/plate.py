@@ -29,19 +29,19 @@ GIRTHS = (0.2, 0.14, 0.1)  # the mask's limb widths, of the body's size, tried t
 # frames a thinner girth must see a pixel in: fewer would let the one frame in which a detector
 # missed a limb (or the mask a sleeve) put the dancer into the plate
 MIN_SEEN = 8
+FEET = {B[k] for k in ("RAnkle", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel")}
 
 
 def dancer_mask(pose: np.ndarray, width: int, height: int, girth: float = 0.2) -> np.ndarray:
     """(H, W) bool: where the dancer may be in this frame (nothing without a pose): the skeleton
     drawn with limbs `girth` of the body's size thick (clothes and hair reach past the joints),
-    every keypoint as a disc as wide; the torso filled from the shoulders down to the knees and the
-    head, each with the margin of the thickest girth whatever `girth` is (a skirt flares, hair
-    falls, a sleeve puffs at the shoulder)."""
+    every keypoint as a disc as wide; the torso filled from the shoulders down to the knees, the
+    head and the feet, each with the margin of the thickest girth whatever `girth` is (a skirt
+    flares, hair falls, a sleeve puffs at the shoulder, a shadow spreads on the floor)."""
     mask = np.zeros((height, width), np.uint8)
     if not has_pose(pose[None])[0]:
         return mask.astype(bool)
     seen = pose[:, 2] > 0
-    pts = pose[seen, :2]
     size = max(float(np.ptp(pose[BODY][seen[BODY], 1])), float(np.ptp(pose[BODY][seen[BODY], 0])), 8.0)
     thick, margin = (max(2, int(round(g * size))) for g in (girth, GIRTHS[0]))
     xy = np.round(pose[:, :2]).astype(np.int32)
@@ -53,8 +53,8 @@ def dancer_mask(pose: np.ndarray, width: int, height: int, girth: float = 0.2) -
         hull = cv2.convexHull(xy[torso][seen[torso]])
         cv2.fillConvexPoly(mask, hull, 1)
         cv2.polylines(mask, [hull], True, 1, margin)
-    for x, y in np.round(pts).astype(int):
-        cv2.circle(mask, (int(x), int(y)), thick, 1, -1)
+    for k in np.flatnonzero(seen):  # the feet: their shadow on the floor reaches as far as the torso's margin
+        cv2.circle(mask, tuple(xy[k]), margin if k in FEET else thick, 1, -1)
     if seen[B["Nose"]]:  # the head: hair and skull around the face's points
         cv2.circle(mask, tuple(xy[B["Nose"]]), int(round(1.3 * margin)) + 1, 1, -1)
     return mask.astype(bool)
