@@ -3,15 +3,15 @@
 Each pixel is the median over sampled frames in which the dancer is not near it (outside a mask
 drawn around her skeleton, `dancer_mask`); frames without the dancer count everywhere. The mask's
 limbs are drawn at several girths, thickest first: a pixel takes its median at the thickest girth
-that leaves it seen in at least MIN_SEEN frames (clothes and hair reach past the joints, so a
-thick mask keeps the dancer out of the plate), else at a thinner one. A dancer who keeps to one
-spot hides a thick mask's whole area in every frame, but shows the room between her limbs to a
-thinner one as she moves them (the torso, a skirt's flare and the head keep their full margin at
-every girth). A pixel seen in fewer frames at every girth takes the thickest girth's median of what
-there is; only pixels the thickest mask hides in every sampled frame are filled in from the scene
-around them (cv2.inpaint), never from the dancer. The plate is a base model's room
-(edn.data.reference), and rendering shows it wherever the source has no pose (the dancer left the
-frame), instead of what the generator paints from an empty figure.
+that leaves it seen in at least MIN_SEEN frames (clothes and hair reach past the joints, so a thick
+mask keeps the dancer out of the plate), else at a thinner one. A dancer who keeps to one spot hides
+a thick mask's whole area in every frame, but shows the room between her limbs to a thinner one as
+she moves them (the torso, a skirt's flare, the head and the feet, whose shadow lies on the floor,
+keep their full margin at every girth). A pixel seen in fewer frames at every girth takes the
+thickest girth's median of what there is; only pixels the thickest mask hides in every sampled frame
+are filled in from the scene around them (cv2.inpaint), never from the dancer. The plate is a base
+model's room (edn.data.reference), and rendering shows it wherever the source has no pose (the
+dancer left the frame), instead of what the generator paints from an empty figure.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def dancer_mask(pose: np.ndarray, width: int, height: int, girth: float = 0.2) -
         hull = cv2.convexHull(xy[torso][seen[torso]])
         cv2.fillConvexPoly(mask, hull, 1)
         cv2.polylines(mask, [hull], True, 1, margin)
-    for k in np.flatnonzero(seen):  # the feet: their shadow on the floor reaches as far as the torso's margin
+    for k in np.flatnonzero(seen):  # a foot's disc as wide as the torso's margin: its shadow spreads on the floor
         cv2.circle(mask, tuple(xy[k]), margin if k in FEET else thick, 1, -1)
     if seen[B["Nose"]]:  # the head: hair and skull around the face's points
         cv2.circle(mask, tuple(xy[B["Nose"]]), int(round(1.3 * margin)) + 1, 1, -1)

@@ -38,8 +38,8 @@ def resumes(cfg: TrainConfig) -> bool:
         return False
     # a setting added to TrainConfig since that run started is missing from its file: its default,
     # which keeps what the older code did (recolour_lightness=False), not a difference
-    before = {**flatten(json.loads(json.dumps(to_dict(TrainConfig())))), **flatten(json.loads(read_bytes(url)))}
-    now = flatten(json.loads(json.dumps(to_dict(cfg))))  # as read back: lists, not tuples
+    before = {**_as_recorded(TrainConfig()), **flatten(json.loads(read_bytes(url)))}
+    now = _as_recorded(cfg)
     changed = sorted(k for k in before.keys() | now.keys()
                      if k.split(".")[0] not in MAY_CHANGE and before.get(k) != now.get(k))
     if changed:
@@ -56,6 +56,11 @@ def resumes(cfg: TrainConfig) -> bool:
 def record_start(cfg: TrainConfig) -> None:
     """Kept with the run's checkpoints: what a later command must match to resume it."""
     write_bytes_atomic(join(run_folder(cfg), SETTINGS_FILE), json.dumps(to_dict(cfg), indent=1).encode())
+
+
+def _as_recorded(cfg: TrainConfig) -> dict:
+    """`cfg`'s settings flattened as the settings file reads back: lists, not tuples."""
+    return flatten(json.loads(json.dumps(to_dict(cfg))))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
