@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from edn.data.ingest import IngestConfig, ingest
-from edn.data.plate import background_plate, dancer_mask
+from edn.data.plate import _unmasked_median, background_plate, dancer_mask
 from edn.data.reader import video_frames, video_poses
 from edn.synth import make_dancer
 
@@ -44,3 +44,18 @@ def test_a_dancer_who_keeps_to_one_spot_shows_the_room_between_her_limbs(dataset
     assert hidden.mean() > 0.3
     error = np.abs(background_plate(dataset, "dancer_00", 24, (128, 128)).astype(int) - room).max(-1)[hidden]
     assert error.mean() < 17.5 and (error > 24).mean() < 0.23  # at 74946a5: 14.2 and 18%
+
+
+def test_the_median_of_the_unmasked_frames_is_numpys_nanmedian():
+    # odd and even counts of seen frames, and pixels hidden in every frame (0, as the plate's "unseen")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (9, 70, 5, 3), dtype=np.uint8)
+    masks = rng.random((9, 70, 5)) < 0.5
+    masks[:, 0, 0] = True
+    median, seen = _unmasked_median(frames, masks)
+    values = np.where(masks[..., None], np.nan, frames.astype(np.float32))
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        expected = np.nan_to_num(np.nanmedian(values, axis=0)).round().astype(np.uint8)
+    assert (seen == (~masks).sum(0)).all() and seen[0, 0] == 0
+    assert set(np.unique(seen % 2)) == {0, 1}
+    np.testing.assert_array_equal(median, expected)
