@@ -98,9 +98,9 @@ def _unmasked_median(frames: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray,
         block[masks[:, r:r + ROWS_PER_BLOCK]] = np.nan
         # a sort puts the masked (NaN) values last: the median of the k seen ones is the middle of
         # the first k (np.nanmedian's answer, at a sort's cost instead of a masked array's)
-        ranked, k = np.sort(block, axis=0), seen[r:r + ROWS_PER_BLOCK, :, None]
-        lower = np.take_along_axis(ranked, np.broadcast_to((np.maximum(k - 1, 0) // 2)[None], (1, *ranked.shape[1:])), 0)
-        upper = np.take_along_axis(ranked, np.broadcast_to((k // 2).clip(max=len(frames) - 1)[None], (1, *ranked.shape[1:])), 0)
-        middle = np.where(k > 0, (lower[0] + upper[0]) / 2, 0)
+        ranked, k = np.sort(block, axis=0), seen[None, r:r + ROWS_PER_BLOCK, :, None]
+        lower = np.take_along_axis(ranked, np.maximum(k - 1, 0) // 2, 0)[0]
+        upper = np.take_along_axis(ranked, (k // 2).clip(max=len(frames) - 1), 0)[0]
+        middle = np.where(k[0] > 0, (lower + upper) / 2, 0)
         median[r:r + ROWS_PER_BLOCK] = middle.round().astype(np.uint8)
     return median, seen
